@@ -1,0 +1,100 @@
+//! The one error type of the crate.
+
+use std::io;
+
+/// What can go wrong with a queue operation.
+///
+/// The three unit variants mirror Python's `queue.Empty`, `queue.Full` and the
+/// `ValueError` raised on a closed queue; the others carry what went wrong
+/// underneath. A failed `put` never consumes the item: the caller passed
+/// `&T` and still owns it.
+///
+/// ```
+/// let q = procq::Queue::<u32>::new(1)?;
+/// q.put(&1)?;
+/// assert!(matches!(q.put_nowait(&2), Err(procq::Error::Full)));
+/// assert_eq!(q.get()?, 1);
+/// assert!(matches!(q.get_nowait(), Err(procq::Error::Empty)));
+/// # Ok::<(), procq::Error>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `get_nowait` found the queue empty, or `get_timeout` ran out of time.
+    #[error("queue is empty")]
+    Empty,
+    /// `put_nowait` found the queue full, or `put_timeout` ran out of time.
+    #[error("queue is full")]
+    Full,
+    /// The handle was closed with `close()`; other handles are unaffected.
+    #[error("queue handle is closed")]
+    Closed,
+    /// An operating-system call failed (shared memory, mapping, futex).
+    #[error("{context}: {source}")]
+    Io {
+        /// What procq was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The item could not be serialized (`put`) or deserialized (`get`).
+    ///
+    /// A failed `put` leaves the queue unchanged; a failed `get` has removed
+    /// the undecodable item, so the next `get` sees the next item.
+    #[error("codec error: {0}")]
+    Codec(#[from] postcard::Error),
+    /// The encoded item is larger than the queue can ever hold.
+    #[error("item of {size} bytes exceeds the queue's limit of {limit} bytes")]
+    TooLarge {
+        /// Encoded size of the item, in bytes.
+        size: u64,
+        /// Largest encoded item the queue accepts, in bytes.
+        limit: u64,
+    },
+    /// No queue of that name exists (or it is being removed).
+    #[error("no queue named {0:?}")]
+    NotFound(String),
+    /// A queue of that name already exists.
+    #[error("a queue named {0:?} already exists")]
+    AlreadyExists(String),
+    /// The name is not a valid queue name.
+    #[error("invalid queue name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The shared memory is not a procq queue this version can use, was made
+    /// for another item type or kind, or failed a consistency check.
+    #[error("invalid queue {name:?}: {reason}")]
+    InvalidQueue {
+        /// Name of the queue.
+        name: String,
+        /// What check failed.
+        reason: String,
+    },
+    /// `task_done()` was called more times than there were items.
+    #[error("task_done() called too many times")]
+    TaskDoneTooOften,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
+        Error::Io {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn invalid(name: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidQueue {
+            name: name.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}

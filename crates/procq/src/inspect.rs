@@ -1,0 +1,156 @@
+//! Read-outs of queues for tools and tests: statistics, listing, removal and
+//! garbage collection of queues whose processes all died.
+//!
+//! Inspection maps a queue without joining it: the inspecting process is
+//! not counted as a user and does not keep the queue alive.
+
+use crate::error::{Error, Result};
+use crate::layout::Kind;
+use crate::shared::Shared;
+use crate::shm::{self, Segment};
+
+/// Everything procq knows about one queue at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Queue name.
+    pub name: String,
+    /// `Queue` or `JoinableQueue`.
+    pub kind: Kind,
+    /// Item bound; 0 = unbounded.
+    pub maxsize: u64,
+    /// Items in the queue.
+    pub items: u64,
+    /// Tasks put and not yet done (joinable queues; else equals `items`).
+    pub unfinished_tasks: u64,
+    /// Ring bytes in use (records, headers and padding).
+    pub bytes_used: u64,
+    /// Current ring size in bytes.
+    pub capacity_bytes: u64,
+    /// Largest ring size in bytes.
+    pub max_capacity_bytes: u64,
+    /// Memory actually backing the segment (header included).
+    pub resident_bytes: u64,
+    /// Live processes attached.
+    pub attached_processes: usize,
+    /// Dead processes still recorded (reclaimed on the next sweep).
+    pub dead_processes: usize,
+    /// Whether the queue outlives its processes.
+    pub persistent: bool,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// Item type fingerprint (0 = untyped).
+    pub fingerprint: u64,
+    /// Items put since creation.
+    pub items_put: u64,
+    /// Items got since creation.
+    pub items_got: u64,
+    /// Payload bytes put since creation.
+    pub bytes_put: u64,
+    /// Payload bytes got since creation.
+    pub bytes_got: u64,
+    /// Puts that had to wait (approximate).
+    pub blocked_puts: u64,
+    /// Gets that had to wait (approximate).
+    pub blocked_gets: u64,
+    /// Waits that timed out (approximate).
+    pub timeouts: u64,
+    /// Lock recoveries after a holder died.
+    pub recoveries: u64,
+    /// Dead processes whose slots were reclaimed.
+    pub reclaimed_processes: u64,
+}
+
+pub(crate) fn stats_of(shared: &Shared) -> Result<Stats> {
+    let snap = shared.snapshot()?;
+    let s = snap.state;
+    Ok(Stats {
+        name: shared.name().to_owned(),
+        kind: shared.kind(),
+        maxsize: shared.maxsize(),
+        items: s.ring.count,
+        unfinished_tasks: s.unfinished,
+        bytes_used: s.ring.used(),
+        capacity_bytes: s.ring.cap,
+        max_capacity_bytes: snap.max_capacity,
+        resident_bytes: snap.resident_bytes,
+        attached_processes: snap.attached,
+        dead_processes: snap.dead,
+        persistent: snap.persistent,
+        created_unix_ms: snap.created_unix_ms,
+        fingerprint: snap.fingerprint,
+        items_put: s.put_items,
+        items_got: s.got_items,
+        bytes_put: s.put_bytes,
+        bytes_got: s.got_bytes,
+        blocked_puts: snap.blocked_puts,
+        blocked_gets: snap.blocked_gets,
+        timeouts: snap.timeouts,
+        recoveries: snap.recoveries,
+        reclaimed_processes: snap.reclaimed,
+    })
+}
+
+/// Statistics of the queue called `name`, without attaching to it.
+///
+/// ```
+/// let q = procq::Queue::new(0)?;
+/// q.put(&5u8)?;
+/// let st = procq::stats(q.name())?;
+/// assert_eq!((st.items, st.attached_processes), (1, 1));
+/// # Ok::<(), procq::Error>(())
+/// ```
+pub fn stats(name: &str) -> Result<Stats> {
+    stats_of(&Shared::inspect(name)?)
+}
+
+/// Names of all procq queues on this machine (valid or not).
+///
+/// ```
+/// let q = procq::Queue::<u8>::new(0)?;
+/// assert!(procq::list()?.iter().any(|n| n == q.name()));
+/// # Ok::<(), procq::Error>(())
+/// ```
+pub fn list() -> Result<Vec<String>> {
+    shm::list_names().map_err(|e| Error::io("listing /dev/shm", e))
+}
+
+/// Removes a queue's name at once, whoever uses it. Processes that have it
+/// open keep working with it; nobody can open it any more.
+///
+/// ```
+/// let name = format!("doc-remove-{}", std::process::id());
+/// let q = procq::Builder::new().name(&name).build::<u8>()?;
+/// procq::remove(&name)?;
+/// assert!(procq::Queue::<u8>::open(&name).is_err());
+/// # Ok::<(), procq::Error>(())
+/// ```
+pub fn remove(name: &str) -> Result<()> {
+    if let Ok(shared) = Shared::inspect(name) {
+        shared.mark_unlinked();
+    }
+    Segment::unlink(name)
+}
+
+/// Removes every queue whose processes are all dead (and that is not
+/// persistent); returns their names. A queue with any live user is never
+/// touched.
+///
+/// ```
+/// let q = procq::Queue::<u8>::new(0)?;
+/// let removed = procq::collect_garbage()?;
+/// assert!(!removed.iter().any(|n| n == q.name()));
+/// # Ok::<(), procq::Error>(())
+/// ```
+pub fn collect_garbage() -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in list()? {
+        let Ok(shared) = Shared::inspect(&name) else {
+            continue;
+        };
+        if shared.collect_if_orphaned().unwrap_or(false) {
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}

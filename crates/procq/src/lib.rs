@@ -1,0 +1,56 @@
+//! # procq — Python's `multiprocessing.Queue`, done right, in Rust
+//!
+//! A process-safe FIFO queue in shared memory. Many processes (and threads)
+//! put to and get from one queue at once; items are any
+//! `T: Serialize + DeserializeOwned`, encoded with postcard.
+//!
+//! ```
+//! use procq::Queue;
+//!
+//! let q = Queue::new(0)?;            // maxsize 0 = unbounded
+//! q.put(&"Data A".to_owned())?;
+//! q.put(&"Data B".to_owned())?;
+//! assert_eq!(q.get()?, "Data A");    // retrieved in the order added
+//! assert_eq!(q.get()?, "Data B");
+//! # Ok::<(), procq::Error>(())
+//! ```
+//!
+//! Another process joins the queue with [`Queue::open`]`(name)`; a queue
+//! also serializes as its name, so it can be handed to a child process as an
+//! argument.
+//!
+//! What procq adds to Python's queue:
+//! - no feeder thread: `put` has finished when it returns, so `empty()` is
+//!   immediately false and exiting right after `put` never deadlocks;
+//! - [`Queue::qsize`] is exact on every platform;
+//! - a process killed at any instant, even holding the lock, never leaves
+//!   the queue locked or corrupt (robust mutex plus an atomic commit, see
+//!   the `layout` module and the README's "Guarantees");
+//! - futex-based waiting with monotonic-clock timeouts, and no syscall when
+//!   nobody waits.
+//!
+//! Linux only for now; the OS-specific parts are in `shm` (segments) and
+//! `sync` (mutex and futex).
+
+#![warn(missing_docs)]
+
+mod codec;
+mod error;
+mod inspect;
+mod joinable;
+mod layout;
+mod liveness;
+mod queue;
+mod raw;
+mod ring;
+mod shared;
+mod shm;
+mod sync;
+
+pub use error::{Error, Result};
+pub use inspect::{collect_garbage, list, remove, stats, Stats};
+pub use joinable::JoinableQueue;
+pub use layout::Kind;
+pub use queue::{Builder, Queue};
+pub use raw::RawQueue;
+pub use shm::{validate_name, MAX_NAME_LEN};

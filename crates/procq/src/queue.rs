@@ -1,0 +1,753 @@
+//! [`Queue<T>`]: the typed, process-safe FIFO, and its [`Builder`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::{self, Encoded};
+use crate::error::{Error, Result};
+use crate::joinable::JoinableQueue;
+use crate::layout::Kind;
+use crate::raw::RawQueue;
+use crate::shared::{Block, CreateOptions, Expect, Shared, MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
+
+/// Options for creating a queue. `Queue::new(maxsize)` is
+/// `Builder::new().maxsize(maxsize).build()`.
+///
+/// ```
+/// let q: procq::Queue<String> = procq::Builder::new()
+///     .maxsize(100)
+///     .capacity_bytes(1 << 20)
+///     .build()?;
+/// q.put(&"hello".to_owned())?;
+/// assert_eq!(q.get()?, "hello");
+/// # Ok::<(), procq::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    /// Item bound; 0 = unbounded.
+    maxsize: usize,
+    /// Chosen name, or `None` for a fresh unique one.
+    name: Option<String>,
+    /// Initial (and minimum) ring size in bytes.
+    capacity: u64,
+    /// Largest ring size in bytes, or `None` for the default.
+    max_bytes: Option<u64>,
+    /// Whether the queue outlives every process using it.
+    persistent: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+/// Default initial ring size: small, so an idle queue costs little.
+const DEFAULT_CAPACITY: u64 = 256 * 1024;
+
+impl Builder {
+    /// Defaults: unbounded, a unique name, a 256 KiB ring that grows up to
+    /// the size of `/dev/shm` (at least 1 GiB, at most 1 TiB), removed when
+    /// the last process using it lets go.
+    ///
+    /// ```
+    /// let q = procq::Builder::new().build::<u8>()?;
+    /// assert_eq!(q.maxsize(), 0);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn new() -> Builder {
+        Builder {
+            maxsize: 0,
+            name: None,
+            capacity: DEFAULT_CAPACITY,
+            max_bytes: None,
+            persistent: false,
+        }
+    }
+
+    /// Bounds the number of items; 0 (the default) means unbounded.
+    ///
+    /// ```
+    /// let q = procq::Builder::new().maxsize(1).build::<u8>()?;
+    /// q.put(&1)?;
+    /// assert!(q.full());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn maxsize(mut self, maxsize: usize) -> Builder {
+        self.maxsize = maxsize;
+        self
+    }
+
+    /// Names the queue (see [`validate_name`](crate::validate_name)); creation
+    /// fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// ```
+    /// let name = format!("doc-builder-name-{}", std::process::id());
+    /// let q = procq::Builder::new().name(&name).build::<u8>()?;
+    /// assert_eq!(q.name(), name);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Initial ring size in bytes (rounded up to a power of two, at least
+    /// 4 KiB). The ring doubles when an item does not fit and shrinks back to
+    /// this size when it drains.
+    ///
+    /// ```
+    /// let q = procq::Builder::new().capacity_bytes(4096).build::<Vec<u8>>()?;
+    /// q.put(&vec![7; 100_000])?; // grows past the initial size
+    /// assert_eq!(q.get()?.len(), 100_000);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn capacity_bytes(mut self, bytes: u64) -> Builder {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Largest ring size in bytes (rounded up to a power of two). An item
+    /// whose encoding is larger fails with [`Error::TooLarge`].
+    ///
+    /// ```
+    /// let q = procq::Builder::new().max_bytes(1 << 16).build::<Vec<u8>>()?;
+    /// assert!(matches!(q.put(&vec![0; 1 << 17]), Err(procq::Error::TooLarge { .. })));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn max_bytes(mut self, bytes: u64) -> Builder {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Makes the queue outlive its processes: it stays in `/dev/shm` until
+    /// removed with [`remove`](crate::remove) (or `procq rm`).
+    ///
+    /// ```
+    /// let name = format!("doc-persistent-{}", std::process::id());
+    /// drop(procq::Builder::new().name(&name).persistent(true).build::<u8>()?);
+    /// let q = procq::Queue::<u8>::open(&name)?; // still there
+    /// drop(q);
+    /// procq::remove(&name)?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn persistent(mut self, persistent: bool) -> Builder {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Creates a [`Queue<T>`].
+    pub fn build<T: Serialize + DeserializeOwned + 'static>(&self) -> Result<Queue<T>> {
+        Ok(Queue::from_raw(
+            self.create(Kind::Queue, codec::fingerprint::<T>())?,
+        ))
+    }
+
+    /// Creates a [`JoinableQueue<T>`].
+    ///
+    /// ```
+    /// let q = procq::Builder::new().maxsize(8).build_joinable::<u32>()?;
+    /// q.put(&1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn build_joinable<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+    ) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue::from_queue(Queue::from_raw(
+            self.create(Kind::Joinable, codec::fingerprint::<T>())?,
+        )))
+    }
+
+    /// Creates an untyped [`RawQueue`] of byte strings.
+    ///
+    /// ```
+    /// let q = procq::Builder::new().build_raw()?;
+    /// q.put(b"abc")?;
+    /// assert_eq!(q.get()?, b"abc");
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn build_raw(&self) -> Result<RawQueue> {
+        self.create(Kind::Queue, 0)
+    }
+
+    pub(crate) fn create(&self, kind: Kind, fingerprint: u64) -> Result<RawQueue> {
+        let max_capacity = self
+            .max_bytes
+            .unwrap_or_else(|| crate::shm::shm_fs_size().max(1 << 30))
+            .clamp(MIN_CAPACITY_LIMIT, MAX_CAPACITY_LIMIT)
+            .next_power_of_two();
+        let opts = CreateOptions {
+            kind,
+            fingerprint,
+            maxsize: self.maxsize as u64,
+            min_capacity: self
+                .capacity
+                .clamp(MIN_CAPACITY_LIMIT, max_capacity)
+                .next_power_of_two(),
+            max_capacity,
+            persistent: self.persistent,
+        };
+        let shared = match &self.name {
+            Some(name) => Shared::create(name, &opts)?,
+            None => loop {
+                match Shared::create(&unique_name(), &opts) {
+                    Err(Error::AlreadyExists(_)) => continue,
+                    other => break other?,
+                }
+            },
+        };
+        Ok(RawQueue::from_shared(shared))
+    }
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "q-{:x}-{:x}-{:x}",
+        std::process::id(),
+        (nanos as u64) & 0xffff_ffff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The per-handle part of a queue: the attachment and this handle's
+/// `closed` flag. Shared by [`RawQueue`], [`Queue`] and [`JoinableQueue`].
+pub(crate) struct Handle {
+    /// The process-wide attachment (one per queue per process).
+    pub(crate) shared: Arc<Shared>,
+    /// Set by `close()`; checked by every operation on this handle.
+    pub(crate) closed: AtomicBool,
+}
+
+impl Handle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Handle {
+        Handle {
+            shared,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn put_encoded(&self, item: &Encoded<'_>, block: Block) -> Result<()> {
+        self.shared.push(item, block, &self.closed)
+    }
+
+    pub(crate) fn close(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            // Interrupt this handle's own blocked callers (other handles
+            // wake, see nothing new, and sleep again).
+            self.shared.wake_all();
+        }
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        Handle::new(self.shared.clone())
+    }
+}
+
+/// A process-safe FIFO queue of `T`, shared by every process that opens it.
+///
+/// The API is Python's `multiprocessing.Queue`: [`put`](Self::put) and
+/// [`get`](Self::get) block (with `_timeout`, `_deadline` and `_nowait`
+/// variants), [`qsize`](Self::qsize) is exact, and [`close`](Self::close)
+/// closes this handle only. Items live in shared memory as soon as `put`
+/// returns: there is no feeder thread, so a process may exit right after a
+/// `put` without losing or blocking anything.
+///
+/// Cloning gives an independent handle to the same queue (its own `close`).
+/// A queue serializes as its name, so it can be passed to another process
+/// (see [`Process`](crate::Process)) and deserializes by opening it.
+///
+/// ```
+/// use procq::Queue;
+/// let q = Queue::new(0)?;          // unbounded
+/// q.put(&"Data A".to_owned())?;
+/// q.put(&"Data B".to_owned())?;
+/// let other = Queue::<String>::open(q.name())?;   // any process can do this
+/// assert_eq!(other.get()?, "Data A");
+/// assert_eq!(q.get()?, "Data B");
+/// # Ok::<(), procq::Error>(())
+/// ```
+pub struct Queue<T> {
+    /// This handle.
+    pub(crate) handle: Handle,
+    /// Items are encoded from `&T` and decoded into `T`.
+    _item: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            handle: self.handle.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.handle.shared.name())
+            .field("maxsize", &self.handle.shared.maxsize())
+            .field("closed", &self.handle.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
+    /// Creates a queue holding at most `maxsize` items (0 = unbounded).
+    ///
+    /// ```
+    /// let q = procq::Queue::<u64>::new(10)?;
+    /// assert_eq!(q.maxsize(), 10);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn new(maxsize: usize) -> Result<Queue<T>> {
+        Builder::new().maxsize(maxsize).build()
+    }
+
+    /// Opens an existing queue by name, from any process.
+    ///
+    /// Fails with [`Error::NotFound`] if there is none, and with
+    /// [`Error::InvalidQueue`] if it is not a procq queue, has another layout
+    /// version, or was created for a different item type.
+    ///
+    /// ```
+    /// let q = procq::Queue::<u64>::new(0)?;
+    /// let same = procq::Queue::<u64>::open(q.name())?;
+    /// assert!(procq::Queue::<String>::open(q.name()).is_err()); // other type
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<Queue<T>> {
+        let shared = Shared::open(
+            name,
+            Expect {
+                kind: None,
+                fingerprint: codec::fingerprint::<T>(),
+            },
+        )?;
+        Ok(Queue::from_raw(RawQueue::from_shared(shared)))
+    }
+
+    pub(crate) fn from_raw(raw: RawQueue) -> Queue<T> {
+        Queue {
+            handle: raw.into_handle(),
+            _item: PhantomData,
+        }
+    }
+
+    fn put_block(&self, item: &T, block: Block) -> Result<()> {
+        codec::with_encoded(item, |enc| self.handle.put_encoded(&enc, block))
+    }
+
+    /// Puts an item, waiting while the queue is full.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put(&42u32)?;
+    /// assert_eq!(q.get()?, 42);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put(&self, item: &T) -> Result<()> {
+        self.put_block(item, Block::Forever)
+    }
+
+    /// Puts an item, waiting at most `timeout` for room; [`Error::Full`] after.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let q = procq::Queue::new(1)?;
+    /// q.put(&1u8)?;
+    /// assert!(matches!(q.put_timeout(&2, Duration::from_millis(10)), Err(procq::Error::Full)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
+        self.put_block(item, Block::timeout(timeout))
+    }
+
+    /// Puts an item, waiting for room until `deadline`; [`Error::Full`] after.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// let q = procq::Queue::new(1)?;
+    /// q.put_deadline(&1u8, Instant::now() + Duration::from_secs(1))?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_deadline(&self, item: &T, deadline: Instant) -> Result<()> {
+        self.put_block(item, Block::Until(deadline))
+    }
+
+    /// Puts an item if there is room now, else fails with [`Error::Full`].
+    ///
+    /// ```
+    /// let q = procq::Queue::new(1)?;
+    /// q.put_nowait(&1u8)?;
+    /// assert!(matches!(q.put_nowait(&2), Err(procq::Error::Full)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_nowait(&self, item: &T) -> Result<()> {
+        self.put_block(item, Block::No)
+    }
+
+    fn get_block(&self, block: Block) -> Result<T> {
+        let mut out = None;
+        self.handle
+            .shared
+            .pop(1, block, &self.handle.closed, |bytes| {
+                let item = codec::decode::<T>(bytes);
+                let ok = item.is_ok();
+                out = Some(item);
+                ok
+            })?;
+        let item = out.unwrap_or(Err(Error::Empty));
+        if item.is_err() {
+            self.undecodable_taken();
+        }
+        item
+    }
+
+    /// A joinable queue counts an item that could not be decoded as done:
+    /// the caller never saw it, so it can never call `task_done` for it.
+    fn undecodable_taken(&self) {
+        if self.handle.shared.kind() == Kind::Joinable {
+            let _ = self.handle.shared.task_done();
+        }
+    }
+
+    /// Removes and returns the oldest item, waiting while the queue is empty.
+    ///
+    /// If the item cannot be decoded as `T`, it is removed anyway and
+    /// [`Error::Codec`] is returned: the next `get` sees the next item.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put(&"x".to_owned())?;
+    /// assert_eq!(q.get()?, "x");
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<T> {
+        self.get_block(Block::Forever)
+    }
+
+    /// Like [`get`](Self::get), but gives up with [`Error::Empty`] after
+    /// `timeout` (measured on the monotonic clock).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(10)), Err(procq::Error::Empty)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_block(Block::timeout(timeout))
+    }
+
+    /// Like [`get`](Self::get), but gives up with [`Error::Empty`] at `deadline`.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// let r = q.get_deadline(Instant::now() + Duration::from_millis(5));
+    /// assert!(matches!(r, Err(procq::Error::Empty)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T> {
+        self.get_block(Block::Until(deadline))
+    }
+
+    /// Removes and returns the oldest item if there is one, else
+    /// [`Error::Empty`].
+    ///
+    /// ```
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// assert!(matches!(q.get_nowait(), Err(procq::Error::Empty)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_nowait(&self) -> Result<T> {
+        self.get_block(Block::No)
+    }
+
+    /// Puts every item, in order, waiting for room as needed. Items go in
+    /// under as few lock acquisitions as room allows, which is much faster
+    /// than one `put` each for small items.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put_many(&[1u32, 2, 3])?;
+    /// assert_eq!(q.get_many(10)?, vec![1, 2, 3]);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_many(&self, items: &[T]) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut ends = Vec::with_capacity(items.len());
+        for item in items {
+            buf = postcard::to_extend(item, buf)?;
+            ends.push(buf.len());
+        }
+        let mut start = 0;
+        let encoded: Vec<Encoded<'_>> = ends
+            .iter()
+            .map(|&end| {
+                let e = Encoded {
+                    head: &buf[start..end],
+                    body: &[],
+                };
+                start = end;
+                e
+            })
+            .collect();
+        self.handle
+            .shared
+            .push_many(&encoded, Block::Forever, &self.handle.closed)
+            .map(|_| ())
+    }
+
+    fn get_many_block(&self, max: usize, block: Block) -> Result<Vec<T>> {
+        let mut items = Vec::new();
+        let mut failed = None;
+        self.handle.shared.pop(
+            max.max(1),
+            block,
+            &self.handle.closed,
+            |bytes| match codec::decode::<T>(bytes) {
+                Ok(v) => {
+                    items.push(v);
+                    true
+                }
+                Err(e) => {
+                    if items.is_empty() {
+                        failed = Some(e);
+                    }
+                    false
+                }
+            },
+        )?;
+        match failed {
+            Some(e) => {
+                self.undecodable_taken();
+                Err(e)
+            }
+            None => Ok(items),
+        }
+    }
+
+    /// Removes up to `max` items at once, waiting until there is at least
+    /// one. An undecodable item ends the batch: it is reported (and removed)
+    /// by the next call, so no decoded item is ever dropped.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put_many(&[1u8, 2, 3])?;
+    /// assert_eq!(q.get_many(2)?, vec![1, 2]);
+    /// assert_eq!(q.get_many(2)?, vec![3]);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many(&self, max: usize) -> Result<Vec<T>> {
+        self.get_many_block(max, Block::Forever)
+    }
+
+    /// Like [`get_many`](Self::get_many), giving up with [`Error::Empty`]
+    /// after `timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// assert!(q.get_many_timeout(5, Duration::from_millis(5)).is_err());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many_timeout(&self, max: usize, timeout: Duration) -> Result<Vec<T>> {
+        self.get_many_block(max, Block::timeout(timeout))
+    }
+
+    /// Like [`get_many`](Self::get_many) without waiting: [`Error::Empty`]
+    /// if there is nothing.
+    ///
+    /// ```
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// assert!(matches!(q.get_many_nowait(5), Err(procq::Error::Empty)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many_nowait(&self, max: usize) -> Result<Vec<T>> {
+        self.get_many_block(max, Block::No)
+    }
+}
+
+impl<T> Queue<T> {
+    /// Exact number of items in the queue right now (it may change as soon
+    /// as this returns). Works on every platform. Returns 0 if the queue's
+    /// shared memory is corrupt; [`stats`](Self::stats) reports such errors.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put(&1u8)?;
+    /// assert_eq!(q.qsize(), 1);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn qsize(&self) -> usize {
+        self.handle
+            .shared
+            .state()
+            .map_or(0, |s| s.ring.count as usize)
+    }
+
+    /// Whether the queue is empty right now. False as soon as any `put`
+    /// has returned, in any process.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// assert!(q.empty());
+    /// q.put(&1u8)?;
+    /// assert!(!q.empty());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items right now (never, if unbounded).
+    ///
+    /// ```
+    /// let q = procq::Queue::new(1)?;
+    /// q.put(&1u8)?;
+    /// assert!(q.full());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn full(&self) -> bool {
+        let max = self.handle.shared.maxsize();
+        max > 0 && self.qsize() as u64 >= max
+    }
+
+    /// Alias of [`qsize`](Self::qsize), as in crossbeam-channel.
+    ///
+    /// ```
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// assert_eq!(q.len(), 0);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.qsize()
+    }
+
+    /// Alias of [`empty`](Self::empty).
+    ///
+    /// ```
+    /// assert!(procq::Queue::<u8>::new(0)?.is_empty());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.empty()
+    }
+
+    /// Alias of [`full`](Self::full).
+    ///
+    /// ```
+    /// assert!(!procq::Queue::<u8>::new(1)?.is_full());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.full()
+    }
+
+    /// The item bound, `None` if unbounded (crossbeam-channel's name).
+    ///
+    /// ```
+    /// assert_eq!(procq::Queue::<u8>::new(3)?.capacity(), Some(3));
+    /// assert_eq!(procq::Queue::<u8>::new(0)?.capacity(), None);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn capacity(&self) -> Option<usize> {
+        match self.handle.shared.maxsize() {
+            0 => None,
+            n => Some(n as usize),
+        }
+    }
+
+    /// The item bound given at creation; 0 means unbounded.
+    ///
+    /// ```
+    /// assert_eq!(procq::Queue::<u8>::new(0)?.maxsize(), 0);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn maxsize(&self) -> usize {
+        self.handle.shared.maxsize() as usize
+    }
+
+    /// The queue's name: pass it to [`open`](Queue::open) in another process.
+    ///
+    /// ```
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// assert!(!q.name().is_empty());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.handle.shared.name()
+    }
+
+    /// Closes this handle: later calls on it fail with [`Error::Closed`], and
+    /// calls blocked on it wake up with that error. Other handles (clones,
+    /// other processes) are unaffected and items already put stay available.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// let other = q.clone();
+    /// q.put(&1u8)?;
+    /// q.close();
+    /// assert!(matches!(q.get(), Err(procq::Error::Closed)));
+    /// assert_eq!(other.get()?, 1);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.handle.close();
+    }
+
+    /// Whether [`close`](Self::close) was called on this handle.
+    ///
+    /// ```
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.handle.closed.load(Ordering::Relaxed)
+    }
+
+    /// A read-out of the queue's counters (see [`Stats`](crate::Stats)).
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put(&1u8)?;
+    /// assert_eq!(q.stats()?.items, 1);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn stats(&self) -> Result<crate::Stats> {
+        crate::inspect::stats_of(&self.handle.shared)
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned + 'static> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Queue::open(&name).map_err(serde::de::Error::custom)
+    }
+}

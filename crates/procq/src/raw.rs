@@ -1,0 +1,302 @@
+//! [`RawQueue`]: the untyped queue of byte strings, for callers who
+//! serialize items themselves (other languages, the CLI, custom codecs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::Encoded;
+use crate::error::{Error, Result};
+use crate::queue::{Builder, Handle};
+use crate::shared::{Block, Expect, Shared};
+
+/// A queue of byte strings: the bytes given to [`put`](Self::put) are
+/// exactly the bytes [`get`](Self::get) returns, with no codec in between.
+///
+/// A typed [`Queue<T>`](crate::Queue) stores the postcard encoding of each
+/// item; a `RawQueue` can read and write those bytes too (for `Vec<u8>` and
+/// `String` that is a varint length followed by the data, see the README).
+///
+/// ```
+/// let q = procq::RawQueue::new(0)?;
+/// q.put(b"")?;
+/// q.put(&[1, 2, 3])?;
+/// assert_eq!(q.get()?, b"");
+/// assert_eq!(q.get_nowait()?, [1, 2, 3]);
+/// # Ok::<(), procq::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct RawQueue {
+    /// This handle.
+    handle: Handle,
+}
+
+impl std::fmt::Debug for RawQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawQueue")
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl RawQueue {
+    /// Creates an untyped queue of at most `maxsize` items (0 = unbounded).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(2)?;
+    /// assert_eq!(q.maxsize(), 2);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn new(maxsize: usize) -> Result<RawQueue> {
+        Builder::new().maxsize(maxsize).build_raw()
+    }
+
+    /// Opens any procq queue by name, whatever its item type or kind.
+    ///
+    /// ```
+    /// let q = procq::Queue::<String>::new(0)?;
+    /// q.put(&"hi".to_owned())?;
+    /// let raw = procq::RawQueue::open(q.name())?;
+    /// assert_eq!(raw.get()?, b"\x02hi"); // postcard: length, then bytes
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn open(name: &str) -> Result<RawQueue> {
+        Ok(RawQueue::from_shared(Shared::open(
+            name,
+            Expect {
+                kind: None,
+                fingerprint: 0,
+            },
+        )?))
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> RawQueue {
+        RawQueue {
+            handle: Handle::new(shared),
+        }
+    }
+
+    pub(crate) fn into_handle(self) -> Handle {
+        self.handle
+    }
+
+    fn put_block(&self, bytes: &[u8], block: Block) -> Result<()> {
+        self.handle.put_encoded(
+            &Encoded {
+                head: bytes,
+                body: &[],
+            },
+            block,
+        )
+    }
+
+    /// Puts a byte string, waiting while the queue is full.
+    ///
+    /// ```
+    /// procq::RawQueue::new(0)?.put(b"x")?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put(&self, bytes: &[u8]) -> Result<()> {
+        self.put_block(bytes, Block::Forever)
+    }
+
+    /// Puts a byte string, waiting at most `timeout`; [`Error::Full`] after.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let q = procq::RawQueue::new(1)?;
+    /// q.put(b"a")?;
+    /// assert!(q.put_timeout(b"b", Duration::from_millis(1)).is_err());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.put_block(bytes, Block::timeout(timeout))
+    }
+
+    /// Puts a byte string if there is room now, else [`Error::Full`].
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(1)?;
+    /// q.put_nowait(b"a")?;
+    /// assert!(matches!(q.put_nowait(b"b"), Err(procq::Error::Full)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_nowait(&self, bytes: &[u8]) -> Result<()> {
+        self.put_block(bytes, Block::No)
+    }
+
+    /// Puts several byte strings in order under as few locks as possible;
+    /// returns how many went in before the deadline (all of them without one).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// assert_eq!(q.put_many(&[b"a".as_slice(), b"b"], None)?, 2);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_many(&self, items: &[&[u8]], timeout: Option<Duration>) -> Result<usize> {
+        let encoded: Vec<Encoded<'_>> = items
+            .iter()
+            .map(|b| Encoded { head: b, body: &[] })
+            .collect();
+        let block = timeout.map_or(Block::Forever, Block::timeout);
+        self.handle
+            .shared
+            .push_many(&encoded, block, &self.handle.closed)
+    }
+
+    /// Calls `f` with the oldest item's bytes while they are still in shared
+    /// memory (no copy), then removes the item. Waits up to `timeout`
+    /// (`None` = forever; zero = do not wait).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put(b"hello")?;
+    /// assert_eq!(q.get_with(None, |b| b.len())?, 5);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_with<R>(&self, timeout: Option<Duration>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let block = match timeout {
+            None => Block::Forever,
+            Some(d) if d.is_zero() => Block::No,
+            Some(d) => Block::timeout(d),
+        };
+        let mut f = Some(f);
+        let mut out = None;
+        self.handle
+            .shared
+            .pop(1, block, &self.handle.closed, |bytes| {
+                out = f.take().map(|f| f(bytes));
+                true
+            })?;
+        out.ok_or(Error::Empty)
+    }
+
+    /// Removes and returns up to `max` byte strings, waiting up to `timeout`
+    /// for the first (`None` = forever; zero = do not wait).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put_many(&[b"a".as_slice(), b"b"], None)?;
+    /// assert_eq!(q.get_many(10, None)?, vec![b"a".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Vec<u8>>> {
+        let block = match timeout {
+            None => Block::Forever,
+            Some(d) if d.is_zero() => Block::No,
+            Some(d) => Block::timeout(d),
+        };
+        let mut items = Vec::new();
+        self.handle
+            .shared
+            .pop(max.max(1), block, &self.handle.closed, |bytes| {
+                items.push(bytes.to_vec());
+                true
+            })?;
+        Ok(items)
+    }
+
+    /// Removes and returns the oldest byte string, waiting while empty.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put(b"x")?;
+    /// assert_eq!(q.get()?, b"x");
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<Vec<u8>> {
+        self.get_with(None, <[u8]>::to_vec)
+    }
+
+    /// Like [`get`](Self::get), [`Error::Empty`] after `timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let q = procq::RawQueue::new(0)?;
+    /// assert!(matches!(q.get_timeout(Duration::from_millis(1)), Err(procq::Error::Empty)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.get_with(Some(timeout.max(Duration::from_nanos(1))), <[u8]>::to_vec)
+    }
+
+    /// The oldest byte string if there is one, else [`Error::Empty`].
+    ///
+    /// ```
+    /// assert!(procq::RawQueue::new(0)?.get_nowait().is_err());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_nowait(&self) -> Result<Vec<u8>> {
+        self.get_with(Some(Duration::ZERO), <[u8]>::to_vec)
+    }
+
+    /// Exact number of items (0 if the shared memory is corrupt).
+    ///
+    /// ```
+    /// assert_eq!(procq::RawQueue::new(0)?.qsize(), 0);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn qsize(&self) -> usize {
+        self.handle
+            .shared
+            .state()
+            .map_or(0, |s| s.ring.count as usize)
+    }
+
+    /// The item bound; 0 = unbounded.
+    ///
+    /// ```
+    /// assert_eq!(procq::RawQueue::new(0)?.maxsize(), 0);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn maxsize(&self) -> usize {
+        self.handle.shared.maxsize() as usize
+    }
+
+    /// The queue's name.
+    ///
+    /// ```
+    /// assert!(procq::RawQueue::new(0)?.name().starts_with("q-"));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        self.handle.shared.name()
+    }
+
+    /// Closes this handle (see [`Queue::close`](crate::Queue::close)).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.close();
+    /// assert!(matches!(q.put(b"x"), Err(procq::Error::Closed)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.handle.close();
+    }
+
+    /// Marks one task done on a joinable queue (see
+    /// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done)).
+    ///
+    /// ```
+    /// let q = procq::Builder::new().build_joinable::<u8>()?;
+    /// q.put(&1)?;
+    /// let raw = procq::RawQueue::open(q.name())?;
+    /// raw.get()?;
+    /// raw.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn task_done(&self) -> Result<()> {
+        self.handle.shared.task_done()
+    }
+
+    /// A read-out of the queue's counters.
+    ///
+    /// ```
+    /// assert_eq!(procq::RawQueue::new(0)?.stats()?.items, 0);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn stats(&self) -> Result<crate::Stats> {
+        crate::inspect::stats_of(&self.handle.shared)
+    }
+}

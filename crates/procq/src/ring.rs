@@ -1,0 +1,470 @@
+//! A ring of variable-length records whose capacity doubles and halves.
+//!
+//! # Algorithm
+//!
+//! Positions are 64-bit byte counters that only ever grow; the byte at
+//! position `p` lives at offset `p mod cap` of the data area, where `cap` is
+//! a power of two. A record is a 16-byte header (kind, flags, payload
+//! length) followed by the payload, padded to 16 bytes. A record never
+//! straddles the end of the ring: when it would, a `PAD` record fills the
+//! rest and the record starts at offset 0. Records are therefore contiguous,
+//! so producers copy into and consumers decode straight out of shared
+//! memory.
+//!
+//! Growth doubles `cap` without renumbering positions. Under the new modulus
+//! `2·cap` a live byte stays put if bit `cap` of its position is clear and
+//! moves up by `cap` otherwise; at most `cap` live bytes move, always into the
+//! fresh upper half, so the sources stay intact until the new state commits.
+//! Because a record never crosses a multiple of `cap`, it moves as one piece.
+//! An empty ring shrinks by simply taking a smaller modulus.
+//!
+//! This is the growable analogue of the classic byte ring with wrap-around
+//! padding used by faster-fifo and ipmpsc; the relocation rule is the one
+//! behind power-of-two hash-table doubling (each entry either stays or moves
+//! by exactly the old size).
+//!
+//! Everything read back from memory is checked: the state comes from shared
+//! memory that another process may have corrupted, so every length and
+//! offset is validated and bad data yields [`Corrupt`], never a panic or an
+//! out-of-bounds access.
+
+/// Size of a record header in bytes.
+pub(crate) const RECORD_HEADER: u64 = 16;
+/// Records start at multiples of this.
+pub(crate) const ALIGN: u64 = 16;
+
+const KIND_DATA: u32 = u32::from_le_bytes(*b"ITEM");
+const KIND_PAD: u32 = u32::from_le_bytes(*b"PAD_");
+
+/// Byte storage the ring lives in. Implementations check bounds themselves
+/// and report failure instead of panicking.
+pub(crate) trait Memory {
+    /// Total bytes addressable (the largest capacity the ring may grow to).
+    fn size(&self) -> u64;
+    /// Copies `data` to `off`; false if out of bounds.
+    fn write(&self, off: u64, data: &[u8]) -> bool;
+    /// Runs `f` over `len` bytes at `off`; `None` if out of bounds.
+    fn read_with<R>(&self, off: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R>;
+    /// Copies `len` bytes from `src` to `dst` (non-overlapping); false if out
+    /// of bounds.
+    fn copy_within(&self, src: u64, dst: u64, len: u64) -> bool;
+}
+
+/// The ring's bookkeeping; lives in the queue's committed state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ring {
+    /// Position of the oldest live byte (start of the next record to read).
+    pub(crate) head: u64,
+    /// Position one past the newest live byte.
+    pub(crate) tail: u64,
+    /// Current modulus: a power of two, at most `Memory::size()`.
+    pub(crate) cap: u64,
+    /// Number of data records between `head` and `tail`.
+    pub(crate) count: u64,
+}
+
+/// The ring's memory or bookkeeping is inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub(crate) &'static str);
+
+/// Where a push goes, computed before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Push {
+    /// Offset and length of a padding record to write first, if any.
+    pad: Option<(u64, u64)>,
+    /// Offset of the record header.
+    off: u64,
+    /// Payload length.
+    len: u64,
+    /// Tail after the push.
+    new_tail: u64,
+}
+
+/// The record at the head of the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Front {
+    /// Offset of the payload.
+    pub(crate) off: u64,
+    /// Payload length.
+    pub(crate) len: u64,
+    /// Head after this record is removed.
+    new_head: u64,
+}
+
+/// Total bytes a record with a `len`-byte payload occupies, or `None` on
+/// overflow.
+pub(crate) fn record_size(len: u64) -> Option<u64> {
+    len.checked_add(RECORD_HEADER + ALIGN - 1)
+        .map(|n| n & !(ALIGN - 1))
+}
+
+fn header_bytes(kind: u32, len: u64) -> [u8; RECORD_HEADER as usize] {
+    let mut h = [0u8; RECORD_HEADER as usize];
+    h[0..4].copy_from_slice(&kind.to_le_bytes());
+    h[8..16].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
+impl Ring {
+    /// An empty ring of capacity `cap` (a power of two, multiple of 16).
+    pub(crate) fn new(cap: u64) -> Ring {
+        Ring {
+            head: 0,
+            tail: 0,
+            cap,
+            count: 0,
+        }
+    }
+
+    /// Bytes between head and tail, padding included.
+    pub(crate) fn used(&self) -> u64 {
+        self.tail - self.head
+    }
+
+    /// Checks the invariants that hold between operations.
+    pub(crate) fn validate(&self, max_cap: u64) -> Result<(), Corrupt> {
+        if !self.cap.is_power_of_two() || self.cap < ALIGN || self.cap > max_cap {
+            return Err(Corrupt("capacity is not a power of two within bounds"));
+        }
+        if self.tail < self.head || self.tail - self.head > self.cap {
+            return Err(Corrupt("head and tail are inconsistent"));
+        }
+        if self.head % ALIGN != 0 || self.tail % ALIGN != 0 {
+            return Err(Corrupt("head or tail misaligned"));
+        }
+        if (self.count == 0) != (self.head == self.tail) || self.count > self.used() / RECORD_HEADER
+        {
+            return Err(Corrupt("item count does not match the ring"));
+        }
+        Ok(())
+    }
+
+    /// Plans a push of a `len`-byte payload, or `None` if it does not fit at
+    /// the current capacity.
+    pub(crate) fn plan_push(&self, len: u64) -> Option<Push> {
+        let rec = record_size(len)?;
+        let mut pos = self.tail;
+        if self.count == 0 {
+            // Nothing is live: jump to a multiple of cap so that a record of
+            // up to `cap` bytes always fits in an empty ring.
+            let off = pos % self.cap;
+            if rec > self.cap - off {
+                pos = pos.checked_add(self.cap - off)?;
+            }
+            if rec > self.cap {
+                return None;
+            }
+            return Some(Push {
+                pad: None,
+                off: pos % self.cap,
+                len,
+                new_tail: pos.checked_add(rec)?,
+            });
+        }
+        let off = pos % self.cap;
+        let mut pad = None;
+        if rec > self.cap - off {
+            pad = Some((off, self.cap - off));
+            pos += self.cap - off;
+        }
+        let new_tail = pos.checked_add(rec)?;
+        (new_tail - self.head <= self.cap).then_some(Push {
+            pad,
+            off: pos % self.cap,
+            len,
+            new_tail,
+        })
+    }
+
+    /// Writes the headers of a planned push and returns the payload offset;
+    /// the caller writes the payload there, then calls [`Ring::commit_push`].
+    pub(crate) fn write_headers(&self, mem: &impl Memory, push: &Push) -> Result<u64, Corrupt> {
+        if let Some((off, len)) = push.pad {
+            if !mem.write(off, &header_bytes(KIND_PAD, len)) {
+                return Err(Corrupt("pad out of bounds"));
+            }
+        }
+        if !mem.write(push.off, &header_bytes(KIND_DATA, push.len)) {
+            return Err(Corrupt("record out of bounds"));
+        }
+        Ok(push.off + RECORD_HEADER)
+    }
+
+    /// Makes a written push part of the ring.
+    pub(crate) fn commit_push(&mut self, push: &Push) {
+        if self.count == 0 {
+            self.head = push.new_tail - record_size(push.len).unwrap_or(0);
+        }
+        self.tail = push.new_tail;
+        self.count += 1;
+    }
+
+    /// Finds the oldest record, skipping padding; `None` if the ring is empty.
+    pub(crate) fn front(&self, mem: &impl Memory) -> Result<Option<Front>, Corrupt> {
+        let mut pos = self.head;
+        // Padding only ever precedes a record at offset 0, so at most one
+        // pad is skipped; the bound makes a hostile ring unable to loop.
+        for _ in 0..2 {
+            if pos == self.tail {
+                return if self.count == 0 {
+                    Ok(None)
+                } else {
+                    Err(Corrupt("count says items but ring is empty"))
+                };
+            }
+            let off = pos % self.cap;
+            let (kind, len) = mem
+                .read_with(off, RECORD_HEADER, |h| {
+                    let kind = u32::from_le_bytes(h[0..4].try_into().unwrap_or_default());
+                    let len = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
+                    (kind, len)
+                })
+                .ok_or(Corrupt("record header out of bounds"))?;
+            let left = self.tail - pos;
+            match kind {
+                KIND_PAD => {
+                    // A pad ends where the ring ended when it was written: a
+                    // multiple of the capacity at the time, which growth may
+                    // since have doubled.
+                    if len < ALIGN || len % ALIGN != 0 || len >= left || len > self.cap - off {
+                        return Err(Corrupt("bad padding record"));
+                    }
+                    pos += len;
+                }
+                KIND_DATA => {
+                    let rec = record_size(len).ok_or(Corrupt("record length overflows"))?;
+                    if rec > left || rec > self.cap - off {
+                        return Err(Corrupt("record length exceeds the ring"));
+                    }
+                    return Ok(Some(Front {
+                        off: off + RECORD_HEADER,
+                        len,
+                        new_head: pos + rec,
+                    }));
+                }
+                _ => return Err(Corrupt("unknown record kind")),
+            }
+        }
+        Err(Corrupt("padding followed by padding"))
+    }
+
+    /// Removes the record found by [`Ring::front`].
+    pub(crate) fn pop(&mut self, front: &Front) {
+        self.head = front.new_head;
+        self.count -= 1;
+        if self.count == 0 {
+            self.head = self.tail;
+        }
+    }
+
+    /// Doubles the capacity, moving live bytes to their new offsets. The
+    /// caller must have made `[cap, 2·cap)` writable.
+    pub(crate) fn grow(&mut self, mem: &impl Memory) -> Result<(), Corrupt> {
+        let new_cap = self
+            .cap
+            .checked_mul(2)
+            .filter(|&c| c <= mem.size())
+            .ok_or(Corrupt("cannot grow"))?;
+        let mut pos = self.head;
+        while pos < self.tail {
+            // A run that stays within one block of `cap` has a constant
+            // `cap` bit, so it either stays or moves as a whole.
+            let block_end = (pos / self.cap + 1) * self.cap;
+            let end = block_end.min(self.tail);
+            if pos & self.cap != 0 && !mem.copy_within(pos % self.cap, pos % new_cap, end - pos) {
+                return Err(Corrupt("relocation out of bounds"));
+            }
+            pos = end;
+        }
+        self.cap = new_cap;
+        Ok(())
+    }
+
+    /// Shrinks an empty ring to `new_cap`.
+    pub(crate) fn shrink_empty(&mut self, new_cap: u64) {
+        debug_assert!(self.count == 0 && new_cap.is_power_of_two());
+        self.cap = new_cap;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    /// Heap memory for tests.
+    pub(crate) struct VecMemory(pub(crate) RefCell<Vec<u8>>);
+
+    impl Memory for VecMemory {
+        fn size(&self) -> u64 {
+            self.0.borrow().len() as u64
+        }
+        fn write(&self, off: u64, data: &[u8]) -> bool {
+            let mut v = self.0.borrow_mut();
+            match v.get_mut(off as usize..off as usize + data.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(data);
+                    true
+                }
+                None => false,
+            }
+        }
+        fn read_with<R>(&self, off: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+            let v = self.0.borrow();
+            v.get(off as usize..(off + len) as usize).map(f)
+        }
+        fn copy_within(&self, src: u64, dst: u64, len: u64) -> bool {
+            let mut v = self.0.borrow_mut();
+            if (src + len) as usize > v.len() || (dst + len) as usize > v.len() {
+                return false;
+            }
+            v.copy_within(src as usize..(src + len) as usize, dst as usize);
+            true
+        }
+    }
+
+    fn push(ring: &mut Ring, mem: &VecMemory, data: &[u8]) -> bool {
+        loop {
+            match ring.plan_push(data.len() as u64) {
+                Some(p) => {
+                    let off = ring.write_headers(mem, &p).unwrap();
+                    assert!(mem.write(off, data));
+                    ring.commit_push(&p);
+                    return true;
+                }
+                None if ring.cap < mem.size() => ring.grow(mem).unwrap(),
+                None => return false,
+            }
+        }
+    }
+
+    fn pop(ring: &mut Ring, mem: &VecMemory) -> Option<Vec<u8>> {
+        let f = ring.front(mem).unwrap()?;
+        let v = mem.read_with(f.off, f.len, |b| b.to_vec()).unwrap();
+        ring.pop(&f);
+        Some(v)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize),
+        Pop,
+        Shrink,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..300).prop_map(Op::Push),
+            1 => (0usize..3000).prop_map(Op::Push),
+            4 => Just(Op::Pop),
+            1 => Just(Op::Shrink),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_vecdeque(ops in proptest::collection::vec(op(), 1..400), max_shift in 8u32..14) {
+            let mem = VecMemory(RefCell::new(vec![0; 1 << max_shift]));
+            let mut ring = Ring::new(64);
+            let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+            let mut stamp = 0u8;
+            for op in ops {
+                match op {
+                    Op::Push(n) => {
+                        stamp = stamp.wrapping_add(1);
+                        let data: Vec<u8> = (0..n).map(|i| stamp.wrapping_add(i as u8)).collect();
+                        if push(&mut ring, &mem, &data) {
+                            model.push_back(data);
+                        } else {
+                            // Refused only once the ring cannot grow any more.
+                            prop_assert_eq!(ring.cap, mem.size());
+                        }
+                    }
+                    Op::Pop => prop_assert_eq!(pop(&mut ring, &mem), model.pop_front()),
+                    Op::Shrink => if ring.count == 0 { ring.shrink_empty(64) },
+                }
+                ring.validate(mem.size()).unwrap();
+                prop_assert_eq!(ring.count as usize, model.len());
+            }
+            while let Some(v) = model.pop_front() {
+                prop_assert_eq!(pop(&mut ring, &mem), Some(v));
+            }
+            prop_assert_eq!(pop(&mut ring, &mem), None);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 256), head in 0u64..512, used in 0u64..300, count in 0u64..20) {
+            let mem = VecMemory(RefCell::new(bytes));
+            let ring = Ring { head: head & !15, tail: (head & !15) + (used & !15), cap: 256, count };
+            if ring.validate(256).is_ok() {
+                let _ = ring.front(&mem);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_ring_accepts_a_record_of_full_capacity() {
+        let mem = VecMemory(RefCell::new(vec![0; 256]));
+        let mut ring = Ring::new(256);
+        assert!(push(&mut ring, &mem, &[1; 10]));
+        assert_eq!(pop(&mut ring, &mem), Some(vec![1; 10]));
+        // head is now at 32: a 240-byte payload (256-byte record) only fits
+        // by realigning the empty ring.
+        assert!(push(&mut ring, &mem, &[7; 240]));
+        assert_eq!(pop(&mut ring, &mem), Some(vec![7; 240]));
+        assert!(!push(&mut ring, &mem, &[7; 241]));
+    }
+
+    #[test]
+    fn growth_preserves_wrapped_records() {
+        let mem = VecMemory(RefCell::new(vec![0; 1024]));
+        let mut ring = Ring::new(64);
+        assert!(push(&mut ring, &mem, &[1; 20]));
+        assert!(push(&mut ring, &mem, &[2; 8]));
+        assert_eq!(pop(&mut ring, &mem), Some(vec![1; 20]));
+        assert!(push(&mut ring, &mem, &[3; 16])); // wraps with a pad
+        assert!(push(&mut ring, &mem, &[4; 100])); // forces growth
+        assert_eq!(ring.cap, 256);
+        assert_eq!(pop(&mut ring, &mem), Some(vec![2; 8]));
+        assert_eq!(pop(&mut ring, &mem), Some(vec![3; 16]));
+        assert_eq!(pop(&mut ring, &mem), Some(vec![4; 100]));
+        assert_eq!(pop(&mut ring, &mem), None);
+    }
+
+    #[test]
+    fn corrupt_lengths_are_reported() {
+        let mem = VecMemory(RefCell::new(vec![0; 256]));
+        let mut ring = Ring::new(256);
+        assert!(push(&mut ring, &mem, &[1; 10]));
+        mem.write(8, &u64::MAX.to_le_bytes());
+        assert!(ring.front(&mem).is_err());
+        mem.write(0, b"JUNK");
+        assert!(ring.front(&mem).is_err());
+        assert!(Ring {
+            head: 0,
+            tail: 512,
+            cap: 256,
+            count: 1
+        }
+        .validate(256)
+        .is_err());
+        assert!(Ring {
+            head: 0,
+            tail: 32,
+            cap: 100,
+            count: 1
+        }
+        .validate(256)
+        .is_err());
+        assert!(Ring {
+            head: 0,
+            tail: 32,
+            cap: 256,
+            count: 0
+        }
+        .validate(256)
+        .is_err());
+    }
+}

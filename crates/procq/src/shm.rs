@@ -1,0 +1,333 @@
+//! Named POSIX shared-memory segments: create, open, map, reserve, release.
+//!
+//! A thin, typed layer over `shm_open(3)`, `ftruncate(2)`, `fallocate(2)` and
+//! `mmap(2)` (through `rustix` and `memmap2`). Everything that touches raw
+//! mapped memory lives here or in [`crate::sync`]; the rest of the crate sees
+//! bounds-checked copies.
+//!
+//! Segments are sparse: the file is sized for the largest ring the queue may
+//! ever grow to, but tmpfs only backs pages that were allocated. Pages are
+//! reserved with `fallocate` before they are written, so a full `/dev/shm`
+//! gives a clean `ENOSPC` instead of a `SIGBUS` on first touch (the lesson of
+//! iceoryx #2287), and released with `FALLOC_FL_PUNCH_HOLE` when the ring
+//! shrinks, which hands the memory back to the system.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::{FallocateFlags, Mode};
+use rustix::shm;
+
+use crate::error::{Error, Result};
+
+/// Every procq segment's file name in `/dev/shm` starts with this.
+pub(crate) const PREFIX: &str = "procq-";
+
+/// Longest queue name accepted (the kernel allows 255 bytes per file name).
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Checks that `name` is a safe queue name: 1 to 200 characters out of
+/// `[A-Za-z0-9._-]`, not starting with `.` or `-`. Names become file names
+/// in `/dev/shm`, so anything that could walk out of it is refused.
+///
+/// ```
+/// assert!(procq::validate_name("jobs-2024.v1").is_ok());
+/// assert!(procq::validate_name("../etc/passwd").is_err());
+/// ```
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad("longer than 200 bytes");
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return bad("starts with '.' or '-'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+fn object_name(name: &str) -> String {
+    format!("/{PREFIX}{name}")
+}
+
+/// A mapped shared-memory segment. Unmapped and closed on drop; the name is
+/// only removed by [`Segment::unlink`].
+pub(crate) struct Segment {
+    /// Kept open so that pages can be reserved and released later.
+    fd: OwnedFd,
+    /// The whole file, mapped read-write and shared.
+    map: MmapRaw,
+}
+
+impl Segment {
+    /// Creates a new segment of `len` bytes (sparse), owner-only, failing if
+    /// the name is taken. The first `reserve` bytes are allocated up front.
+    pub(crate) fn create(name: &str, len: u64, reserve: u64) -> Result<Segment> {
+        validate_name(name)?;
+        let path = object_name(name);
+        let fd = match shm::open(
+            path.as_str(),
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::RUSR | Mode::WUSR,
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::EXIST) => return Err(Error::AlreadyExists(name.to_owned())),
+            Err(e) => return Err(Error::io(format!("shm_open({path})"), e)),
+        };
+        let setup = || -> Result<Segment> {
+            rustix::fs::ftruncate(&fd, len).map_err(|e| Error::io("ftruncate", e))?;
+            rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, reserve)
+                .map_err(|e| Error::io(format!("reserving {reserve} bytes in /dev/shm"), e))?;
+            Segment::map(fd.try_clone().map_err(|e| Error::io("dup", e))?, len)
+        };
+        setup().inspect_err(|_| {
+            let _ = shm::unlink(path.as_str());
+        })
+    }
+
+    /// Opens and maps an existing segment. The caller validates the header
+    /// before trusting anything in it.
+    pub(crate) fn open(name: &str, max_len: u64) -> Result<Segment> {
+        validate_name(name)?;
+        let path = object_name(name);
+        let fd = match shm::open(path.as_str(), shm::OFlags::RDWR, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Err(Error::NotFound(name.to_owned())),
+            Err(e) => return Err(Error::io(format!("shm_open({path})"), e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e))?;
+        let len = st.st_size as u64;
+        if len > max_len {
+            return Err(Error::invalid(
+                name,
+                format!("segment is {len} bytes, more than any queue"),
+            ));
+        }
+        Segment::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: u64) -> Result<Segment> {
+        let len =
+            usize::try_from(len).map_err(|_| Error::io("mmap", io::ErrorKind::InvalidInput))?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&fd)
+            .map_err(|e| Error::io("mmap", e))?;
+        Ok(Segment { fd, map })
+    }
+
+    /// Removes the name; processes that have it mapped keep working.
+    pub(crate) fn unlink(name: &str) -> Result<()> {
+        validate_name(name)?;
+        match shm::unlink(object_name(name).as_str()) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::NOENT) => Err(Error::NotFound(name.to_owned())),
+            Err(e) => Err(Error::io("shm_unlink", e)),
+        }
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Start of the mapping (page aligned).
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Backs `[offset, offset + len)` with memory, or fails with `ENOSPC`.
+    pub(crate) fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), offset, len).map_err(Into::into)
+    }
+
+    /// Gives the memory of `[offset, offset + len)` back; it reads as zeros.
+    pub(crate) fn release(&self, offset: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        rustix::fs::fallocate(
+            &self.fd,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            offset,
+            len,
+        )
+        .map_err(Into::into)
+    }
+
+    /// Bytes of memory actually backing the segment.
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        rustix::fs::fstat(&self.fd)
+            .map(|st| st.st_blocks as u64 * 512)
+            .unwrap_or(0)
+    }
+}
+
+/// A bounds-checked window of a mapped segment: the ring's data area.
+pub(crate) struct DataArea<'a> {
+    /// Start of the window inside the mapping.
+    base: *mut u8,
+    /// Length of the window.
+    len: u64,
+    /// Ties the window to the segment's lifetime.
+    _seg: std::marker::PhantomData<&'a Segment>,
+}
+
+impl Segment {
+    /// The window `[offset, offset + len)`, if it lies inside the mapping.
+    pub(crate) fn area(&self, offset: u64, len: u64) -> Option<DataArea<'_>> {
+        let end = offset.checked_add(len)?;
+        if end > self.len() as u64 {
+            return None;
+        }
+        // SAFETY: `offset` is within the mapping (checked just above).
+        let base = unsafe { self.base().add(offset as usize) };
+        Some(DataArea {
+            base,
+            len,
+            _seg: std::marker::PhantomData,
+        })
+    }
+}
+
+impl DataArea<'_> {
+    fn in_bounds(&self, off: u64, len: u64) -> bool {
+        off.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+}
+
+impl crate::ring::Memory for DataArea<'_> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn write(&self, off: u64, data: &[u8]) -> bool {
+        if !self.in_bounds(off, data.len() as u64) {
+            return false;
+        }
+        // SAFETY: bounds checked above; the mapping is writable and outlives
+        // `self`; `data` cannot overlap shared memory we hold the lock for.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(off as usize), data.len())
+        };
+        true
+    }
+
+    fn read_with<R>(&self, off: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        if !self.in_bounds(off, len) {
+            return None;
+        }
+        // SAFETY: bounds checked above. Writers to this range hold the queue
+        // lock, which the caller holds, so the bytes are stable while `f`
+        // runs (a hostile process could still scribble, but `u8` has no
+        // invalid values and every length is re-checked by the decoder).
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.base.add(off as usize), len as usize) };
+        Some(f(bytes))
+    }
+
+    fn copy_within(&self, src: u64, dst: u64, len: u64) -> bool {
+        if !self.in_bounds(src, len) || !self.in_bounds(dst, len) {
+            return false;
+        }
+        // SAFETY: both ranges are in bounds; `copy` allows overlap.
+        unsafe {
+            std::ptr::copy(
+                self.base.add(src as usize),
+                self.base.add(dst as usize),
+                len as usize,
+            )
+        };
+        true
+    }
+}
+
+/// Names of every procq segment in `/dev/shm`.
+pub(crate) fn list_names() -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir("/dev/shm")? {
+        let entry = entry?;
+        if let Some(name) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+        {
+            if validate_name(name).is_ok() {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Total size of the tmpfs behind `/dev/shm`, the most a queue can ever hold.
+pub(crate) fn shm_fs_size() -> u64 {
+    rustix::fs::statvfs("/dev/shm")
+        .map(|s| s.f_blocks * s.f_frsize)
+        .unwrap_or(1 << 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for good in ["a", "jobs", "q-1.2_3", &"x".repeat(200)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "-x",
+            ".hidden",
+            "sp ace",
+            "é",
+            &"x".repeat(201),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn create_is_exclusive_and_owner_only() {
+        let name = format!("test-excl-{}", std::process::id());
+        let seg = Segment::create(&name, 1 << 20, 4096).unwrap();
+        assert!(matches!(
+            Segment::create(&name, 1 << 20, 0),
+            Err(Error::AlreadyExists(_))
+        ));
+        let meta = fs::metadata(format!("/dev/shm/{PREFIX}{name}")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(seg.resident_bytes() >= 4096);
+        seg.release(0, 4096).unwrap();
+        Segment::unlink(&name).unwrap();
+        assert!(matches!(
+            Segment::open(&name, 1 << 30),
+            Err(Error::NotFound(_))
+        ));
+    }
+}

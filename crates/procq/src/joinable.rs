@@ -106,7 +106,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn task_done(&self) -> Result<()> {
-        self.queue.handle.shared.task_done()
+        self.queue.handle.shared().task_done()
     }
 
     /// Number of tasks put and not yet done (items in the queue included).
@@ -118,7 +118,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn unfinished_tasks(&self) -> Result<u64> {
-        Ok(self.queue.handle.shared.state()?.unfinished)
+        Ok(self.queue.handle.shared().state()?.unfinished)
     }
 
     /// Blocks until every item ever put has been marked done.
@@ -131,7 +131,7 @@ impl<T> JoinableQueue<T> {
     pub fn join(&self) -> Result<()> {
         self.queue
             .handle
-            .shared
+            .shared()
             .join(Block::Forever, &self.queue.handle.closed)
     }
 
@@ -148,7 +148,7 @@ impl<T> JoinableQueue<T> {
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         self.queue
             .handle
-            .shared
+            .shared()
             .join(Block::timeout(timeout), &self.queue.handle.closed)
     }
 
@@ -163,7 +163,7 @@ impl<T> JoinableQueue<T> {
     pub fn join_deadline(&self, deadline: Instant) -> Result<()> {
         self.queue
             .handle
-            .shared
+            .shared()
             .join(Block::Until(deadline), &self.queue.handle.closed)
     }
 }

@@ -7,6 +7,29 @@
 //! queue.
 
 use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+
+/// Counts `fork()`s this process is a child of (see [`fork_generation`]).
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_fork_child() {
+    // Async-signal-safe: a single atomic add.
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number that changes in the child of every `fork()`. Handles compare it
+/// with the value they were made under to notice that they now live in a
+/// forked child (Python's `fork` start method passes queues that way) and
+/// must attach as that child rather than act as their parent.
+pub(crate) fn fork_generation() -> u64 {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only does an atomic add.
+        unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+    });
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
 
 /// A process as recorded in a queue's attachment table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,10 @@
 //! [`Queue<T>`]: the typed, process-safe FIFO, and its [`Builder`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -13,6 +14,7 @@ use crate::codec::{self, Encoded};
 use crate::error::{Error, Result};
 use crate::joinable::JoinableQueue;
 use crate::layout::Kind;
+use crate::liveness::fork_generation;
 use crate::raw::RawQueue;
 use crate::shared::{Block, CreateOptions, Expect, Shared, MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
 
@@ -226,8 +228,13 @@ fn unique_name() -> String {
 /// The per-handle part of a queue: the attachment and this handle's
 /// `closed` flag. Shared by [`RawQueue`], [`Queue`] and [`JoinableQueue`].
 pub(crate) struct Handle {
-    /// The process-wide attachment (one per queue per process).
-    pub(crate) shared: Arc<Shared>,
+    /// The attachment this handle was made with (one per queue per process).
+    shared: Arc<Shared>,
+    /// [`fork_generation`] when `shared` was attached.
+    fork_generation: u64,
+    /// The attachment made for a forked child that inherited this handle,
+    /// with the generation it belongs to.
+    forked: Mutex<Option<(u64, Arc<Shared>)>>,
     /// Set by `close()`; checked by every operation on this handle.
     pub(crate) closed: AtomicBool,
 }
@@ -236,26 +243,65 @@ impl Handle {
     pub(crate) fn new(shared: Arc<Shared>) -> Handle {
         Handle {
             shared,
+            fork_generation: fork_generation(),
+            forked: Mutex::new(None),
             closed: AtomicBool::new(false),
         }
     }
 
+    /// The attachment to use from this process.
+    ///
+    /// A child created by `fork()` inherits the parent's attachment, whose
+    /// slot (and so its task accounting and liveness) belongs to the parent.
+    /// The first use in the child attaches afresh, as the child; if the queue
+    /// can no longer be opened by name, the inherited mapping still works.
+    pub(crate) fn shared(&self) -> Cow<'_, Arc<Shared>> {
+        let generation = fork_generation();
+        if generation == self.fork_generation {
+            return Cow::Borrowed(&self.shared);
+        }
+        let reattach = || {
+            let any = Expect {
+                kind: None,
+                fingerprint: 0,
+            };
+            Shared::open(self.shared.name(), any).unwrap_or_else(|_| self.shared.clone())
+        };
+        // Another thread may have held the lock at fork time: never wait.
+        let Ok(mut forked) = self.forked.try_lock() else {
+            return Cow::Owned(reattach());
+        };
+        match &*forked {
+            Some((g, shared)) if *g == generation => Cow::Owned(shared.clone()),
+            _ => {
+                let shared = reattach();
+                *forked = Some((generation, shared.clone()));
+                Cow::Owned(shared)
+            }
+        }
+    }
+
+    /// The queue's name (the same in every process and after a fork).
+    pub(crate) fn name(&self) -> &str {
+        self.shared.name()
+    }
+
     pub(crate) fn put_encoded(&self, item: &Encoded<'_>, block: Block) -> Result<()> {
-        self.shared.push(item, block, &self.closed)
+        self.shared().push(item, block, &self.closed)
     }
 
     pub(crate) fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
             // Interrupt this handle's own blocked callers (other handles
             // wake, see nothing new, and sleep again).
-            self.shared.wake_all();
+            self.shared().wake_all();
         }
     }
 }
 
 impl Clone for Handle {
     fn clone(&self) -> Self {
-        Handle::new(self.shared.clone())
+        Handle::new(self.shared().into_owned())
     }
 }
 
@@ -301,8 +347,8 @@ impl<T> Clone for Queue<T> {
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
-            .field("name", &self.handle.shared.name())
-            .field("maxsize", &self.handle.shared.maxsize())
+            .field("name", &self.handle.shared().name())
+            .field("maxsize", &self.handle.shared().maxsize())
             .field("closed", &self.handle.closed.load(Ordering::Relaxed))
             .finish()
     }
@@ -406,7 +452,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     fn get_block(&self, block: Block) -> Result<T> {
         let mut out = None;
         self.handle
-            .shared
+            .shared()
             .pop(1, block, &self.handle.closed, |bytes| {
                 let item = codec::decode::<T>(bytes);
                 let ok = item.is_ok();
@@ -423,8 +469,8 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// A joinable queue counts an item that could not be decoded as done:
     /// the caller never saw it, so it can never call `task_done` for it.
     fn undecodable_taken(&self) {
-        if self.handle.shared.kind() == Kind::Joinable {
-            let _ = self.handle.shared.task_done();
+        if self.handle.shared().kind() == Kind::Joinable {
+            let _ = self.handle.shared().task_done();
         }
     }
 
@@ -511,7 +557,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             })
             .collect();
         self.handle
-            .shared
+            .shared()
             .push_many(&encoded, Block::Forever, &self.handle.closed)
             .map(|_| ())
     }
@@ -519,23 +565,25 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     fn get_many_block(&self, max: usize, block: Block) -> Result<Vec<T>> {
         let mut items = Vec::new();
         let mut failed = None;
-        self.handle.shared.pop(
-            max.max(1),
-            block,
-            &self.handle.closed,
-            |bytes| match codec::decode::<T>(bytes) {
-                Ok(v) => {
-                    items.push(v);
-                    true
-                }
-                Err(e) => {
-                    if items.is_empty() {
-                        failed = Some(e);
+        self.handle
+            .shared()
+            .pop(
+                max.max(1),
+                block,
+                &self.handle.closed,
+                |bytes| match codec::decode::<T>(bytes) {
+                    Ok(v) => {
+                        items.push(v);
+                        true
                     }
-                    false
-                }
-            },
-        )?;
+                    Err(e) => {
+                        if items.is_empty() {
+                            failed = Some(e);
+                        }
+                        false
+                    }
+                },
+            )?;
         match failed {
             Some(e) => {
                 self.undecodable_taken();
@@ -599,7 +647,7 @@ impl<T> Queue<T> {
     /// ```
     pub fn qsize(&self) -> usize {
         self.handle
-            .shared
+            .shared()
             .state()
             .map_or(0, |s| s.ring.count as usize)
     }
@@ -627,7 +675,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn full(&self) -> bool {
-        let max = self.handle.shared.maxsize();
+        let max = self.handle.shared().maxsize();
         max > 0 && self.qsize() as u64 >= max
     }
 
@@ -670,7 +718,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn capacity(&self) -> Option<usize> {
-        match self.handle.shared.maxsize() {
+        match self.handle.shared().maxsize() {
             0 => None,
             n => Some(n as usize),
         }
@@ -683,7 +731,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn maxsize(&self) -> usize {
-        self.handle.shared.maxsize() as usize
+        self.handle.shared().maxsize() as usize
     }
 
     /// The queue's name: pass it to [`open`](Queue::open) in another process.
@@ -694,7 +742,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn name(&self) -> &str {
-        self.handle.shared.name()
+        self.handle.name()
     }
 
     /// Closes this handle: later calls on it fail with [`Error::Closed`], and
@@ -735,7 +783,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn stats(&self) -> Result<crate::Stats> {
-        crate::inspect::stats_of(&self.handle.shared)
+        crate::inspect::stats_of(&self.handle.shared())
     }
 }
 

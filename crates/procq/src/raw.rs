@@ -139,7 +139,7 @@ impl RawQueue {
             .collect();
         let block = timeout.map_or(Block::Forever, Block::timeout);
         self.handle
-            .shared
+            .shared()
             .push_many(&encoded, block, &self.handle.closed)
     }
 
@@ -162,7 +162,7 @@ impl RawQueue {
         let mut f = Some(f);
         let mut out = None;
         self.handle
-            .shared
+            .shared()
             .pop(1, block, &self.handle.closed, |bytes| {
                 out = f.take().map(|f| f(bytes));
                 true
@@ -187,7 +187,7 @@ impl RawQueue {
         };
         let mut items = Vec::new();
         self.handle
-            .shared
+            .shared()
             .pop(max.max(1), block, &self.handle.closed, |bytes| {
                 items.push(bytes.to_vec());
                 true
@@ -237,7 +237,7 @@ impl RawQueue {
     /// ```
     pub fn qsize(&self) -> usize {
         self.handle
-            .shared
+            .shared()
             .state()
             .map_or(0, |s| s.ring.count as usize)
     }
@@ -249,7 +249,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn maxsize(&self) -> usize {
-        self.handle.shared.maxsize() as usize
+        self.handle.shared().maxsize() as usize
     }
 
     /// The queue's name.
@@ -259,7 +259,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn name(&self) -> &str {
-        self.handle.shared.name()
+        self.handle.name()
     }
 
     /// Closes this handle (see [`Queue::close`](crate::Queue::close)).
@@ -287,7 +287,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn task_done(&self) -> Result<()> {
-        self.handle.shared.task_done()
+        self.handle.shared().task_done()
     }
 
     /// A read-out of the queue's counters.
@@ -297,6 +297,6 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn stats(&self) -> Result<crate::Stats> {
-        crate::inspect::stats_of(&self.handle.shared)
+        crate::inspect::stats_of(&self.handle.shared())
     }
 }

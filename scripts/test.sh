@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting, lints, the Rust workspace
+# (unit, integration, doc and example tests), then each extra suite in
+# scripts/test.d/ (Python bindings, Redis backend, benchmark smoke run, ...).
+# Each extra suite installs what it needs (pip packages, Debian packages).
+#
+#   ./scripts/test.sh            # everything
+#   PROCQ_TEST_ONLY=rust ./scripts/test.sh   # just the Rust workspace
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+    echo "cargo is required (https://rustup.rs)" >&2
+    exit 1
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo test (workspace)"
+cargo test --workspace --quiet 2>&1 | tee target/test-rust.log
+grep -q "test result:" target/test-rust.log
+
+if [ "${PROCQ_TEST_ONLY:-}" = rust ]; then
+    exit 0
+fi
+
+for suite in scripts/test.d/*.sh; do
+    [ -e "$suite" ] || continue
+    step "$suite"
+    bash "$suite"
+done
+
+step "all test suites passed"

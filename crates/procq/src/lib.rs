@@ -34,6 +34,9 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzzing;
 mod codec;
 mod error;
 mod inspect;

@@ -165,7 +165,7 @@ impl Ring {
         let mut pad = None;
         if rec > self.cap - off {
             pad = Some((off, self.cap - off));
-            pos += self.cap - off;
+            pos = pos.checked_add(self.cap - off)?;
         }
         let new_tail = pos.checked_add(rec)?;
         (new_tail - self.head <= self.cap).then_some(Push {

@@ -859,9 +859,9 @@ impl Locked<'_> {
         }
         let s = &mut self.state;
         s.ring.commit_push(&plan);
-        s.unfinished += 1;
-        s.put_items += 1;
-        s.put_bytes += len;
+        s.unfinished = s.unfinished.saturating_add(1);
+        s.put_items = s.put_items.wrapping_add(1);
+        s.put_bytes = s.put_bytes.wrapping_add(len);
         s.max_record = s.max_record.max(record_size(len).unwrap_or(0));
         self.wake_items = true;
         self.commit();
@@ -906,10 +906,11 @@ impl Locked<'_> {
             }
             let s = &mut self.state;
             s.ring.pop(&front);
-            s.got_items += 1;
-            s.got_bytes += front.len;
+            // Counters come from shared memory: never trust them not to wrap.
+            s.got_items = s.got_items.wrapping_add(1);
+            s.got_bytes = s.got_bytes.wrapping_add(front.len);
             if sh.kind == Kind::Queue {
-                s.unfinished -= 1;
+                s.unfinished = s.unfinished.saturating_sub(1);
             }
             n += 1;
             if !accepted {
@@ -922,11 +923,13 @@ impl Locked<'_> {
         let mut released = None;
         let s = &mut self.state;
         if s.ring.count == 0 {
+            // `max_record` comes from shared memory: it may be anything.
             let target = s
                 .max_record
                 .saturating_mul(2)
-                .next_power_of_two()
-                .clamp(sh.min_capacity, sh.max_capacity);
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX);
+            let target = target.clamp(sh.min_capacity, sh.max_capacity);
             if target < s.ring.cap {
                 released = Some((target, s.ring.cap - target));
                 s.ring.shrink_empty(target);
@@ -988,5 +991,158 @@ mod tests {
             ),
             Err(Error::NotFound(_))
         ));
+    }
+}
+
+/// Hostile and corrupted segments: every check that guards against them.
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use crate::queue::Queue;
+    use std::mem::offset_of;
+    use std::os::unix::fs::FileExt;
+
+    fn path(name: &str) -> String {
+        format!("/dev/shm/procq-{name}")
+    }
+
+    fn file(name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path(name))
+            .unwrap()
+    }
+
+    fn poke(name: &str, offset: usize, bytes: &[u8]) {
+        file(name).write_all_at(bytes, offset as u64).unwrap();
+    }
+
+    fn state_offset(q: &Queue<Vec<u8>>, field: usize) -> usize {
+        let cur = q.handle.shared().header().current.load(Ordering::Relaxed) as usize;
+        offset_of!(Header, states) + cur * std::mem::size_of::<StateCell>() + field * 8
+    }
+
+    /// Removes a deliberately corrupted queue, which cannot clean up after
+    /// itself (its last user cannot take the lock to see it is the last).
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = crate::remove(&self.0);
+        }
+    }
+
+    fn queue(tag: &str) -> (String, Queue<Vec<u8>>, Cleanup) {
+        let name = format!("hostile-{tag}-{}", std::process::id());
+        let q = crate::Builder::new()
+            .name(&name)
+            .capacity_bytes(4096)
+            .build::<Vec<u8>>()
+            .unwrap();
+        (name.clone(), q, Cleanup(name))
+    }
+
+    fn expect_invalid<T: std::fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Err(e @ Error::InvalidQueue { .. }) => e.to_string(),
+            other => panic!("expected InvalidQueue, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn foreign_files_are_refused() {
+        let name = format!("hostile-foreign-{}", std::process::id());
+        std::fs::write(path(&name), vec![0xA5u8; 70_000]).unwrap();
+        let msg = expect_invalid(Queue::<u8>::open(&name));
+        assert!(msg.contains("not a procq queue"), "{msg}");
+        std::fs::write(path(&name), b"tiny").unwrap();
+        expect_invalid(Queue::<u8>::open(&name));
+        // A huge sparse file is refused before it is mapped.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path(&name))
+            .unwrap();
+        f.set_len(DATA_OFFSET + MAX_CAPACITY_LIMIT + 1).unwrap();
+        expect_invalid(Queue::<u8>::open(&name));
+        std::fs::remove_file(path(&name)).unwrap();
+    }
+
+    #[test]
+    fn other_layout_versions_and_bad_limits_are_refused() {
+        let (name, q, _cleanup) = queue("version");
+        poke(&name, offset_of!(Header, version), &7u32.to_le_bytes());
+        let msg = expect_invalid(
+            Queue::<Vec<u8>>::open(&name)
+                .map(|_| ())
+                .or_else(|e| match e {
+                    // The same process reuses its attachment; inspect reads afresh.
+                    Error::InvalidQueue { .. } => Err(e),
+                    _ => Ok(()),
+                })
+                .and_then(|()| Shared::inspect(&name).map(|_| ())),
+        );
+        assert!(msg.contains("layout version 7"), "{msg}");
+        poke(
+            &name,
+            offset_of!(Header, version),
+            &LAYOUT_VERSION.to_le_bytes(),
+        );
+        poke(&name, offset_of!(Header, max_capacity), &3u64.to_le_bytes());
+        expect_invalid(Shared::inspect(&name).map(|_| ()));
+        drop(q);
+    }
+
+    #[test]
+    fn corrupt_state_gives_errors_not_panics() {
+        let (name, q, _cleanup) = queue("state");
+        q.put(&vec![1; 10]).unwrap();
+        // tail beyond head + capacity
+        poke(&name, state_offset(&q, 1), &u64::MAX.to_le_bytes());
+        let msg = expect_invalid(q.get_nowait());
+        assert!(msg.contains("corrupted"), "{msg}");
+        expect_invalid(q.put(&vec![2; 10]));
+        assert_eq!(q.qsize(), 0, "qsize is infallible and says 0");
+        expect_invalid(q.stats());
+    }
+
+    #[test]
+    fn corrupt_records_give_errors_not_panics() {
+        for (i, garbage) in [
+            (0usize, *b"JUNK"),        // unknown record kind
+            (8, *b"\xff\xff\xff\x7f"), // length far past the tail
+            (0, *b"PAD_"),             // padding that does not fit
+        ] {
+            let (name, q, _cleanup) = queue(&format!("record{i}"));
+            q.put(&vec![1; 100]).unwrap();
+            poke(&name, DATA_OFFSET as usize + i, &garbage);
+            let msg = expect_invalid(q.get_nowait());
+            assert!(msg.contains("corrupted"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn undecodable_item_is_removed_and_the_next_one_is_fine() {
+        let (name, q, _cleanup) = queue("decode");
+        q.put(&vec![1; 10]).unwrap();
+        q.put(&vec![2; 10]).unwrap();
+        // First record's payload starts with the varint length 10: claim 11.
+        poke(&name, DATA_OFFSET as usize + 16, &[11]);
+        assert!(matches!(q.get_nowait(), Err(Error::Codec(_))));
+        assert_eq!(q.get_nowait().unwrap(), vec![2; 10]);
+    }
+
+    #[test]
+    fn a_lock_held_by_a_dead_pid_without_robust_handover_is_reported() {
+        let (name, q, _cleanup) = queue("deadlock");
+        // Forge a mutex that looks held by a thread that does not exist (what
+        // a corrupted segment could contain), with a dead owner pid stamped.
+        let m = offset_of!(Header, lock);
+        let dead: u32 = 0x3fff_fff0;
+        poke(&name, m, &dead.to_le_bytes()); // glibc's __lock word: held
+        poke(&name, m + 64, &dead.to_le_bytes()); // procq's owner stamp
+        let t = Instant::now();
+        let msg = expect_invalid(q.get_nowait());
+        assert!(msg.contains("dead process"), "{msg}");
+        assert!(t.elapsed() < Duration::from_secs(10), "reported, not hung");
     }
 }

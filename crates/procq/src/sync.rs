@@ -40,6 +40,13 @@ pub(crate) struct RobustMutex {
     owner: AtomicU32,
 }
 
+// SAFETY: the mutex is only touched through `pthread_mutex_*`, which is
+// thread- and process-safe for a PTHREAD_PROCESS_SHARED mutex, and `owner`
+// is atomic.
+unsafe impl Sync for RobustMutex {}
+// SAFETY: as above; it holds no thread-affine state.
+unsafe impl Send for RobustMutex {}
+
 /// How a lock was acquired.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -336,13 +343,9 @@ mod tests {
         });
         // SAFETY: freshly allocated, not shared yet.
         unsafe { RobustMutex::init(&*m).unwrap() };
-        struct Send(Arc<RobustMutex>);
-        // SAFETY: test-only; the mutex is process-shared and thread-safe.
-        unsafe impl std::marker::Send for Send {}
-        let s = Send(m.clone());
+        let m2 = m.clone();
         std::thread::spawn(move || {
-            let s = s;
-            assert_eq!(s.0.lock(1).unwrap(), Acquired::Clean);
+            assert_eq!(m2.lock(1).unwrap(), Acquired::Clean);
         })
         .join()
         .unwrap();

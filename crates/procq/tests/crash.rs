@@ -1,0 +1,260 @@
+//! Crash torture: producers and consumers are SIGKILLed at random moments —
+//! inside `put`, inside `get`, holding the lock, while waiting — and the
+//! queue must stay usable, with nothing torn, duplicated or reordered, and
+//! no item lost except the one a killed consumer had already taken.
+//!
+//! `PROCQ_TORTURE_KILLS=N` sets how many kills to make (default 150, about
+//! 20 s on 2 cores); the long mode in the README uses thousands.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use procq::{Builder, JoinableQueue, Queue};
+use serde::{Deserialize, Serialize};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// One work item: who made it, its sequence number, and a payload whose
+/// checksum proves it was not torn.
+#[derive(Serialize, Deserialize, Debug)]
+struct Item {
+    producer: u32,
+    seq: u32,
+    payload: Vec<u8>,
+    checksum: u64,
+}
+
+fn checksum(producer: u32, seq: u32, payload: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ (u64::from(producer) << 32 | u64::from(seq));
+    for &b in payload {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn item(producer: u32, seq: u32) -> Item {
+    // Sizes from a few bytes to ~24 KiB exercise padding, wrap-around and
+    // growth, and make kills inside the copy (under the lock) likely.
+    let len = (seq.wrapping_mul(2_654_435_761) >> 18) as usize % 24_000;
+    let payload: Vec<u8> = (0..len)
+        .map(|i| (i as u32 ^ seq ^ producer) as u8)
+        .collect();
+    let checksum = checksum(producer, seq, &payload);
+    Item {
+        producer,
+        seq,
+        payload,
+        checksum,
+    }
+}
+
+/// Message from a consumer: (producer, seq), or `None` at the end.
+type Report = Option<(u32, u32)>;
+
+#[test]
+fn child_entry() {
+    let Some((role, args)) = common::role() else {
+        return;
+    };
+    match role.as_str() {
+        "producer" => {
+            let q = JoinableQueue::<Option<Item>>::open(&args[0]).unwrap();
+            let id: u32 = args[1].parse().unwrap();
+            let n: u32 = args[2].parse().unwrap();
+            for seq in 0..n {
+                q.put(&Some(item(id, seq))).unwrap();
+            }
+        }
+        "consumer" => {
+            let q = JoinableQueue::<Option<Item>>::open(&args[0]).unwrap();
+            let reports = Queue::<Report>::open(&args[1]).unwrap();
+            loop {
+                let Some(it) = q.get_timeout(LIMIT).unwrap() else {
+                    q.task_done().unwrap();
+                    break;
+                };
+                assert_eq!(
+                    it.checksum,
+                    checksum(it.producer, it.seq, &it.payload),
+                    "torn item"
+                );
+                reports.put(&Some((it.producer, it.seq))).unwrap();
+                q.task_done().unwrap();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+struct Round {
+    q: JoinableQueue<Option<Item>>,
+    reports: Queue<Report>,
+    producers: Vec<Child>,
+    consumers: Vec<Child>,
+    next_producer: u32,
+    /// Consumers killed: each may have taken one item it never reported.
+    consumer_kills: usize,
+    per_producer: u32,
+}
+
+impl Round {
+    fn spawn_producer(&mut self) {
+        let id = self.next_producer;
+        self.next_producer += 1;
+        let n = self.per_producer.to_string();
+        self.producers.push(common::spawn(
+            "producer",
+            &[self.q.name(), &id.to_string(), &n],
+        ));
+    }
+
+    fn spawn_consumer(&mut self) {
+        self.consumers.push(common::spawn(
+            "consumer",
+            &[self.q.name(), self.reports.name()],
+        ));
+    }
+}
+
+/// A small deterministic generator (xorshift), seeded per run.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn kill(child: &mut Child) {
+    // SAFETY-free: std's Child::kill sends SIGKILL.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
+    let total_kills: usize = std::env::var("PROCQ_TORTURE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let seed = std::env::var("PROCQ_TORTURE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("torture: {total_kills} kills, seed {seed} (PROCQ_TORTURE_SEED to replay)");
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    let (mut kills, mut rounds, mut delivered, mut lost, mut recoveries) =
+        (0usize, 0usize, 0usize, 0usize, 0u64);
+    while kills < total_kills {
+        rounds += 1;
+        // Alternate a tightly bounded queue with a tiny initial ring (so it
+        // grows, pads and shrinks) and an unbounded one.
+        let maxsize = if rounds % 2 == 0 { 8 } else { 0 };
+        let q = Builder::new()
+            .maxsize(maxsize)
+            .capacity_bytes(4096)
+            .build_joinable::<Option<Item>>()
+            .unwrap();
+        let reports = Queue::<Report>::new(0).unwrap();
+        let mut r = Round {
+            q,
+            reports,
+            producers: Vec::new(),
+            consumers: Vec::new(),
+            next_producer: 0,
+            consumer_kills: 0,
+            per_producer: 300,
+        };
+        for _ in 0..3 {
+            r.spawn_producer();
+            r.spawn_consumer();
+        }
+        let round_kills = (total_kills - kills).min(25);
+        for _ in 0..round_kills {
+            std::thread::sleep(Duration::from_micros(rng.below(15_000)));
+            let victim_is_consumer = rng.below(2) == 0;
+            let list = if victim_is_consumer {
+                &mut r.consumers
+            } else {
+                &mut r.producers
+            };
+            let i = rng.below(list.len() as u64) as usize;
+            let mut child = list.swap_remove(i);
+            kill(&mut child);
+            kills += 1;
+            if victim_is_consumer {
+                r.consumer_kills += 1;
+                r.spawn_consumer();
+            } else {
+                r.spawn_producer();
+            }
+        }
+        // Let the surviving producers finish, then stop the consumers.
+        for p in &mut r.producers {
+            common::wait_ok(p, LIMIT);
+        }
+        for _ in 0..r.consumers.len() {
+            r.q.put(&None).unwrap();
+        }
+        for c in &mut r.consumers {
+            common::wait_ok(c, LIMIT);
+        }
+        // join() must return: tasks of killed consumers are written off.
+        r.q.join_timeout(LIMIT).expect("join after kills");
+        assert_eq!(r.q.qsize(), 0);
+        assert_eq!(r.q.unfinished_tasks().unwrap(), 0);
+
+        let mut got: HashMap<u32, BTreeSet<u32>> = HashMap::new();
+        while let Ok(Some((p, s))) = r.reports.get_nowait() {
+            assert!(
+                got.entry(p).or_default().insert(s),
+                "item {p}/{s} delivered twice"
+            );
+        }
+        // Producers put in order, so what arrived from each is a prefix of
+        // its sequence, minus items that killed consumers took.
+        let mut missing = 0;
+        for seqs in got.values() {
+            let last = *seqs.iter().next_back().unwrap();
+            missing += (last + 1) as usize - seqs.len();
+            delivered += seqs.len();
+        }
+        assert!(
+            missing <= r.consumer_kills,
+            "{missing} items missing but only {} consumers were killed",
+            r.consumer_kills
+        );
+        lost += missing;
+        // The queue still works.
+        r.q.put(&None).unwrap();
+        assert!(r.q.get().unwrap().is_none());
+        r.q.task_done().unwrap();
+        let st = r.q.stats().unwrap();
+        recoveries += st.recoveries;
+        assert_eq!(st.items, 0);
+        // Killed processes leave their slots behind; the last live user
+        // reclaims them and removes the queue.
+        let names = [r.q.name().to_owned(), r.reports.name().to_owned()];
+        drop(r);
+        for name in names {
+            assert!(!common::segment_exists(&name), "queue {name} leaked");
+        }
+    }
+    eprintln!(
+        "torture: {kills} kills in {rounds} rounds, {delivered} items delivered intact, {lost} taken by killed consumers, \
+         {recoveries} lock recoveries, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -109,6 +109,15 @@ unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
 
+/// Whether the process creating a segment may still be initializing it:
+/// unknown (pid not written yet) or alive.
+fn creator_may_be_alive(h: &Header) -> bool {
+    match h.creator_pid.load(Ordering::Relaxed) {
+        0 => true,
+        pid => ProcessId::pid_exists(pid),
+    }
+}
+
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -232,7 +241,7 @@ impl Shared {
         loop {
             match h.magic.load(Ordering::Acquire) {
                 MAGIC => break,
-                0 if started.elapsed() < Duration::from_secs(2) => {
+                0 if started.elapsed() < Duration::from_secs(2) && creator_may_be_alive(h) => {
                     std::thread::sleep(Duration::from_millis(1))
                 }
                 0 => {

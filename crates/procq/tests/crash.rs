@@ -3,8 +3,8 @@
 //! queue must stay usable, with nothing torn, duplicated or reordered, and
 //! no item lost except the one a killed consumer had already taken.
 //!
-//! `PROCQ_TORTURE_KILLS=N` sets how many kills to make (default 150, about
-//! 20 s on 2 cores); the long mode in the README uses thousands.
+//! `PROCQ_TORTURE_KILLS=N` sets how many kills to make (default 400, a few
+//! seconds on 2 cores); the long mode in the README uses thousands.
 
 mod common;
 
@@ -141,7 +141,7 @@ fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
     let total_kills: usize = std::env::var("PROCQ_TORTURE_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(150);
+        .unwrap_or(400);
     let seed = std::env::var("PROCQ_TORTURE_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

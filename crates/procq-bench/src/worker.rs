@@ -1,0 +1,501 @@
+//! The producer, consumer, ping-pong and load processes of the suite.
+//!
+//! The suite measures real OS processes. Rather than depend on a process
+//! API, it re-executes its own binary (`std::env::current_exe`) with the
+//! hidden first argument [`WORKER_ARG`] followed by a JSON [`Role`]; the
+//! binary's `main` hands such invocations to [`run_worker_if_requested`].
+//!
+//! Protocol between the parent (see `harness`) and a worker, one line each:
+//! 1. the worker sets up (opens its queue, binds or connects its socket) and
+//!    prints `ready [info]` on stdout;
+//! 2. it waits for the line `go` on stdin (for load workers: for the end of
+//!    stdin, which means "stop");
+//! 3. it does its work and prints `done <end> <values...>`, where `<end>` is
+//!    `CLOCK_MONOTONIC` in nanoseconds when its last item arrived. The clock
+//!    is the same in every process, so the parent can time the whole run
+//!    from its own `go` to the last consumer's `<end>`, consumer side, end to
+//!    end.
+//!
+//! Anything else a worker has to say goes to stderr, and a failing worker
+//! exits with status 1, which the parent reports as the case's error.
+
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::{self, IpcBytesSender, IpcOneShotServer, IpcSender};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Item, LatencySummary};
+
+/// First command-line argument that turns the benchmark binary into a
+/// worker process. Any binary that runs the suite (`procq-bench`, or the
+/// `procq` CLI's `bench` command) must call [`run_worker_if_requested`]
+/// first thing in `main`.
+///
+/// ```
+/// assert!(procq_bench::WORKER_ARG.starts_with("__"));
+/// ```
+pub const WORKER_ARG: &str = "__procq-bench-worker";
+
+/// Runs this process as a benchmark worker if it was started as one
+/// (`argv[1] == WORKER_ARG`), returning its exit code; `None` otherwise.
+///
+/// Call it at the top of `main`, before parsing arguments:
+///
+/// ```
+/// fn main() -> std::process::ExitCode {
+///     if let Some(code) = procq_bench::run_worker_if_requested() {
+///         return code;
+///     }
+///     // ... the program's own argument parsing ...
+///     std::process::ExitCode::SUCCESS
+/// }
+/// ```
+pub fn run_worker_if_requested() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != WORKER_ARG {
+        return None;
+    }
+    let Some(spec) = args.next().and_then(|s| s.into_string().ok()) else {
+        eprintln!("procq-bench worker: missing role argument");
+        return Some(ExitCode::FAILURE);
+    };
+    let role: Role = match serde_json::from_str(&spec) {
+        Ok(role) => role,
+        Err(e) => {
+            eprintln!("procq-bench worker: bad role {spec:?}: {e}");
+            return Some(ExitCode::FAILURE);
+        }
+    };
+    Some(match run(role) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("procq-bench worker ({spec}): {e}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// What one worker process does. Serialized as JSON on its command line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Role {
+    /// Puts `items` items to a procq queue, `batch` per `put_many` (1 = `put`).
+    ProcqProducer {
+        queue: String,
+        item: Item,
+        items: u64,
+        batch: usize,
+    },
+    /// Gets `items` items from a procq queue, up to `batch` per `get_many`.
+    ProcqConsumer {
+        queue: String,
+        item: Item,
+        items: u64,
+        batch: usize,
+    },
+    /// Binds a Unix socket at `path`, accepts one connection, reads `items`.
+    SocketConsumer {
+        path: String,
+        item: Item,
+        items: u64,
+    },
+    /// Connects to `path` and writes `items` length-prefixed items.
+    SocketProducer {
+        path: String,
+        item: Item,
+        items: u64,
+    },
+    /// Serves an ipc-channel one-shot server (its name in the `ready` line),
+    /// receives the consumer's byte sender through it, sends `items`.
+    IpcProducer { item: Item, items: u64 },
+    /// Connects to the producer's one-shot server and receives `items`.
+    IpcConsumer {
+        server: String,
+        item: Item,
+        items: u64,
+    },
+    /// Sends `warmup + round_trips` pings and times each round trip.
+    ProcqPinger {
+        ping: String,
+        pong: String,
+        warmup: u64,
+        round_trips: u64,
+    },
+    /// Answers every ping.
+    ProcqPonger {
+        ping: String,
+        pong: String,
+        count: u64,
+    },
+    /// Binds `path`, accepts the pinger, answers every ping.
+    SocketPonger { path: String, count: u64 },
+    /// Connects to `path`, times each round trip.
+    SocketPinger {
+        path: String,
+        warmup: u64,
+        round_trips: u64,
+    },
+    /// Background load: puts (or gets) `u64`s on `queue` until stdin closes.
+    Load { queue: String, producer: bool },
+}
+
+/// Nanoseconds on `CLOCK_MONOTONIC`, comparable across processes (the
+/// clock `Instant` uses on Linux, but as a plain number).
+pub(crate) fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Result<T> = std::result::Result<T, BoxError>;
+
+/// Set once this worker has reported `done`.
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+fn say(line: &str) -> Result<()> {
+    if line.starts_with("done") {
+        FINISHED.store(true, Ordering::SeqCst);
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Waits for the parent's `go` line, then watches stdin: it closes early
+/// only if the parent gave up on this run or died, and then a worker blocked
+/// in a `get` must not linger (holding a queue) forever.
+fn wait_go() -> Result<()> {
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "go" {
+        return Err(format!("expected \"go\" from the parent, got {line:?}").into());
+    }
+    std::thread::spawn(|| {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        if !FINISHED.load(Ordering::SeqCst) {
+            eprintln!("procq-bench worker: the parent went away; stopping");
+            std::process::exit(1);
+        }
+    });
+    Ok(())
+}
+
+fn run(role: Role) -> Result<()> {
+    match role {
+        Role::ProcqProducer {
+            queue,
+            item,
+            items,
+            batch,
+        } => match item {
+            Item::U64 => procq_produce::<u64>(&queue, items, batch, |i| i),
+            Item::Bytes(n) => {
+                let payload = vec![item.fill_byte(); n];
+                procq_produce::<Vec<u8>>(&queue, items, batch, |_| payload.clone())
+            }
+        },
+        Role::ProcqConsumer {
+            queue,
+            item,
+            items,
+            batch,
+        } => match item {
+            Item::U64 => procq_consume::<u64>(&queue, items, batch, |v| *v),
+            Item::Bytes(_) => procq_consume::<Vec<u8>>(&queue, items, batch, |v| v.len() as u64),
+        },
+        Role::SocketConsumer { path, item, items } => {
+            let listener = UnixListener::bind(&path)?;
+            say("ready")?;
+            let (stream, _) = listener.accept()?;
+            wait_go()?;
+            consume_frames(
+                BufReader::with_capacity(64 * 1024, stream),
+                item,
+                items,
+                read_frame,
+            )
+        }
+        Role::SocketProducer { path, item, items } => {
+            let mut stream = UnixStream::connect(&path)?;
+            say("ready")?;
+            wait_go()?;
+            let mut frame = Vec::new();
+            for i in 0..items {
+                encode_frame(item, i, &mut frame)?;
+                // One write per item: what a pipe-based queue does.
+                stream.write_all(&frame)?;
+            }
+            say(&format!("done {}", monotonic_ns()))
+        }
+        Role::IpcProducer { item, items } => {
+            let (server, name) = IpcOneShotServer::<IpcBytesSender>::new()?;
+            say(&format!("ready {name}"))?;
+            let (_rx, tx) = server.accept()?;
+            wait_go()?;
+            let mut frame = Vec::new();
+            for i in 0..items {
+                encode_item(item, i, &mut frame)?;
+                tx.send(&frame)?;
+            }
+            say(&format!("done {}", monotonic_ns()))
+        }
+        Role::IpcConsumer {
+            server,
+            item,
+            items,
+        } => {
+            let (tx, rx) = ipc::bytes_channel()?;
+            IpcSender::<IpcBytesSender>::connect(server)?.send(tx)?;
+            say("ready")?;
+            wait_go()?;
+            consume_frames(rx, item, items, |rx, buf| {
+                *buf = rx.recv().map_err(|e| io::Error::other(format!("{e:?}")))?;
+                Ok(())
+            })
+        }
+        Role::ProcqPinger {
+            ping,
+            pong,
+            warmup,
+            round_trips,
+        } => {
+            let ping = procq::Queue::<u64>::open(&ping)?;
+            let pong = procq::Queue::<u64>::open(&pong)?;
+            say("ready")?;
+            wait_go()?;
+            ping_pong(warmup, round_trips, |i| {
+                ping.put(&i)?;
+                expect_echo(i, pong.get()?)
+            })
+        }
+        Role::ProcqPonger { ping, pong, count } => {
+            let ping = procq::Queue::<u64>::open(&ping)?;
+            let pong = procq::Queue::<u64>::open(&pong)?;
+            say("ready")?;
+            wait_go()?;
+            for _ in 0..count {
+                pong.put(&ping.get()?)?;
+            }
+            say(&format!("done {}", monotonic_ns()))
+        }
+        Role::SocketPonger { path, count } => {
+            let listener = UnixListener::bind(&path)?;
+            say("ready")?;
+            let (stream, _) = listener.accept()?;
+            wait_go()?;
+            let mut reader = BufReader::new(stream.try_clone()?);
+            let mut writer = stream;
+            let (mut buf, mut frame) = (Vec::new(), Vec::new());
+            for _ in 0..count {
+                read_frame(&mut reader, &mut buf)?;
+                let v: u64 = postcard::from_bytes(&buf)?;
+                encode_frame(Item::U64, v, &mut frame)?;
+                writer.write_all(&frame)?;
+            }
+            say(&format!("done {}", monotonic_ns()))
+        }
+        Role::SocketPinger {
+            path,
+            warmup,
+            round_trips,
+        } => {
+            let stream = UnixStream::connect(&path)?;
+            say("ready")?;
+            wait_go()?;
+            let mut reader = BufReader::new(stream.try_clone()?);
+            let mut writer = stream;
+            let (mut buf, mut frame) = (Vec::new(), Vec::new());
+            ping_pong(warmup, round_trips, |i| {
+                encode_frame(Item::U64, i, &mut frame)?;
+                writer.write_all(&frame)?;
+                read_frame(&mut reader, &mut buf)?;
+                expect_echo(i, postcard::from_bytes(&buf)?)
+            })
+        }
+        Role::Load { queue, producer } => load(&queue, producer),
+    }
+}
+
+fn expect_echo(sent: u64, got: u64) -> Result<()> {
+    if sent != got {
+        return Err(format!("ping {sent} answered with {got}").into());
+    }
+    Ok(())
+}
+
+/// Times `round_trips` calls of `once` after `warmup` untimed ones and
+/// prints the percentiles on the `done` line.
+fn ping_pong(warmup: u64, round_trips: u64, mut once: impl FnMut(u64) -> Result<()>) -> Result<()> {
+    for i in 0..warmup {
+        once(i)?;
+    }
+    let mut samples = Vec::with_capacity(round_trips as usize);
+    for i in 0..round_trips {
+        let t = Instant::now();
+        once(warmup + i)?;
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    let s = LatencySummary::from_samples(&mut samples);
+    say(&format!(
+        "done {} {} {} {} {}",
+        monotonic_ns(),
+        s.p50_ns,
+        s.p99_ns,
+        s.p999_ns,
+        s.max_ns
+    ))
+}
+
+fn procq_produce<T: Serialize + DeserializeOwned + 'static>(
+    name: &str,
+    items: u64,
+    batch: usize,
+    make: impl Fn(u64) -> T,
+) -> Result<()> {
+    let q = procq::Queue::<T>::open(name)?;
+    say("ready")?;
+    wait_go()?;
+    if batch <= 1 {
+        for i in 0..items {
+            q.put(&make(i))?;
+        }
+    } else {
+        let mut chunk = Vec::with_capacity(batch);
+        let mut i = 0;
+        while i < items {
+            chunk.clear();
+            let end = items.min(i + batch as u64);
+            chunk.extend((i..end).map(&make));
+            q.put_many(&chunk)?;
+            i = end;
+        }
+    }
+    say(&format!("done {}", monotonic_ns()))
+}
+
+/// Gets exactly `items` items; prints the sum of `check` over them so that
+/// the parent can tell that nothing was lost or duplicated.
+fn procq_consume<T: Serialize + DeserializeOwned + 'static>(
+    name: &str,
+    items: u64,
+    batch: usize,
+    check: impl Fn(&T) -> u64,
+) -> Result<()> {
+    let q = procq::Queue::<T>::open(name)?;
+    say("ready")?;
+    wait_go()?;
+    let mut sum = 0u64;
+    let mut got = 0u64;
+    while got < items {
+        if batch <= 1 {
+            sum = sum.wrapping_add(check(&q.get()?));
+            got += 1;
+        } else {
+            let want = batch.min((items - got) as usize);
+            for v in q.get_many(want)? {
+                sum = sum.wrapping_add(check(&v));
+                got += 1;
+            }
+        }
+    }
+    say(&format!("done {} {sum}", monotonic_ns()))
+}
+
+/// The postcard encoding of item number `i` (the bytes procq stores).
+pub(crate) fn encode_item(item: Item, i: u64, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    match item {
+        Item::U64 => *out = postcard::to_extend(&i, std::mem::take(out))?,
+        Item::Bytes(n) => {
+            *out = postcard::to_extend(&n, std::mem::take(out))?;
+            out.resize(out.len() + n, item.fill_byte());
+        }
+    }
+    Ok(())
+}
+
+/// A 4-byte little-endian length, then the item's encoding: the framing of
+/// a pipe-based queue such as Python's `multiprocessing.Queue`.
+fn encode_frame(item: Item, i: u64, out: &mut Vec<u8>) -> Result<()> {
+    let mut body = std::mem::take(out);
+    encode_item(item, i, &mut body)?;
+    out.clear();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    buf.resize(u32::from_le_bytes(len) as usize, 0);
+    r.read_exact(buf)
+}
+
+/// Decodes one encoded item into what a typed receiver would hand its
+/// caller (a `u64`, or a fresh `Vec<u8>` as procq's `get` returns) and
+/// returns its checksum contribution.
+pub(crate) fn decode_item(item: Item, bytes: &[u8]) -> Result<u64> {
+    Ok(match item {
+        Item::U64 => postcard::from_bytes::<u64>(bytes)?,
+        Item::Bytes(_) => {
+            let (len, rest) = postcard::take_from_bytes::<usize>(bytes)?;
+            if len != rest.len() {
+                return Err("bad byte-string length".into());
+            }
+            std::hint::black_box(rest.to_vec()).len() as u64
+        }
+    })
+}
+
+fn consume_frames<R>(
+    mut source: R,
+    item: Item,
+    items: u64,
+    mut next: impl FnMut(&mut R, &mut Vec<u8>) -> io::Result<()>,
+) -> Result<()> {
+    let mut buf = Vec::new();
+    let mut sum = 0u64;
+    for _ in 0..items {
+        next(&mut source, &mut buf)?;
+        sum = sum.wrapping_add(decode_item(item, &buf)?);
+    }
+    say(&format!("done {} {sum}", monotonic_ns()))
+}
+
+/// Keeps a queue busy until the parent closes our stdin.
+fn load(name: &str, producer: bool) -> Result<()> {
+    let q = procq::Queue::<u64>::open(name)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    say("ready")?;
+    std::thread::spawn(move || {
+        // End of stdin (or any error reading it) means "stop".
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        flag.store(true, Ordering::Relaxed);
+    });
+    let step = Duration::from_millis(10);
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let r = if producer {
+            q.put_timeout(&i, step)
+        } else {
+            q.get_timeout(step).map(drop)
+        };
+        match r {
+            Ok(()) | Err(procq::Error::Full) | Err(procq::Error::Empty) => {}
+            Err(e) => return Err(e.into()),
+        }
+        i += 1;
+    }
+    let mut out = BufWriter::new(io::stdout().lock());
+    writeln!(out, "done {} {i}", monotonic_ns())?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The benchmark binary end to end: real worker processes, real queues, a
+//! real report, on a small filtered subset so that it takes well under a
+//! second.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use procq_bench::{Report, System, TargetResult};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_procq-bench"))
+        .args(args)
+        .output()
+        .expect("running procq-bench")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("procq-bench-test-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn quick_filtered_run_writes_table_json_and_plot() {
+    let (json, svg) = (scratch("r.json"), scratch("r.svg"));
+    let out = bench(&[
+        "--quick",
+        "--filter",
+        "1p1c/8B",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    assert_eq!(report.mode, "quick");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.leaked_segments.is_empty());
+    // Every system ran, in one process or several, and moved every item.
+    for system in [
+        System::Procq,
+        System::Socket,
+        System::IpcChannel,
+        System::Crossbeam,
+        System::Memcpy,
+    ] {
+        let t = report
+            .throughput
+            .iter()
+            .find(|t| t.system == system && t.batch == 1)
+            .unwrap_or_else(|| panic!("no {system} case"));
+        assert!(t.items > 0 && t.items_per_sec > 0.0, "{t:?}");
+        assert!(table.contains(&system.to_string()));
+    }
+    assert!(report
+        .throughput
+        .iter()
+        .any(|t| t.system == System::Procq && t.batch > 1));
+    assert!(report.latency.is_empty() && report.memory.is_none());
+    // Throughput targets are judged, the others lack their cases.
+    let result = |name: &str| {
+        report
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no target {name}"))
+            .result
+    };
+    assert_ne!(
+        result("1P/1C 8 B unbounded: procq / socket"),
+        TargetResult::Missing
+    );
+    assert_eq!(result("latency p50: procq / socket"), TargetResult::Missing);
+    assert!(table.contains("Targets") && table.contains("No queue segments left"));
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    std::fs::remove_file(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("items/s"));
+}
+
+#[test]
+fn latency_and_memory_cases_run_and_clean_up() {
+    let out = bench(&["--quick", "--filter", "procq/idle"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("Round-trip latency"), "{table}");
+    let out = bench(&["--quick", "--filter", "memory"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("queue resident"), "{table}");
+}
+
+#[test]
+fn bad_usage_fails_with_status_2() {
+    assert_eq!(bench(&["--filter", "no-such-case"]).status.code(), Some(2));
+    assert_eq!(bench(&["--runs", "zero"]).status.code(), Some(2));
+    assert_eq!(bench(&["--bogus"]).status.code(), Some(2));
+    let list = bench(&["--list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("memory/procq"));
+}
+
+#[test]
+fn a_worker_with_a_bad_role_fails_cleanly() {
+    let out = bench(&[procq_bench::WORKER_ARG, "{not json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad role"));
+    assert!(out.stdout.is_empty());
+}

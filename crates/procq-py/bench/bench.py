@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Throughput of procq against multiprocessing.Queue, multiprocessing.SimpleQueue
+and faster-fifo, between processes.
+
+For every item kind (int, 100 B bytes, 100 KB bytes) and topology (1 producer
+/ 1 consumer, 2 producers / 2 consumers), each queue moves N items from the
+producers to the consumers; the clock runs from the start signal until the
+last consumer has its share. Items/s is the best of --repeat runs. One table,
+one run:
+
+    python bench/bench.py              # full run (about a minute on 2 cores)
+    python bench/bench.py --quick      # fewer items, one repetition
+    python bench/bench.py --smoke      # seconds: checks that every path works
+
+Fairness: the bounded queues hold at most 1000 items (procq.Queue(1000),
+multiprocessing.Queue(1000)); SimpleQueue is bounded by its pipe; faster-fifo
+by a 128 MiB byte ring. All processes use the fork start method. The
+"batch" rows use put_many/get_many with 64 items per call (faster-fifo's
+recommended pattern, and procq's); per-item rows use put/get.
+"""
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import procq
+
+try:
+    import faster_fifo
+except ImportError:  # the table then says "n/a"
+    faster_fifo = None
+
+BATCH = 64
+CTX = mp.get_context("fork")
+
+ITEMS = {
+    "int": lambda i: i,
+    "100 B": lambda i: b"x" * 100,
+    "100 KB": lambda i: b"x" * 100_000,
+}
+
+# items moved per run, per item kind (full run)
+COUNTS = {"int": 200_000, "100 B": 200_000, "100 KB": 10_000}
+
+
+def make_queue(impl):
+    if impl.startswith("procq"):
+        return procq.Queue(1000)
+    if impl == "mp.Queue":
+        return CTX.Queue(1000)
+    if impl == "mp.SimpleQueue":
+        return CTX.SimpleQueue()
+    if impl.startswith("faster-fifo"):
+        return faster_fifo.Queue(max_size_bytes=128 << 20)
+    raise ValueError(impl)
+
+
+def producer(impl, q, kind, n, start):
+    make = ITEMS[kind]
+    start.wait()
+    if impl.endswith("batch"):
+        chunk = [make(i) for i in range(BATCH)]
+        sent = 0
+        while sent < n:
+            k = min(BATCH, n - sent)
+            q.put_many(chunk[:k] if k < BATCH else chunk)
+            sent += k
+    else:
+        put = q.put
+        if kind == "int":
+            for i in range(n):
+                put(i)
+        else:
+            item = make(0)
+            for _ in range(n):
+                put(item)
+
+
+def consumer(impl, q, n, done):
+    got = 0
+    size = 0
+    if impl.endswith("batch"):
+        while got < n:
+            if impl.startswith("faster-fifo"):
+                items = q.get_many(timeout=30, max_messages_to_get=min(BATCH, n - got))
+            else:
+                items = q.get_many(min(BATCH, n - got), timeout=30)
+            got += len(items)
+            size += sum(len(x) if isinstance(x, bytes) else 1 for x in items)
+    else:
+        get = q.get
+        if impl == "mp.SimpleQueue":
+            for _ in range(n):
+                x = get()
+                size += len(x) if isinstance(x, bytes) else 1
+        else:
+            for _ in range(n):
+                x = get(timeout=30)
+                size += len(x) if isinstance(x, bytes) else 1
+    done.put((got or n, size))
+
+
+def run_once(impl, kind, producers, consumers, n):
+    q = make_queue(impl)
+    start = CTX.Event()
+    done = CTX.SimpleQueue()
+    per_p, per_c = n // producers, n // consumers
+    procs = [CTX.Process(target=producer, args=(impl, q, kind, per_p, start)) for _ in range(producers)]
+    procs += [CTX.Process(target=consumer, args=(impl, q, per_c, done)) for _ in range(consumers)]
+    for p in procs:
+        p.start()
+    time.sleep(0.05)  # let every process reach its start line
+    t0 = time.perf_counter()
+    start.set()
+    results = [done.get() for _ in range(consumers)]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join(30)
+        if p.is_alive():
+            p.kill()
+            raise RuntimeError(f"{impl}: a process hung")
+        if p.exitcode != 0:
+            raise RuntimeError(f"{impl}: a process failed ({p.exitcode})")
+    count = sum(r[0] for r in results)
+    if count != per_c * consumers:
+        raise RuntimeError(f"{impl}: moved {count} items, expected {per_c * consumers}")
+    if impl.startswith("procq"):
+        q.close()
+    return count / elapsed
+
+
+def fmt_rate(r):
+    if r is None:
+        return "n/a"
+    if r >= 1e6:
+        return f"{r / 1e6:.2f} M/s"
+    if r >= 1e3:
+        return f"{r / 1e3:.1f} k/s"
+    return f"{r:.0f} /s"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a fifth of the items, one repetition")
+    ap.add_argument("--smoke", action="store_true", help="tiny run to check every path works")
+    ap.add_argument("--repeat", type=int, default=None, help="runs per cell (best is kept)")
+    args = ap.parse_args()
+
+    scale = 0.002 if args.smoke else 0.2 if args.quick else 1.0
+    repeat = args.repeat or (1 if (args.smoke or args.quick) else 3)
+    impls = ["procq", "procq batch", "mp.Queue", "mp.SimpleQueue", "faster-fifo", "faster-fifo batch"]
+    if faster_fifo is None:
+        print("faster-fifo is not installed: its columns say n/a", file=sys.stderr)
+
+    rows = []
+    for kind in ITEMS:
+        for producers, consumers in [(1, 1), (2, 2)]:
+            n = max(4 * BATCH, int(COUNTS[kind] * scale)) // 4 * 4
+            rates = {}
+            for impl in impls:
+                if impl.startswith("faster-fifo") and faster_fifo is None:
+                    rates[impl] = None
+                    continue
+                rates[impl] = max(
+                    run_once(impl, kind, producers, consumers, n) for _ in range(repeat)
+                )
+            rows.append((kind, f"{producers}P/{consumers}C", n, rates))
+            print(f"  done: {kind} {producers}P/{consumers}C", file=sys.stderr)
+
+    head = ["item", "topology", "N"] + impls + ["procq/mp.Queue", "procq/SimpleQueue", "procq/faster-fifo", "batch/faster-fifo batch"]
+    table = []
+    for kind, topo, n, r in rows:
+        def ratio(a, b):
+            return "n/a" if r.get(a) is None or r.get(b) is None else f"{r[a] / r[b]:.1f}x"
+        table.append(
+            [kind, topo, str(n)] + [fmt_rate(r[i]) for i in impls]
+            + [ratio("procq", "mp.Queue"), ratio("procq", "mp.SimpleQueue"),
+               ratio("procq", "faster-fifo"), ratio("procq batch", "faster-fifo batch")]
+        )
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(head)]
+    print(f"\nitems/s, best of {repeat}; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in table:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""procq: a faster, crash-proof drop-in for ``multiprocessing.Queue``.
+
+Queues live in POSIX shared memory (``/dev/shm/procq-<name>``) and are
+managed by procq's Rust core: ``put`` writes the item straight into shared
+memory (no feeder thread), a robust process-shared lock survives processes
+killed at any instant, and waits use futexes with monotonic timeouts.
+
+    >>> import procq
+    >>> q = procq.Queue()
+    >>> q.put("Data A"); q.put("Data B")
+    >>> q.get(), q.get()
+    ('Data A', 'Data B')
+
+``procq.Queue``, ``procq.JoinableQueue`` and ``procq.SimpleQueue`` take the
+same arguments and raise the same exceptions (``queue.Empty``,
+``queue.Full``, ``ValueError``) as their ``multiprocessing`` namesakes.
+"""
+
+from queue import Empty, Full
+
+from ._procq import JoinableQueue, Queue, SimpleQueue, __version__, collect_garbage
+
+__all__ = [
+    "Queue",
+    "JoinableQueue",
+    "SimpleQueue",
+    "Empty",
+    "Full",
+    "collect_garbage",
+    "__version__",
+]

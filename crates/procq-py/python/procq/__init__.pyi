@@ -1,0 +1,126 @@
+"""Type stubs for procq: a faster, crash-proof drop-in for multiprocessing.Queue."""
+
+from queue import Empty as Empty, Full as Full
+from types import GenericAlias
+from typing import Any, Generic, Iterable, Literal, TypeVar
+
+__all__ = [
+    "Queue",
+    "JoinableQueue",
+    "SimpleQueue",
+    "Empty",
+    "Full",
+    "collect_garbage",
+    "__version__",
+]
+
+__version__: str
+
+_T = TypeVar("_T")
+_Codec = Literal["pickle", "bytes"]
+
+def collect_garbage() -> list[str]:
+    """Remove queues whose processes all died; return their names."""
+
+class Queue(Generic[_T]):
+    """A process-safe FIFO queue in shared memory (``multiprocessing.Queue``)."""
+
+    def __init__(
+        self,
+        maxsize: int = 0,
+        *,
+        codec: _Codec = "pickle",
+        name: str | None = None,
+        capacity_bytes: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None: ...
+    @classmethod
+    def open(cls, name: str, *, codec: _Codec = "pickle") -> Queue[Any]:
+        """Open an existing queue by name."""
+    def put(self, obj: _T, block: bool = True, timeout: float | None = None) -> None:
+        """Put ``obj`` into the queue; ``queue.Full`` if no room in time."""
+    def get(self, block: bool = True, timeout: float | None = None) -> _T:
+        """Remove and return an item; ``queue.Empty`` if none in time."""
+    def put_nowait(self, obj: _T) -> None:
+        """Equivalent to ``put(obj, False)``."""
+    def get_nowait(self) -> _T:
+        """Equivalent to ``get(False)``."""
+    def put_many(
+        self, items: Iterable[_T], block: bool = True, timeout: float | None = None
+    ) -> None:
+        """Put every item, in order, under as few lock acquisitions as possible."""
+    def get_many(
+        self, max_items: int, block: bool = True, timeout: float | None = None
+    ) -> list[_T]:
+        """Remove and return 1 to ``max_items`` items."""
+    def qsize(self) -> int:
+        """Exact number of items, on every platform."""
+    def empty(self) -> bool: ...
+    def full(self) -> bool: ...
+    def close(self) -> None:
+        """Close this handle; ``put``/``get`` on it then raise ``ValueError``."""
+    def join_thread(self) -> None:
+        """No feeder thread to join; only valid after ``close()``."""
+    def cancel_join_thread(self) -> None: ...
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the queue's counters."""
+    @property
+    def name(self) -> str:
+        """The shared-memory name (``Queue.open(name)`` reaches the queue)."""
+    @property
+    def maxsize(self) -> int: ...
+    @property
+    def codec(self) -> _Codec: ...
+    @property
+    def closed(self) -> bool: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+    def __class_getitem__(cls, item: Any) -> GenericAlias: ...
+
+class JoinableQueue(Queue[_T]):
+    """A ``Queue`` with task accounting (``multiprocessing.JoinableQueue``)."""
+
+    def __init__(
+        self,
+        maxsize: int = 0,
+        *,
+        codec: _Codec = "pickle",
+        name: str | None = None,
+        capacity_bytes: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None: ...
+    @classmethod
+    def open(cls, name: str, *, codec: _Codec = "pickle") -> JoinableQueue[Any]: ...
+    def task_done(self) -> None:
+        """Mark one task got from the queue as done; ``ValueError`` if none is."""
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until every task is done; False if ``timeout`` ran out."""
+    @property
+    def unfinished_tasks(self) -> int: ...
+
+class SimpleQueue(Generic[_T]):
+    """An unbounded queue (``multiprocessing.SimpleQueue``)."""
+
+    def __init__(
+        self,
+        *,
+        codec: _Codec = "pickle",
+        name: str | None = None,
+        capacity_bytes: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None: ...
+    def put(self, obj: _T) -> None: ...
+    def get(self, timeout: float | None = None) -> _T: ...
+    def put_many(self, items: Iterable[_T]) -> None: ...
+    def get_many(self, max_items: int, timeout: float | None = None) -> list[_T]: ...
+    def empty(self) -> bool: ...
+    def qsize(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def codec(self) -> _Codec: ...
+    @property
+    def closed(self) -> bool: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+    def __class_getitem__(cls, item: Any) -> GenericAlias: ...

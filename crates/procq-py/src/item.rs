@@ -1,0 +1,341 @@
+//! The item format: how a Python object becomes the bytes of one queue
+//! record, and back.
+//!
+//! procq's core stores byte strings ([`procq::RawQueue`]); this module
+//! decides what those bytes are for Python objects. A queue has one of two
+//! codecs, chosen at creation:
+//!
+//! * `"pickle"` (the default, like `multiprocessing.Queue`): any picklable
+//!   object. The first byte of a record says how the rest is to be read:
+//!
+//!   | first byte   | item          | rest of the record                      |
+//!   |--------------|---------------|-----------------------------------------|
+//!   | `0x80`       | any object    | the record *is* `pickle.dumps(obj, 5)`  |
+//!   | `b'b'` 0x62  | `bytes`       | the bytes, verbatim                     |
+//!   | `b's'` 0x73  | `str`         | UTF-8                                   |
+//!   | `b'i'` 0x69  | `int` in i64  | 8 bytes, little-endian two's complement |
+//!   | `b'f'` 0x66  | `float`       | 8 bytes, IEEE 754 binary64, little-endian |
+//!   | `b'N'` 0x4e  | `None`        | nothing                                 |
+//!   | `b'T'`/`b'F'`| `True`/`False`| nothing                                 |
+//!
+//!   A pickle of protocol 2 or later always starts with the `PROTO` opcode
+//!   `0x80`, so pickles need no tag byte of their own and are stored as
+//!   `pickle.dumps` returned them; every other tag is ASCII, below `0x80`.
+//!   The fast paths skip pickle for the commonest item types (pickle costs
+//!   ~1 µs per call) and give other languages a format they can read and
+//!   write without a pickle implementation.
+//! * `"bytes"`: every item is a bytes-like object, stored verbatim, so a
+//!   Rust `procq::RawQueue` reads and writes exactly the bytes Python sees.
+//!
+//! Large records are copied with the GIL released (see `LARGE`).
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyMemoryView, PyString};
+
+/// First byte of every pickle of protocol ≥ 2 (the `PROTO` opcode).
+pub(crate) const TAG_PICKLE: u8 = 0x80;
+/// A `bytes` item.
+pub(crate) const TAG_BYTES: u8 = b'b';
+/// A `str` item, UTF-8.
+pub(crate) const TAG_STR: u8 = b's';
+/// An `int` that fits in an `i64`.
+pub(crate) const TAG_INT: u8 = b'i';
+/// A `float`.
+pub(crate) const TAG_FLOAT: u8 = b'f';
+/// `None`.
+pub(crate) const TAG_NONE: u8 = b'N';
+/// `True`.
+pub(crate) const TAG_TRUE: u8 = b'T';
+/// `False`.
+pub(crate) const TAG_FALSE: u8 = b'F';
+
+/// Records at least this large are copied with the GIL released. Below it a
+/// copy takes a few microseconds, less than giving the GIL away and taking it
+/// back can cost when another thread wants it (up to the 5 ms switch
+/// interval).
+pub(crate) const LARGE: usize = 64 * 1024;
+
+/// The pickle protocol used for items (5 is the newest, Python ≥ 3.8).
+const PICKLE_PROTOCOL: u8 = 5;
+
+/// How a queue turns Python objects into records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Codec {
+    /// Any picklable object, with tagged fast paths (see the module docs).
+    Pickle,
+    /// Bytes-like objects only, stored verbatim.
+    Bytes,
+}
+
+impl Codec {
+    /// Parses the `codec=` argument.
+    pub(crate) fn parse(s: &str) -> PyResult<Codec> {
+        match s {
+            "pickle" => Ok(Codec::Pickle),
+            "bytes" => Ok(Codec::Bytes),
+            other => Err(PyValueError::new_err(format!(
+                "codec must be 'pickle' or 'bytes', not {other:?}"
+            ))),
+        }
+    }
+
+    /// The name given to `codec=`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Codec::Pickle => "pickle",
+            Codec::Bytes => "bytes",
+        }
+    }
+}
+
+/// Where the body of an encoded item lives.
+enum Body<'a, 'py> {
+    /// No body (`None`, booleans, numbers live in the head).
+    Empty,
+    /// Borrowed from an immutable Python object (`bytes`, `str`) that the
+    /// caller keeps alive for the whole call.
+    Borrowed(&'a [u8]),
+    /// A `bytes` object made for this item (a pickle, or a copy of a
+    /// mutable buffer).
+    Made(Bound<'py, PyBytes>),
+}
+
+/// One item, encoded: a short head (tag and fixed-size value) followed by
+/// a body. The record is `head ++ body`; it is only concatenated when it is
+/// copied, so a pickle or a `bytes_codec` item is never copied twice.
+pub(crate) struct Encoded<'a, 'py> {
+    /// Tag byte and, for numbers, their 8 bytes.
+    head: [u8; 9],
+    /// How much of `head` is used.
+    head_len: usize,
+    /// The rest.
+    body: Body<'a, 'py>,
+}
+
+impl<'a, 'py> Encoded<'a, 'py> {
+    fn tagged(tag: u8, value: &[u8], body: Body<'a, 'py>) -> Self {
+        let mut head = [0u8; 9];
+        head[0] = tag;
+        head[1..=value.len()].copy_from_slice(value);
+        Encoded {
+            head,
+            head_len: 1 + value.len(),
+            body,
+        }
+    }
+
+    fn whole(body: Body<'a, 'py>) -> Self {
+        Encoded {
+            head: [0; 9],
+            head_len: 0,
+            body,
+        }
+    }
+
+    /// The leading bytes of the record (empty for pickles and raw bytes).
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head[..self.head_len]
+    }
+
+    /// The trailing bytes of the record.
+    pub(crate) fn body(&self) -> &[u8] {
+        match &self.body {
+            Body::Empty => &[],
+            Body::Borrowed(b) => b,
+            Body::Made(b) => b.as_bytes(),
+        }
+    }
+
+    /// Length of the whole record.
+    pub(crate) fn len(&self) -> usize {
+        self.head_len + self.body().len()
+    }
+}
+
+static PICKLE_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static PICKLE_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Encodes `obj` for a queue with `codec`. Raises at once (and puts
+/// nothing) if the object cannot be encoded.
+pub(crate) fn encode<'a, 'py>(
+    obj: &'a Bound<'py, PyAny>,
+    codec: Codec,
+) -> PyResult<Encoded<'a, 'py>> {
+    let py = obj.py();
+    if codec == Codec::Bytes {
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            return Ok(Encoded::whole(Body::Borrowed(b.as_bytes())));
+        }
+        // Mutable buffers may change while the GIL is released: copy them.
+        if obj.is_instance_of::<PyByteArray>() || obj.is_instance_of::<PyMemoryView>() {
+            let copy = py
+                .get_type::<PyBytes>()
+                .call1((obj,))?
+                .cast_into::<PyBytes>()?;
+            return Ok(Encoded::whole(Body::Made(copy)));
+        }
+        return Err(PyTypeError::new_err(format!(
+            "a queue with codec='bytes' takes bytes, bytearray or memoryview items, not {}",
+            obj.get_type().name()?
+        )));
+    }
+    // Exact types only: a subclass may carry state that only pickle keeps.
+    if obj.is_none() {
+        return Ok(Encoded::tagged(TAG_NONE, &[], Body::Empty));
+    }
+    if obj.is_exact_instance_of::<PyBool>() {
+        let tag = if obj.is_truthy()? {
+            TAG_TRUE
+        } else {
+            TAG_FALSE
+        };
+        return Ok(Encoded::tagged(tag, &[], Body::Empty));
+    }
+    if obj.is_exact_instance_of::<PyInt>() {
+        if let Ok(v) = obj.extract::<i64>() {
+            return Ok(Encoded::tagged(TAG_INT, &v.to_le_bytes(), Body::Empty));
+        }
+    } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        return Ok(Encoded::tagged(
+            TAG_FLOAT,
+            &f.value().to_le_bytes(),
+            Body::Empty,
+        ));
+    } else if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok(Encoded::tagged(
+            TAG_BYTES,
+            &[],
+            Body::Borrowed(b.as_bytes()),
+        ));
+    } else if let Ok(s) = obj.cast_exact::<PyString>() {
+        // A str with lone surrogates has no UTF-8 form: pickle keeps it.
+        if let Ok(text) = s.to_str() {
+            return Ok(Encoded::tagged(
+                TAG_STR,
+                &[],
+                Body::Borrowed(text.as_bytes()),
+            ));
+        }
+    }
+    let dumps = PICKLE_DUMPS.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("pickle")?.getattr("dumps")?.unbind())
+    })?;
+    let pickled = dumps
+        .bind(py)
+        .call1((obj, PICKLE_PROTOCOL))?
+        .cast_into::<PyBytes>()?;
+    Ok(Encoded::whole(Body::Made(pickled)))
+}
+
+/// Writes `head ++ body` into `buf` (cleared first).
+pub(crate) fn concat_into(buf: &mut Vec<u8>, head: &[u8], body: &[u8]) {
+    buf.clear();
+    buf.reserve(head.len() + body.len());
+    buf.extend_from_slice(head);
+    buf.extend_from_slice(body);
+}
+
+/// A record turned into a Python object, except that a pickle is not yet
+/// loaded: loading runs arbitrary Python code, which must not happen while
+/// the queue's lock is held.
+pub(crate) enum Built<'py> {
+    /// The finished object.
+    Done(Bound<'py, PyAny>),
+    /// A pickle still to be loaded.
+    Pickle(Bound<'py, PyBytes>),
+}
+
+/// Why a record cannot be an item (raised as `ValueError`).
+fn bad_record(why: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "queue item is not in procq's Python item format: {why}"
+    ))
+}
+
+/// Makes a `bytes` object. With `gil_free_copy`, large contents are copied
+/// with the GIL released; that must not be used while the queue lock is held
+/// (taking the GIL back could then wait on a thread that waits for the lock).
+pub(crate) fn new_bytes<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    gil_free_copy: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
+    if !gil_free_copy || data.len() < LARGE {
+        return Ok(PyBytes::new(py, data));
+    }
+    let len = pyo3::ffi::Py_ssize_t::try_from(data.len())
+        .map_err(|_| PyValueError::new_err("item too large for a bytes object"))?;
+    // SAFETY: `PyBytes_FromStringAndSize(NULL, n)` returns a new reference to
+    // a bytes object with `n` uninitialized bytes (or NULL with an exception
+    // set, which `from_owned_ptr_or_err` turns into `Err`). It is a bytes
+    // object, so the unchecked cast is sound. `PyBytes_AsString` on it returns
+    // its buffer of exactly `n` bytes (plus a trailing NUL). No other code can
+    // see the object before we return it, so writing the buffer through a
+    // unique `&mut [u8]` while detached from the interpreter races with
+    // nothing; the object (and so the buffer) is kept alive by `obj`.
+    unsafe {
+        let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len);
+        let obj = Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyBytes>();
+        let buf = pyo3::ffi::PyBytes_AsString(obj.as_ptr()).cast::<u8>();
+        let dst = std::slice::from_raw_parts_mut(buf, data.len());
+        py.detach(|| dst.copy_from_slice(data));
+        Ok(obj)
+    }
+}
+
+/// Turns one record into a Python object (pickles excepted, see [`Built`]).
+///
+/// Only makes objects that are not tracked by the garbage collector
+/// (`bytes`, `str`, `int`, `float`), so no Python code can run: it is safe
+/// to call while the queue's lock is held.
+pub(crate) fn build<'py>(
+    py: Python<'py>,
+    record: &[u8],
+    codec: Codec,
+    gil_free_copy: bool,
+) -> PyResult<Built<'py>> {
+    if codec == Codec::Bytes {
+        return Ok(Built::Done(
+            new_bytes(py, record, gil_free_copy)?.into_any(),
+        ));
+    }
+    let Some((&tag, rest)) = record.split_first() else {
+        return Err(bad_record("empty record"));
+    };
+    let fixed8 = |rest: &[u8]| -> PyResult<[u8; 8]> {
+        rest.try_into()
+            .map_err(|_| bad_record("a number must have exactly 8 bytes"))
+    };
+    let obj = match tag {
+        TAG_PICKLE => return Ok(Built::Pickle(new_bytes(py, record, gil_free_copy)?)),
+        TAG_BYTES => new_bytes(py, rest, gil_free_copy)?.into_any(),
+        TAG_STR => {
+            let text = std::str::from_utf8(rest).map_err(|_| bad_record("invalid UTF-8"))?;
+            PyString::new(py, text).into_any()
+        }
+        TAG_INT => i64::from_le_bytes(fixed8(rest)?)
+            .into_pyobject(py)?
+            .into_any(),
+        TAG_FLOAT => PyFloat::new(py, f64::from_le_bytes(fixed8(rest)?)).into_any(),
+        TAG_NONE => py.None().into_bound(py),
+        TAG_TRUE => PyBool::new(py, true).to_owned().into_any(),
+        TAG_FALSE => PyBool::new(py, false).to_owned().into_any(),
+        other => return Err(bad_record(&format!("unknown tag byte 0x{other:02x}"))),
+    };
+    Ok(Built::Done(obj))
+}
+
+/// Finishes a [`Built`] item: loads pickles.
+pub(crate) fn finish<'py>(py: Python<'py>, built: Built<'py>) -> PyResult<Bound<'py, PyAny>> {
+    match built {
+        Built::Done(obj) => Ok(obj),
+        Built::Pickle(data) => {
+            let loads = PICKLE_LOADS.get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import("pickle")?.getattr("loads")?.unbind())
+            })?;
+            loads.bind(py).call1((data,))
+        }
+    }
+}

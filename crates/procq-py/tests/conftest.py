@@ -1,0 +1,80 @@
+"""Shared fixtures and helpers for the procq Python test suite.
+
+Every blocking call in the suite has a timeout, and pytest-timeout (when
+installed, as scripts/test.d/20-python.sh does) stops any test that still
+hangs. Worker functions live in ``workers.py`` so that ``spawn`` and
+``forkserver`` children can import them.
+"""
+
+import gc
+import multiprocessing
+import os
+import time
+
+import pytest
+
+SHM = "/dev/shm"
+
+
+def own_segments():
+    """Segments of queues this test process created (procq's default names
+    embed the creator's pid in hex; tests that name queues use ``tname``)."""
+    pid = os.getpid()
+    marks = (f"procq-q-{pid:x}-", f"procq-pytest-{pid}-")
+    try:
+        names = os.listdir(SHM)
+    except FileNotFoundError:
+        return set()
+    return {n for n in names if n.startswith(marks)}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_segments():
+    """Fail a test that leaves a queue's shared memory behind."""
+    before = own_segments()
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 3
+    while own_segments() - before and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.02)
+    leaked = own_segments() - before
+    assert not leaked, f"shared memory left behind: {sorted(leaked)}"
+
+
+_counter = 0
+
+
+def tname(label):
+    """A queue name unique to this test run."""
+    global _counter
+    _counter += 1
+    return f"pytest-{os.getpid()}-{label}-{_counter}"
+
+
+def run_all(procs, timeout=30.0):
+    """Start ``procs``, wait for all of them (at most ``timeout`` seconds in
+    total), kill any that hang, and assert that every one exited with 0."""
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    hung = [p for p in procs if p.is_alive()]
+    for p in hung:
+        p.kill()
+        p.join(5)
+    assert not hung, f"processes hung: {hung}"
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+
+
+START_METHODS = ["fork", "spawn"]
+ALL_START_METHODS = [
+    m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()
+]
+
+
+@pytest.fixture(params=START_METHODS)
+def ctx(request):
+    """A multiprocessing context for each start method the suite covers."""
+    return multiprocessing.get_context(request.param)

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Benchmark smoke run: the whole procq-bench suite in quick mode (a few
+# thousand items per case, a few seconds on 2 cores), then checks that it
+# printed the table and wrote a complete JSON report and an SVG chart.
+# Figures from this run are not measurements (debug build, few items); see
+# the README's "Performance" section for how to measure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v python3 >/dev/null; then
+    echo "python3 is required to check the JSON report" >&2
+    exit 1
+fi
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+cargo build --quiet -p procq-bench
+# The run itself must stay well under a minute; the limit turns a hang
+# into a failure.
+timeout 60 cargo run --quiet -p procq-bench -- \
+    --quick --json "$out/report.json" --plot "$out/report.svg" \
+    >"$out/table.txt" 2>"$out/progress.txt" || {
+    status=$?
+    cat "$out/progress.txt" "$out/table.txt" >&2
+    echo "procq-bench --quick failed (status $status)" >&2
+    exit 1
+}
+cat "$out/table.txt"
+
+for heading in "Throughput, items/s" "Throughput, bytes/s" "Round-trip latency" \
+    "Memory, unbounded queue" "Targets" "No queue segments left"; do
+    grep -q "$heading" "$out/table.txt" || {
+        echo "table lacks \"$heading\"" >&2
+        exit 1
+    }
+done
+
+python3 - "$out/report.json" <<'PY'
+import json, sys
+
+r = json.load(open(sys.argv[1]))
+assert r["mode"] == "quick", r["mode"]
+assert not r["errors"], r["errors"]
+assert not r["leaked_segments"], r["leaked_segments"]
+systems = {t["system"] for t in r["throughput"]}
+assert systems == {"procq", "socket", "ipc-channel", "crossbeam", "memcpy"}, systems
+sizes = {t["item_bytes"] for t in r["throughput"]}
+assert sizes == {8, 100, 4096, 65536, 1 << 20}, sizes
+procs = {(t["producers"], t["maxsize"]) for t in r["throughput"] if t["system"] == "procq"}
+assert procs == {(n, m) for n in (1, 2, 4) for m in (0, 1024)}, procs
+assert any(t["batch"] > 1 for t in r["throughput"]), "no batch case"
+for t in r["throughput"]:
+    assert t["items"] > 0 and t["items_per_sec"] > 0, t
+lat = {(l["system"], l["oversubscribed"]) for l in r["latency"]}
+assert {("procq", False), ("socket", False), ("procq", True)} <= lat, lat
+for l in r["latency"]:
+    assert 0 < l["p50_ns"] <= l["p99_ns"] <= l["p999_ns"] <= l["max_ns"], l
+m = r["memory"]
+assert m and 0 < m["idle_resident_bytes"] < m["full_resident_bytes"], m
+assert m["full_resident_bytes"] >= m["fill_bytes"], m
+missing = [t["name"] for t in r["targets"] if t["result"] == "missing"]
+assert not missing, missing
+print(f"bench smoke: {len(r['throughput'])} throughput, {len(r['latency'])} latency "
+      f"cases, {len(r['targets'])} targets, {r['seconds']:.1f} s")
+PY
+
+grep -q "</svg>" "$out/report.svg" || {
+    echo "the SVG chart is incomplete" >&2
+    exit 1
+}

@@ -100,8 +100,10 @@ pub(crate) struct State {
     pub(crate) got_items: u64,
     /// Payload bytes got since creation.
     pub(crate) got_bytes: u64,
-    /// Largest record since the ring last shrank (sizes the next shrink).
-    pub(crate) max_record: u64,
+    /// When the ring last became empty (`CLOCK_MONOTONIC`, ns; 0 = not
+    /// empty since). The ring shrinks only after staying empty a while, so a
+    /// queue that drains and refills constantly keeps its memory.
+    pub(crate) empty_since: u64,
 }
 
 /// Storage for one [`State`]: plain atomics so that a hostile or crashing
@@ -131,7 +133,7 @@ impl StateCell {
             put_bytes: w(10),
             got_items: w(11),
             got_bytes: w(12),
-            max_record: w(13),
+            empty_since: w(13),
             journal_arg: w(14),
         }
     }
@@ -151,7 +153,7 @@ impl StateCell {
             s.put_bytes,
             s.got_items,
             s.got_bytes,
-            s.max_record,
+            s.empty_since,
             s.journal_arg,
         ];
         for (w, v) in self.words.iter().zip(vals) {
@@ -240,6 +242,13 @@ pub(crate) struct Header {
 }
 
 impl Header {
+    /// Item count of the committed state, read without the lock: a hint for
+    /// spinning waiters, never used to decide anything.
+    pub(crate) fn peek_count(&self) -> u64 {
+        let cur = (self.current.load(Ordering::Acquire) & 1) as usize;
+        self.states[cur].words[3].load(Ordering::Relaxed)
+    }
+
     /// The committed state.
     pub(crate) fn state(&self) -> State {
         self.states[(self.current.load(Ordering::Acquire) & 1) as usize].load()

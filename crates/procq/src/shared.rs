@@ -12,7 +12,7 @@
 //! handles it holds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +28,13 @@ use crate::sync::{self, Acquired, LockError, Wake};
 pub(crate) const MAX_CAPACITY_LIMIT: u64 = 1 << 40;
 /// Smallest ring.
 pub(crate) const MIN_CAPACITY_LIMIT: u64 = 4096;
+/// How long a ring must stay empty before it shrinks back (hysteresis: a
+/// queue that drains and refills constantly must not free and re-reserve
+/// its memory every time).
+const SHRINK_AFTER: Duration = Duration::from_millis(20);
+/// Bounds of the adaptive spin before a waiter sleeps (iterations).
+const SPIN_MIN: u32 = 16;
+const SPIN_MAX: u32 = 2048;
 /// How often `join` re-checks for dead consumers while it waits.
 const JOIN_SWEEP_EVERY: Duration = Duration::from_millis(100);
 
@@ -100,6 +107,10 @@ pub(crate) struct Shared {
     min_capacity: u64,
     /// Whether spinning before sleeping can help on this machine.
     spin: bool,
+    /// Current spin length (iterations): doubles when a spin sees the queue
+    /// change in time, halves when it does not, so that spinning stops
+    /// costing CPU where processes outnumber cores.
+    spin_budget: AtomicU32,
 }
 
 // SAFETY: all shared-memory access goes through atomics, the process-shared
@@ -108,6 +119,14 @@ pub(crate) struct Shared {
 unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
 
 /// Whether the process creating a segment may still be initializing it:
 /// unknown (pid not written yet) or alive.
@@ -192,6 +211,7 @@ impl Shared {
             max_capacity,
             min_capacity,
             spin: sync::may_spin(),
+            spin_budget: AtomicU32::new(SPIN_MAX / 4),
         });
         if !opts.persistent {
             register(&shared);
@@ -292,6 +312,7 @@ impl Shared {
             max_capacity,
             min_capacity,
             spin: sync::may_spin(),
+            spin_budget: AtomicU32::new(SPIN_MAX / 4),
         };
         shared.check_expect(expect)?;
         if !claim {
@@ -384,32 +405,17 @@ impl Shared {
     /// Puts one encoded item.
     pub(crate) fn push(&self, item: &Encoded<'_>, block: Block, closed: &AtomicBool) -> Result<()> {
         self.check_size(item.len())?;
-        let mut blocked = false;
+        let mut waiter = Waiter::new(self, block, Want::Space);
         loop {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
             let mut g = self.lock()?;
             if g.try_push(item)? {
+                waiter.succeeded();
                 return Ok(());
             }
-            let key = match block {
-                Block::No => return Err(Error::Full),
-                _ => self.header().space.prepare(),
-            };
-            drop(g);
-            if !blocked {
-                blocked = true;
-                self.header()
-                    .counters
-                    .blocked_puts
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            if self.header().space.wait(key, block.deadline(), self.spin) == Wake::TimedOut {
-                self.header()
-                    .counters
-                    .timeouts
-                    .fetch_add(1, Ordering::Relaxed);
+            if !waiter.wait(g)? {
                 return Err(Error::Full);
             }
         }
@@ -426,6 +432,7 @@ impl Shared {
             self.check_size(item.len())?;
         }
         let mut done = 0;
+        let mut waiter = Waiter::new(self, block, Want::Space);
         while done < items.len() {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
@@ -437,16 +444,7 @@ impl Shared {
             if done == items.len() {
                 break;
             }
-            let key = match block {
-                Block::No => return Ok(done),
-                _ => self.header().space.prepare(),
-            };
-            drop(g);
-            if self.header().space.wait(key, block.deadline(), self.spin) == Wake::TimedOut {
-                self.header()
-                    .counters
-                    .timeouts
-                    .fetch_add(1, Ordering::Relaxed);
+            if !waiter.wait(g)? {
                 return Ok(done);
             }
         }
@@ -472,7 +470,7 @@ impl Shared {
         closed: &AtomicBool,
         mut f: F,
     ) -> Result<usize> {
-        let mut blocked = false;
+        let mut waiter = Waiter::new(self, block, Want::Items);
         loop {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
@@ -480,25 +478,10 @@ impl Shared {
             let mut g = self.lock()?;
             let n = g.pop_into(max, &mut f)?;
             if n > 0 {
+                waiter.succeeded();
                 return Ok(n);
             }
-            let key = match block {
-                Block::No => return Err(Error::Empty),
-                _ => self.header().items.prepare(),
-            };
-            drop(g);
-            if !blocked {
-                blocked = true;
-                self.header()
-                    .counters
-                    .blocked_gets
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            if self.header().items.wait(key, block.deadline(), self.spin) == Wake::TimedOut {
-                self.header()
-                    .counters
-                    .timeouts
-                    .fetch_add(1, Ordering::Relaxed);
+            if !waiter.wait(g)? {
                 return Err(Error::Empty);
             }
         }
@@ -529,25 +512,26 @@ impl Shared {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            let g = self.lock()?;
+            let mut g = self.lock()?;
             if g.state.unfinished == 0 {
                 return Ok(());
             }
-            let key = match block {
-                Block::No => return Err(Error::Full),
-                _ => self.header().done.prepare(),
-            };
+            // Write off tasks of consumers that died: a dead process cannot
+            // announce its own death, so look before every wait.
+            g.sweep();
+            if g.state.unfinished == 0 {
+                return Ok(());
+            }
+            if matches!(block, Block::Until(d) if Instant::now() >= d) || matches!(block, Block::No)
+            {
+                return Err(Error::Full);
+            }
+            let key = self.header().done.prepare();
             drop(g);
-            // Wake up now and then to write off tasks of consumers that died:
-            // a dead process cannot announce its own death.
+            // ...and look again now and then while waiting.
             let tick = Instant::now() + JOIN_SWEEP_EVERY;
             let until = block.deadline().map_or(tick, |d| d.min(tick));
-            if self.header().done.wait(key, Some(until), false) == Wake::TimedOut {
-                if block.deadline().is_some_and(|d| Instant::now() >= d) {
-                    return Err(Error::Full);
-                }
-                self.lock()?.sweep();
-            }
+            self.header().done.wait(key, Some(until));
         }
     }
 
@@ -592,7 +576,8 @@ impl Shared {
 
     /// Live statistics, for inspection.
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
-        let g = self.lock()?;
+        let mut g = self.lock()?;
+        g.shrink_if_idle();
         let h = self.header();
         let mut attached = 0;
         let mut dead = 0;
@@ -666,6 +651,7 @@ impl Drop for Shared {
             }
         }
         let Ok(mut g) = self.lock() else { return };
+        g.shrink_if_idle();
         // Tasks this process took and never finished are written off, as
         // for a process that died: `join` must not wait for them forever.
         g.reclaim(self.slot);
@@ -676,6 +662,116 @@ impl Drop for Shared {
             h.unlinked.store(1, Ordering::Relaxed);
             let _ = Segment::unlink(&self.name);
         }
+    }
+}
+
+/// What a blocked caller waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// An item to get.
+    Items,
+    /// Room to put.
+    Space,
+}
+
+/// The waiting half of a blocking call: spin first, then announce and sleep.
+///
+/// A waiter first spins *without* announcing itself, watching the item
+/// count, so that a producer on another core does not have to make a
+/// `FUTEX_WAKE` syscall for it. Only if the spin fails does it set the
+/// event count's waiter bit (under the lock, so no wake-up can be lost) and
+/// sleep. The spin length adapts to how often spinning pays off.
+struct Waiter<'a> {
+    sh: &'a Shared,
+    block: Block,
+    want: Want,
+    /// Spinning is tried once per wake-up.
+    spun: bool,
+    /// Counted once per call in the statistics.
+    blocked: bool,
+}
+
+impl<'a> Waiter<'a> {
+    fn new(sh: &'a Shared, block: Block, want: Want) -> Waiter<'a> {
+        Waiter {
+            sh,
+            block,
+            want,
+            spun: false,
+            blocked: false,
+        }
+    }
+
+    /// Whether what we wait for has (probably) happened.
+    fn ready(&self) -> bool {
+        let count = self.sh.header().peek_count();
+        match self.want {
+            Want::Items => count > 0,
+            Want::Space => self.sh.maxsize == 0 || count < self.sh.maxsize,
+        }
+    }
+
+    /// Called after the operation succeeded: rewards a spin that led to it.
+    fn succeeded(&self) {
+        if self.spun && self.sh.spin {
+            let b = self.sh.spin_budget.load(Ordering::Relaxed);
+            self.sh
+                .spin_budget
+                .store((b * 2).min(SPIN_MAX), Ordering::Relaxed);
+        }
+    }
+
+    /// Waits for a change, consuming the lock guard. `Ok(false)` when the
+    /// deadline passed (or the call must not block).
+    fn wait(&mut self, mut g: Locked<'_>) -> Result<bool> {
+        let h = self.sh.header();
+        if let Block::No = self.block {
+            return Ok(false);
+        }
+        if !self.blocked {
+            self.blocked = true;
+            let counter = if self.want == Want::Items {
+                &h.counters.blocked_gets
+            } else {
+                &h.counters.blocked_puts
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.sh.spin && !self.spun {
+            drop(g);
+            self.spun = true;
+            let budget = self.sh.spin_budget.load(Ordering::Relaxed);
+            for _ in 0..budget {
+                if self.ready() {
+                    return Ok(true);
+                }
+                std::hint::spin_loop();
+            }
+            self.sh
+                .spin_budget
+                .store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
+            return Ok(true); // go around once more, then announce and sleep
+        }
+        // An idle ring gives its memory back while its consumers wait.
+        let mut until = self.block.deadline();
+        if self.want == Want::Items {
+            if let Some(again) = g.shrink_if_idle() {
+                until = Some(until.map_or(again, |d| d.min(again)));
+            }
+        }
+        let ev = if self.want == Want::Items {
+            &h.items
+        } else {
+            &h.space
+        };
+        let key = ev.prepare();
+        drop(g);
+        self.spun = false;
+        if ev.wait(key, until) == Wake::TimedOut && until == self.block.deadline() {
+            h.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 
@@ -871,10 +967,32 @@ impl Locked<'_> {
         s.unfinished = s.unfinished.saturating_add(1);
         s.put_items = s.put_items.wrapping_add(1);
         s.put_bytes = s.put_bytes.wrapping_add(len);
-        s.max_record = s.max_record.max(record_size(len).unwrap_or(0));
         self.wake_items = true;
         self.commit();
         Ok(true)
+    }
+
+    /// Shrinks an idle ring back to its initial size and gives the memory
+    /// back, once it has stayed empty for [`SHRINK_AFTER`]. Returns when to
+    /// look again if it is empty but not yet idle long enough.
+    pub(crate) fn shrink_if_idle(&mut self) -> Option<Instant> {
+        let sh = self.sh;
+        let s = &mut self.state;
+        if s.ring.count != 0 || s.ring.cap <= sh.min_capacity || s.empty_since == 0 {
+            return None;
+        }
+        let idle = Duration::from_nanos(monotonic_ns().saturating_sub(s.empty_since));
+        if idle < SHRINK_AFTER {
+            return Some(Instant::now() + (SHRINK_AFTER - idle));
+        }
+        let old = s.ring.cap;
+        s.ring.shrink_empty(sh.min_capacity);
+        self.commit();
+        // Still under the lock: nobody can grow into this range yet.
+        let _ = sh
+            .seg
+            .release(DATA_OFFSET + sh.min_capacity, old - sh.min_capacity);
+        None
     }
 
     /// Doubles the ring, reserving the new memory first.
@@ -929,31 +1047,14 @@ impl Locked<'_> {
         if n == 0 {
             return Ok(0);
         }
-        let mut released = None;
-        let s = &mut self.state;
-        if s.ring.count == 0 {
-            // `max_record` comes from shared memory: it may be anything.
-            let target = s
-                .max_record
-                .saturating_mul(2)
-                .checked_next_power_of_two()
-                .unwrap_or(u64::MAX);
-            let target = target.clamp(sh.min_capacity, sh.max_capacity);
-            if target < s.ring.cap {
-                released = Some((target, s.ring.cap - target));
-                s.ring.shrink_empty(target);
-                s.max_record = 0;
-            }
+        if self.state.ring.count == 0 {
+            self.state.empty_since = monotonic_ns();
         }
         if sh.kind == Kind::Joinable {
             self.journal(sh.slot, OP_TAKE, n as u64);
         }
         self.commit();
         self.wake_space = true;
-        if let Some((off, len)) = released {
-            // Still under the lock: nobody can grow into this range yet.
-            let _ = sh.seg.release(DATA_OFFSET + off, len);
-        }
         Ok(n)
     }
 }

@@ -112,12 +112,12 @@ impl RobustMutex {
     /// `me` is stamped as owner. Spins briefly with `trylock` first: the
     /// critical sections are short, and a futex sleep costs microseconds.
     pub(crate) fn lock(&self, me: u32) -> Result<Acquired, LockError> {
-        for i in 0..64 {
+        for i in 0..40 {
             // SAFETY: the mutex was initialized by `init` in a mapping that
             // outlives `self`; glibc does its own synchronization.
             match unsafe { libc::pthread_mutex_trylock(self.raw()) } {
                 libc::EBUSY => {
-                    if i < 48 {
+                    if i < 32 {
                         hint::spin_loop();
                     } else {
                         std::thread::yield_now();
@@ -224,18 +224,8 @@ impl EventCount {
     }
 
     /// Sleeps until the count moves away from `key`, or until `deadline`.
-    ///
-    /// Spins for a few microseconds first when another core may be about to
-    /// notify: a futex round trip costs far more than a short spin.
-    pub(crate) fn wait(&self, key: u32, deadline: Option<Instant>, spin: bool) -> Wake {
-        if spin {
-            for _ in 0..SPIN_LIMIT {
-                if self.seq.load(Ordering::Acquire) != key {
-                    return Wake::Notified;
-                }
-                hint::spin_loop();
-            }
-        }
+    /// (Callers spin before they announce themselves, see `shared::Waiter`.)
+    pub(crate) fn wait(&self, key: u32, deadline: Option<Instant>) -> Wake {
         loop {
             let timeout = match deadline {
                 None => None,
@@ -260,9 +250,6 @@ impl EventCount {
         self.seq.load(Ordering::Relaxed)
     }
 }
-
-/// Spin iterations before sleeping (a few microseconds on current CPUs).
-const SPIN_LIMIT: u32 = 2000;
 
 fn timespec(d: Duration) -> futex::Timespec {
     futex::Timespec {
@@ -302,7 +289,7 @@ mod tests {
         assert_eq!(key, 1);
         ev.notify_all();
         assert_eq!(ev.value(), 2);
-        assert_eq!(ev.wait(key, None, false), Wake::Notified);
+        assert_eq!(ev.wait(key, None), Wake::Notified);
     }
 
     #[test]
@@ -311,7 +298,7 @@ mod tests {
         let key = ev.prepare();
         let t = Instant::now();
         assert_eq!(
-            ev.wait(key, Some(t + Duration::from_millis(50)), true),
+            ev.wait(key, Some(t + Duration::from_millis(50))),
             Wake::TimedOut
         );
         assert!(t.elapsed() >= Duration::from_millis(50));
@@ -327,7 +314,7 @@ mod tests {
             ev2.notify_all();
         });
         assert_eq!(
-            ev.wait(key, Some(Instant::now() + Duration::from_secs(10)), false),
+            ev.wait(key, Some(Instant::now() + Duration::from_secs(10))),
             Wake::Notified
         );
         h.join().unwrap();

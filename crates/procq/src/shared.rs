@@ -1047,7 +1047,9 @@ impl Locked<'_> {
         if n == 0 {
             return Ok(0);
         }
-        if self.state.ring.count == 0 {
+        // Only a ring above its minimum can shrink, so only then is the
+        // clock read (a queue of small items never pays for it).
+        if self.state.ring.count == 0 && self.state.ring.cap > sh.min_capacity {
             self.state.empty_since = monotonic_ns();
         }
         if sh.kind == Kind::Joinable {

@@ -26,6 +26,11 @@ use rustix::thread::futex;
 
 use crate::liveness::ProcessId;
 
+/// Owner-stamp checks before sleeping on a contended lock, the last
+/// [`LOCK_YIELDS`] of them with a `sched_yield` in between.
+const LOCK_SPINS: u32 = 200;
+const LOCK_YIELDS: u32 = 8;
+
 /// Room reserved for a `pthread_mutex_t` (40 bytes on x86_64, 48 on aarch64).
 const MUTEX_BYTES: usize = 64;
 const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= MUTEX_BYTES);
@@ -112,18 +117,24 @@ impl RobustMutex {
     /// `me` is stamped as owner. Spins briefly with `trylock` first: the
     /// critical sections are short, and a futex sleep costs microseconds.
     pub(crate) fn lock(&self, me: u32) -> Result<Acquired, LockError> {
-        for i in 0..40 {
-            // SAFETY: the mutex was initialized by `init` in a mapping that
-            // outlives `self`; glibc does its own synchronization.
-            match unsafe { libc::pthread_mutex_trylock(self.raw()) } {
-                libc::EBUSY => {
-                    if i < 32 {
-                        hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
+        // Test-and-test-and-set: a failed `trylock` is an atomic RMW that
+        // pulls the mutex's cache line away from the holder and slows down
+        // its unlock. So spin *reading* the owner stamp, which lives on its
+        // own cache line, and only try when the lock looks free.
+        for i in 0..LOCK_SPINS {
+            if self.owner.load(Ordering::Relaxed) == 0 {
+                // SAFETY: the mutex was initialized by `init` in a mapping
+                // that outlives `self`; glibc does its own synchronization.
+                match unsafe { libc::pthread_mutex_trylock(self.raw()) } {
+                    libc::EBUSY => {}
+                    rc => return self.finish(rc, me),
                 }
-                rc => return self.finish(rc, me),
+            }
+            if i < LOCK_SPINS - LOCK_YIELDS {
+                hint::spin_loop();
+            } else {
+                // Let a descheduled holder run (processes may outnumber cores).
+                std::thread::yield_now();
             }
         }
         loop {

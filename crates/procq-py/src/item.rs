@@ -229,14 +229,6 @@ pub(crate) fn encode<'a, 'py>(
     Ok(Encoded::whole(Body::Made(pickled)))
 }
 
-/// Writes `head ++ body` into `buf` (cleared first).
-pub(crate) fn concat_into(buf: &mut Vec<u8>, head: &[u8], body: &[u8]) {
-    buf.clear();
-    buf.reserve(head.len() + body.len());
-    buf.extend_from_slice(head);
-    buf.extend_from_slice(body);
-}
-
 /// A record turned into a Python object, except that a pickle is not yet
 /// loaded: loading runs arbitrary Python code, which must not happen while
 /// the queue's lock is held.

@@ -49,7 +49,7 @@ use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
 mod item;
 
-use item::{build, concat_into, encode, finish, Codec, LARGE};
+use item::{build, encode, finish, Codec, LARGE};
 
 /// Longest stretch a blocking call stays detached before it takes the GIL
 /// back to run signal handlers (Ctrl-C).
@@ -379,30 +379,21 @@ impl Core {
         let enc = encode(obj, self.codec)?;
         let (head, body) = (enc.head(), enc.body());
         let large = enc.len() >= LARGE;
-        let mut scratch = take_scratch();
-        let record: &[u8] = if head.is_empty() {
-            body
-        } else if large {
-            py.detach(|| concat_into(&mut scratch, head, body));
-            &scratch
-        } else {
-            concat_into(&mut scratch, head, body);
-            &scratch
-        };
+        // Tag and data are copied into shared memory piece by piece: no
+        // concatenated copy first.
         let raw = &self.raw;
         let attempt = |step: Step| match step {
-            Step::NoWait => raw.put_nowait(record),
-            Step::For(d) => raw.put_timeout(record, d),
+            Step::NoWait => raw.put_parts(head, body, Some(Duration::ZERO)),
+            Step::For(d) => raw.put_parts(head, body, Some(d.max(Duration::from_nanos(1)))),
         };
         let result = if large {
             blocking(py, wait, is_full, attempt)?
         } else {
-            match raw.put_nowait(record) {
+            match raw.put_parts(head, body, Some(Duration::ZERO)) {
                 Err(procq::Error::Full) if wait.waits() => blocking(py, wait, is_full, attempt)?,
                 other => other,
             }
         };
-        return_scratch(scratch);
         result.map_err(|e| self.err(py, e))
     }
 

@@ -9,6 +9,16 @@ use crate::error::{Error, Result};
 use crate::queue::{Builder, Handle};
 use crate::shared::{Block, Expect, Shared};
 
+/// The timeout convention of the two-piece and zero-copy calls: `None`
+/// waits forever, zero does not wait.
+fn block_for(timeout: Option<Duration>) -> Block {
+    match timeout {
+        None => Block::Forever,
+        Some(d) if d.is_zero() => Block::No,
+        Some(d) => Block::timeout(d),
+    }
+}
+
 /// A queue of byte strings: the bytes given to [`put`](Self::put) are
 /// exactly the bytes [`get`](Self::get) returns, with no codec in between.
 ///
@@ -124,6 +134,20 @@ impl RawQueue {
         self.put_block(bytes, Block::No)
     }
 
+    /// Puts one item made of two pieces, `head` then `body`, copying each
+    /// straight into shared memory (no concatenation first). Waits up to
+    /// `timeout` for room (`None` = forever; zero = do not wait).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put_parts(b"tag:", b"payload", None)?;
+    /// assert_eq!(q.get()?, b"tag:payload");
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_parts(&self, head: &[u8], body: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.handle.put_encoded(&Encoded { head, body }, block_for(timeout))
+    }
+
     /// Puts several byte strings in order under as few locks as possible;
     /// returns how many went in before the deadline (all of them without one).
     ///
@@ -154,11 +178,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn get_with<R>(&self, timeout: Option<Duration>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        let block = match timeout {
-            None => Block::Forever,
-            Some(d) if d.is_zero() => Block::No,
-            Some(d) => Block::timeout(d),
-        };
+        let block = block_for(timeout);
         let mut f = Some(f);
         let mut out = None;
         self.handle
@@ -180,11 +200,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn get_many(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Vec<u8>>> {
-        let block = match timeout {
-            None => Block::Forever,
-            Some(d) if d.is_zero() => Block::No,
-            Some(d) => Block::timeout(d),
-        };
+        let block = block_for(timeout);
         let mut items = Vec::new();
         self.handle
             .shared()

@@ -145,7 +145,8 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn put_parts(&self, head: &[u8], body: &[u8], timeout: Option<Duration>) -> Result<()> {
-        self.handle.put_encoded(&Encoded { head, body }, block_for(timeout))
+        self.handle
+            .put_encoded(&Encoded { head, body }, block_for(timeout))
     }
 
     /// Puts several byte strings in order under as few locks as possible;

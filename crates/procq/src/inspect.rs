@@ -41,7 +41,8 @@ pub struct Stats {
     pub created_unix_ms: u64,
     /// Item type fingerprint (0 = untyped).
     pub fingerprint: u64,
-    /// Items put since creation.
+    /// Items put since creation (approximate after a crash: a process
+    /// killed right after its commit may not have counted its last item).
     pub items_put: u64,
     /// Items got since creation.
     pub items_got: u64,
@@ -79,10 +80,10 @@ pub(crate) fn stats_of(shared: &Shared) -> Result<Stats> {
         persistent: snap.persistent,
         created_unix_ms: snap.created_unix_ms,
         fingerprint: snap.fingerprint,
-        items_put: s.put_items,
-        items_got: s.got_items,
-        bytes_put: s.put_bytes,
-        bytes_got: s.got_bytes,
+        items_put: snap.traffic[0],
+        bytes_put: snap.traffic[1],
+        items_got: snap.traffic[2],
+        bytes_got: snap.traffic[3],
         blocked_puts: snap.blocked_puts,
         blocked_gets: snap.blocked_gets,
         timeouts: snap.timeouts,

@@ -1,14 +1,15 @@
 //! The shared-memory header: what lives where, and how state commits.
 //!
 //! ```text
-//! offset 0        Header (this module), < 64 KiB
+//! offset 0        Header (this module), < 128 KiB
 //!   identity      magic, layout version, type fingerprint, kind, limits
 //!   lock          robust pthread mutex + owner pid          (own cache line)
-//!   state[2]      double-buffered committed state           (own cache lines)
+//!   state[2]      double-buffered committed state           (one cache line each)
 //!   items/space/done  futex event counts                    (one cache line each)
 //!   counters      approximate statistics
-//!   slots[1024]   attached processes: pid, start time, taken tasks
-//! offset 64 KiB   data area: the ring (see `ring`), up to `max_capacity` bytes
+//!   slots[1024]   attached processes: pid, start time, taken tasks, counters
+//!                 (one cache line each)
+//! offset 128 KiB  data area: the ring (see `ring`), up to `max_capacity` bytes
 //! ```
 //!
 //! # Commit protocol
@@ -40,7 +41,7 @@ pub(crate) const LAYOUT_VERSION: u32 = 1;
 /// Attached processes one queue can track at once.
 pub(crate) const MAX_SLOTS: usize = 1024;
 /// Where the data area starts (a multiple of every page size in use).
-pub(crate) const DATA_OFFSET: u64 = 64 * 1024;
+pub(crate) const DATA_OFFSET: u64 = 128 * 1024;
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= DATA_OFFSET);
 
 /// Which API created the queue.
@@ -92,69 +93,63 @@ pub(crate) struct State {
     pub(crate) journal_gen: u64,
     /// Journal: how many tasks the operation moves.
     pub(crate) journal_arg: u64,
-    /// Items put since creation.
-    pub(crate) put_items: u64,
-    /// Payload bytes put since creation.
-    pub(crate) put_bytes: u64,
-    /// Items got since creation.
-    pub(crate) got_items: u64,
-    /// Payload bytes got since creation.
-    pub(crate) got_bytes: u64,
     /// When the ring last became empty (`CLOCK_MONOTONIC`, ns; 0 = not
     /// empty since). The ring shrinks only after staying empty a while, so a
     /// queue that drains and refills constantly keeps its memory.
     pub(crate) empty_since: u64,
 }
 
-/// Storage for one [`State`]: plain atomics so that a hostile or crashing
-/// writer can never cause a data race in the Rust sense.
+/// Storage for one [`State`]: one cache line of plain atomics, so that a
+/// hostile or crashing writer can never cause a data race in the Rust sense,
+/// and a commit moves a single line between cores.
 #[repr(C, align(64))]
 pub(crate) struct StateCell {
-    /// Fields in the order of [`StateCell::load`].
-    words: [AtomicU64; 16],
+    /// `head`, `tail`, `count`, `unfinished`, `empty_since`, the packed word
+    /// (capacity as log2 in bits 0–7, journal op in 8–15, journal slot in
+    /// 16–31, journal argument in 32–63), `journal_gen`, `gen`.
+    words: [AtomicU64; 8],
 }
 
 impl StateCell {
     pub(crate) fn load(&self) -> State {
         let w = |i: usize| self.words[i].load(Ordering::Relaxed);
+        let packed = w(5);
+        let log2 = packed & 0xff;
         State {
+            // An out-of-range log2 decodes as 0, which `validate` rejects.
             ring: Ring {
                 head: w(0),
                 tail: w(1),
-                cap: w(2),
-                count: w(3),
+                cap: 1u64
+                    .checked_shl(log2 as u32)
+                    .filter(|_| log2 < 63)
+                    .unwrap_or(0),
+                count: w(2),
             },
-            unfinished: w(4),
-            gen: w(5),
-            journal_slot: w(6),
-            journal_op: w(7),
-            journal_gen: w(8),
-            put_items: w(9),
-            put_bytes: w(10),
-            got_items: w(11),
-            got_bytes: w(12),
-            empty_since: w(13),
-            journal_arg: w(14),
+            unfinished: w(3),
+            empty_since: w(4),
+            journal_op: (packed >> 8) & 0xff,
+            journal_slot: (packed >> 16) & 0xffff,
+            journal_arg: packed >> 32,
+            journal_gen: w(6),
+            gen: w(7),
         }
     }
 
     pub(crate) fn store(&self, s: &State) {
+        let packed = u64::from(s.ring.cap.trailing_zeros())
+            | (s.journal_op & 0xff) << 8
+            | (s.journal_slot & 0xffff) << 16
+            | (s.journal_arg & 0xffff_ffff) << 32;
         let vals = [
             s.ring.head,
             s.ring.tail,
-            s.ring.cap,
             s.ring.count,
             s.unfinished,
-            s.gen,
-            s.journal_slot,
-            s.journal_op,
-            s.journal_gen,
-            s.put_items,
-            s.put_bytes,
-            s.got_items,
-            s.got_bytes,
             s.empty_since,
-            s.journal_arg,
+            packed,
+            s.journal_gen,
+            s.gen,
         ];
         for (w, v) in self.words.iter().zip(vals) {
             w.store(v, Ordering::Relaxed);
@@ -162,8 +157,8 @@ impl StateCell {
     }
 }
 
-/// One attached process.
-#[repr(C)]
+/// One attached process. A cache line each, so processes never share one.
+#[repr(C, align(64))]
 pub(crate) struct Slot {
     /// Process id, 0 when the slot is free. Written last when claiming.
     pub(crate) pid: AtomicU32,
@@ -174,8 +169,61 @@ pub(crate) struct Slot {
     /// Low 32 bits: tasks taken and not yet done; high 32 bits: the low 32
     /// bits of the last journal generation applied. One word, one store.
     pub(crate) tasks: AtomicU64,
-    /// Threads of this process blocked in put/get/join (statistics).
-    pub(crate) waiting: AtomicU64,
+    /// Traffic of this process; see [`Traffic`].
+    pub(crate) traffic: Traffic,
+}
+
+/// Items and bytes moved, for statistics. Kept per process (in its slot) so
+/// that counting costs no cache-line transfer between processes; added to
+/// the header's retired totals when the slot is freed. Approximate after a
+/// crash (a process killed between its commit and its count is not counted).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Traffic {
+    /// Items put.
+    pub(crate) put_items: AtomicU64,
+    /// Payload bytes put.
+    pub(crate) put_bytes: AtomicU64,
+    /// Items got.
+    pub(crate) got_items: AtomicU64,
+    /// Payload bytes got.
+    pub(crate) got_bytes: AtomicU64,
+}
+
+impl Traffic {
+    /// Adds one put (or get) of `bytes` payload bytes.
+    pub(crate) fn count(&self, put: bool, items: u64, bytes: u64) {
+        let (i, b) = if put {
+            (&self.put_items, &self.put_bytes)
+        } else {
+            (&self.got_items, &self.got_bytes)
+        };
+        i.fetch_add(items, Ordering::Relaxed);
+        b.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Moves this traffic into `into` and zeroes it.
+    pub(crate) fn retire_into(&self, into: &Traffic) {
+        for (from, to) in [
+            (&self.put_items, &into.put_items),
+            (&self.put_bytes, &into.put_bytes),
+            (&self.got_items, &into.got_items),
+            (&self.got_bytes, &into.got_bytes),
+        ] {
+            to.fetch_add(from.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// `(put_items, put_bytes, got_items, got_bytes)`.
+    pub(crate) fn get(&self) -> [u64; 4] {
+        [
+            &self.put_items,
+            &self.put_bytes,
+            &self.got_items,
+            &self.got_bytes,
+        ]
+        .map(|a| a.load(Ordering::Relaxed))
+    }
 }
 
 /// Monotonic statistics, updated without the lock (approximate).
@@ -191,6 +239,8 @@ pub(crate) struct Counters {
     pub(crate) recoveries: AtomicU64,
     /// Dead processes whose slots were reclaimed.
     pub(crate) reclaimed: AtomicU64,
+    /// Traffic of processes that have left, and of slotless handles.
+    pub(crate) retired: Traffic,
 }
 
 /// The header at offset 0 of every queue segment.
@@ -246,7 +296,7 @@ impl Header {
     /// spinning waiters, never used to decide anything.
     pub(crate) fn peek_count(&self) -> u64 {
         let cur = (self.current.load(Ordering::Acquire) & 1) as usize;
-        self.states[cur].words[3].load(Ordering::Relaxed)
+        self.states[cur].words[2].load(Ordering::Relaxed)
     }
 
     /// The committed state.

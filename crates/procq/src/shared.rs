@@ -570,6 +570,15 @@ impl Shared {
         }
     }
 
+    /// Where this process counts its traffic: its slot, or the retired
+    /// totals for a slotless (persistent-creator or inspecting) attachment.
+    fn traffic(&self) -> &Traffic {
+        let h = self.header();
+        h.slots
+            .get(self.slot)
+            .map_or(&h.counters.retired, |s| &s.traffic)
+    }
+
     fn slot_ref(&self) -> Option<&Slot> {
         self.header().slots.get(self.slot)
     }
@@ -581,7 +590,11 @@ impl Shared {
         let h = self.header();
         let mut attached = 0;
         let mut dead = 0;
+        let mut traffic = h.counters.retired.get();
         for slot in h.slots.iter() {
+            for (total, v) in traffic.iter_mut().zip(slot.traffic.get()) {
+                *total = total.wrapping_add(v);
+            }
             let pid = slot.pid.load(Ordering::Relaxed);
             if pid != 0 {
                 let id = ProcessId {
@@ -597,6 +610,7 @@ impl Shared {
         }
         Ok(Snapshot {
             state: g.state,
+            traffic,
             attached,
             dead,
             resident_bytes: self.seg.resident_bytes(),
@@ -617,6 +631,8 @@ impl Shared {
 #[derive(Debug, Clone)]
 pub(crate) struct Snapshot {
     pub(crate) state: State,
+    /// `(put_items, put_bytes, got_items, got_bytes)`, summed over processes.
+    pub(crate) traffic: [u64; 4],
     pub(crate) attached: usize,
     pub(crate) dead: usize,
     pub(crate) resident_bytes: u64,
@@ -890,7 +906,7 @@ impl Locked<'_> {
                     u64::from(self.state.journal_gen as u32) << 32,
                     Ordering::Relaxed,
                 );
-                slot.waiting.store(0, Ordering::Relaxed);
+                slot.traffic.retire_into(&self.sh.header().counters.retired);
                 slot.start_time.store(me.start_time, Ordering::Relaxed);
                 slot.pid.store(me.pid, Ordering::Relaxed);
                 return Ok(i);
@@ -927,9 +943,11 @@ impl Locked<'_> {
 
     /// Writes off a slot's unfinished tasks and frees it.
     fn reclaim(&mut self, i: usize) {
-        let Some(slot) = self.sh.header().slots.get(i) else {
+        let h = self.sh.header();
+        let Some(slot) = h.slots.get(i) else {
             return;
         };
+        slot.traffic.retire_into(&h.counters.retired);
         let taken = u64::from(slot.tasks.load(Ordering::Relaxed) as u32);
         let s = &mut self.state;
         let before = s.unfinished;
@@ -965,10 +983,9 @@ impl Locked<'_> {
         let s = &mut self.state;
         s.ring.commit_push(&plan);
         s.unfinished = s.unfinished.saturating_add(1);
-        s.put_items = s.put_items.wrapping_add(1);
-        s.put_bytes = s.put_bytes.wrapping_add(len);
         self.wake_items = true;
         self.commit();
+        sh.traffic().count(true, 1, len);
         Ok(true)
     }
 
@@ -1021,6 +1038,7 @@ impl Locked<'_> {
         let sh = self.sh;
         let mem = sh.data()?;
         let mut n = 0;
+        let mut got_bytes = 0u64;
         while n < max {
             let Some(front) = self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))? else {
                 break;
@@ -1034,8 +1052,7 @@ impl Locked<'_> {
             let s = &mut self.state;
             s.ring.pop(&front);
             // Counters come from shared memory: never trust them not to wrap.
-            s.got_items = s.got_items.wrapping_add(1);
-            s.got_bytes = s.got_bytes.wrapping_add(front.len);
+            got_bytes = got_bytes.wrapping_add(front.len);
             if sh.kind == Kind::Queue {
                 s.unfinished = s.unfinished.saturating_sub(1);
             }
@@ -1057,6 +1074,7 @@ impl Locked<'_> {
         }
         self.commit();
         self.wake_space = true;
+        sh.traffic().count(false, n as u64, got_bytes);
         Ok(n)
     }
 }
@@ -1164,7 +1182,7 @@ mod hostile {
     #[test]
     fn foreign_files_are_refused() {
         let name = format!("hostile-foreign-{}", std::process::id());
-        std::fs::write(path(&name), vec![0xA5u8; 70_000]).unwrap();
+        std::fs::write(path(&name), vec![0xA5u8; 200_000]).unwrap();
         let msg = expect_invalid(Queue::<u8>::open(&name));
         assert!(msg.contains("not a procq queue"), "{msg}");
         std::fs::write(path(&name), b"tiny").unwrap();
@@ -1251,7 +1269,7 @@ mod hostile {
         let m = offset_of!(Header, lock);
         let dead: u32 = 0x3fff_fff0;
         poke(&name, m, &dead.to_le_bytes()); // glibc's __lock word: held
-        poke(&name, m + 64, &dead.to_le_bytes()); // procq's owner stamp
+        poke(&name, m + crate::sync::OWNER_OFFSET, &dead.to_le_bytes()); // procq's owner stamp
         let t = Instant::now();
         let msg = expect_invalid(q.get_nowait());
         assert!(msg.contains("dead process"), "{msg}");

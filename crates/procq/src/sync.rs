@@ -32,7 +32,7 @@ const LOCK_SPINS: u32 = 200;
 const LOCK_YIELDS: u32 = 8;
 
 /// Room reserved for a `pthread_mutex_t` (40 bytes on x86_64, 48 on aarch64).
-const MUTEX_BYTES: usize = 64;
+const MUTEX_BYTES: usize = 48;
 const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= MUTEX_BYTES);
 
 /// A robust, process-shared mutex stored in shared memory.
@@ -41,9 +41,15 @@ pub(crate) struct RobustMutex {
     /// The glibc mutex; only ever touched through `pthread_mutex_*`.
     mutex: UnsafeCell<[u64; MUTEX_BYTES / 8]>,
     /// Pid of the current holder, 0 when free. Written by the holder right
-    /// after locking and cleared right before unlocking.
+    /// after locking and cleared right before unlocking. On the mutex's own
+    /// cache line: taking the lock moves one line, not two.
     owner: AtomicU32,
 }
+const _: () = assert!(std::mem::size_of::<RobustMutex>() == 64);
+
+/// Offset of the owner stamp inside [`RobustMutex`] (for tests that forge one).
+#[cfg(test)]
+pub(crate) const OWNER_OFFSET: usize = std::mem::offset_of!(RobustMutex, owner);
 
 // SAFETY: the mutex is only touched through `pthread_mutex_*`, which is
 // thread- and process-safe for a PTHREAD_PROCESS_SHARED mutex, and `owner`
@@ -119,8 +125,8 @@ impl RobustMutex {
     pub(crate) fn lock(&self, me: u32) -> Result<Acquired, LockError> {
         // Test-and-test-and-set: a failed `trylock` is an atomic RMW that
         // pulls the mutex's cache line away from the holder and slows down
-        // its unlock. So spin *reading* the owner stamp, which lives on its
-        // own cache line, and only try when the lock looks free.
+        // its unlock. So spin *reading* the owner stamp (a shared read) and
+        // only try when the lock looks free.
         for i in 0..LOCK_SPINS {
             if self.owner.load(Ordering::Relaxed) == 0 {
                 // SAFETY: the mutex was initialized by `init` in a mapping
@@ -336,7 +342,7 @@ mod tests {
         // A thread that exits holding a robust mutex leaves EOWNERDEAD, just
         // like a dead process does (the kernel walks each thread's list).
         let m: Arc<RobustMutex> = Arc::new(RobustMutex {
-            mutex: UnsafeCell::new([0; 8]),
+            mutex: UnsafeCell::new([0; MUTEX_BYTES / 8]),
             owner: AtomicU32::new(0),
         });
         // SAFETY: freshly allocated, not shared yet.

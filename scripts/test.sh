@@ -21,6 +21,8 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The Redis backend is behind a feature: lint it too.
+cargo clippy -p procq --features redis --all-targets --quiet -- -D warnings
 
 step "cargo test (workspace)"
 cargo test --workspace --quiet 2>&1 | tee target/test-rust.log

@@ -162,9 +162,9 @@ impl Item {
     /// ```
     pub fn label(self) -> String {
         let n = self.nominal_bytes();
-        if n >= 1 << 20 && n % (1 << 20) == 0 {
+        if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
             format!("{} MiB", n >> 20)
-        } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
             format!("{} KiB", n >> 10)
         } else {
             format!("{n} B")

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
 use crate::layout::Kind;
-use crate::queue::{Builder, Queue};
+use crate::queue::{is_redis_url, open_redis, Backend, Builder, Queue};
 use crate::raw::RawQueue;
 use crate::shared::{Block, Expect, Shared};
 
@@ -80,6 +80,11 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<JoinableQueue<T>> {
+        if is_redis_url(name) {
+            return Ok(JoinableQueue::from_queue(Queue::from_backend(
+                open_redis::<T>(name, Kind::Joinable, Some(Kind::Joinable), None)?,
+            )));
+        }
         let expect = Expect {
             kind: Some(Kind::Joinable),
             fingerprint: crate::codec::fingerprint::<T>(),
@@ -87,6 +92,43 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
         Ok(JoinableQueue::from_queue(Queue::from_raw(
             RawQueue::from_shared(Shared::open(name, expect)?),
         )))
+    }
+
+    /// Opens the joinable queue `name` (a shared-memory name or a Redis
+    /// URL), creating it with this `maxsize` if it does not exist (see
+    /// [`Queue::open_or_create`]).
+    ///
+    /// ```
+    /// let name = format!("doc-joinable-ooc-{}", std::process::id());
+    /// let q = procq::JoinableQueue::<u8>::open_or_create(&name, 0)?;
+    /// q.put(&1)?;
+    /// let same = procq::JoinableQueue::<u8>::open_or_create(&name, 0)?;
+    /// assert_eq!(same.get()?, 1);
+    /// same.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, maxsize: usize) -> Result<JoinableQueue<T>> {
+        if is_redis_url(name) {
+            return Ok(JoinableQueue::from_queue(Queue::from_backend(
+                open_redis::<T>(
+                    name,
+                    Kind::Joinable,
+                    Some(Kind::Joinable),
+                    Some(maxsize as u64),
+                )?,
+            )));
+        }
+        loop {
+            match Builder::new().name(name).maxsize(maxsize).build_joinable() {
+                Err(crate::Error::AlreadyExists(_)) => {}
+                other => return other,
+            }
+            match JoinableQueue::open(name) {
+                Err(crate::Error::NotFound(_)) => continue,
+                other => return other,
+            }
+        }
     }
 
     pub(crate) fn from_queue(queue: Queue<T>) -> JoinableQueue<T> {
@@ -106,7 +148,11 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn task_done(&self) -> Result<()> {
-        self.queue.handle.shared().task_done()
+        match &self.queue.handle {
+            Backend::Shm(h) => h.shared().task_done(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.task_done(),
+        }
     }
 
     /// Number of tasks put and not yet done (items in the queue included).
@@ -118,7 +164,11 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn unfinished_tasks(&self) -> Result<u64> {
-        Ok(self.queue.handle.shared().state()?.unfinished)
+        match &self.queue.handle {
+            Backend::Shm(h) => Ok(h.shared().state()?.unfinished),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.unfinished(),
+        }
     }
 
     /// Blocks until every item ever put has been marked done.
@@ -129,10 +179,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn join(&self) -> Result<()> {
-        self.queue
-            .handle
-            .shared()
-            .join(Block::Forever, &self.queue.handle.closed)
+        self.join_block(Block::Forever)
     }
 
     /// Like [`join`](Self::join), but gives up after `timeout` with
@@ -146,10 +193,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.queue
-            .handle
-            .shared()
-            .join(Block::timeout(timeout), &self.queue.handle.closed)
+        self.join_block(Block::timeout(timeout))
     }
 
     /// Like [`join`](Self::join), but gives up at `deadline`.
@@ -161,10 +205,17 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn join_deadline(&self, deadline: Instant) -> Result<()> {
-        self.queue
-            .handle
-            .shared()
-            .join(Block::Until(deadline), &self.queue.handle.closed)
+        self.join_block(Block::Until(deadline))
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    fn join_block(&self, block: Block) -> Result<()> {
+        match &self.queue.handle {
+            Backend::Shm(h) => h.shared().join(block, &h.closed),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.join(block),
+        }
     }
 }
 

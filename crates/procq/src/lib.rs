@@ -46,6 +46,9 @@ mod liveness;
 mod process;
 mod queue;
 mod raw;
+#[cfg(feature = "redis")]
+#[path = "redis/mod.rs"]
+mod redis_backend;
 mod ring;
 mod shared;
 mod shm;

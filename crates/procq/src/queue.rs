@@ -329,10 +329,79 @@ impl Clone for Handle {
 /// # Ok::<(), procq::Error>(())
 /// ```
 pub struct Queue<T> {
-    /// This handle.
-    pub(crate) handle: Handle,
+    /// This handle: shared memory, or a Redis server.
+    pub(crate) handle: Backend,
     /// Items are encoded from `&T` and decoded into `T`.
     _item: PhantomData<fn(T) -> T>,
+}
+
+/// Where a [`Queue`]'s items live. Without the `redis` feature this enum has
+/// one variant, so every `match` on it compiles to the shared-memory path
+/// alone; with it, the shared-memory path pays one well-predicted branch.
+pub(crate) enum Backend {
+    /// A shared-memory queue on this machine.
+    Shm(Handle),
+    /// A queue on a Redis server (see the `redis_backend` module).
+    #[cfg(feature = "redis")]
+    Redis(Box<crate::redis_backend::RedisQueue>),
+}
+
+impl Backend {
+    /// The shared-memory attachment (unit tests of shared memory only).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> Cow<'_, Arc<Shared>> {
+        match self {
+            Backend::Shm(h) => h.shared(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => unreachable!("not a shared-memory queue"),
+        }
+    }
+}
+
+impl Clone for Backend {
+    fn clone(&self) -> Self {
+        match self {
+            Backend::Shm(h) => Backend::Shm(h.clone()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => Backend::Redis(Box::new(r.clone_handle())),
+        }
+    }
+}
+
+/// The error for a Redis URL when the `redis` feature is off.
+#[cfg(not(feature = "redis"))]
+fn redis_disabled(url: &str) -> Error {
+    Error::InvalidName {
+        name: url.to_owned(),
+        reason: "redis:// URLs need procq's `redis` cargo feature",
+    }
+}
+
+/// Whether `name` is a Redis URL rather than a shared-memory queue name.
+pub(crate) fn is_redis_url(name: &str) -> bool {
+    name.starts_with("redis://") || name.starts_with("rediss://")
+}
+
+/// Opens (creating if missing) a Redis queue, or explains that the feature
+/// is off.
+pub(crate) fn open_redis<T: 'static>(
+    url: &str,
+    kind: Kind,
+    require: Option<Kind>,
+    maxsize: Option<u64>,
+) -> Result<Backend> {
+    let fingerprint = codec::fingerprint::<T>();
+    #[cfg(feature = "redis")]
+    {
+        Ok(Backend::Redis(Box::new(
+            crate::redis_backend::RedisQueue::open(url, kind, require, fingerprint, maxsize)?,
+        )))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (kind, require, maxsize, fingerprint);
+        Err(redis_disabled(url))
+    }
 }
 
 impl<T> Clone for Queue<T> {
@@ -346,10 +415,16 @@ impl<T> Clone for Queue<T> {
 
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match &self.handle {
+            Backend::Shm(h) => h.name().to_owned(),
+            // Never print a password.
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.redacted_url(),
+        };
         f.debug_struct("Queue")
-            .field("name", &self.handle.shared().name())
-            .field("maxsize", &self.handle.shared().maxsize())
-            .field("closed", &self.handle.closed.load(Ordering::Relaxed))
+            .field("name", &name)
+            .field("maxsize", &self.maxsize())
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -379,6 +454,14 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<Queue<T>> {
+        if is_redis_url(name) {
+            return Ok(Queue::from_backend(open_redis::<T>(
+                name,
+                Kind::Queue,
+                None,
+                None,
+            )?));
+        }
         let shared = Shared::open(
             name,
             Expect {
@@ -389,15 +472,97 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         Ok(Queue::from_raw(RawQueue::from_shared(shared)))
     }
 
+    /// Opens the queue `name` (a shared-memory name or a Redis URL), creating
+    /// it with this `maxsize` if it does not exist. An existing queue with
+    /// another `maxsize` is refused with [`Error::InvalidQueue`] on Redis; a
+    /// shared-memory queue is created non-persistent, like
+    /// [`Builder::build`].
+    ///
+    /// ```
+    /// let name = format!("doc-open-or-create-{}", std::process::id());
+    /// let q = procq::Queue::<u8>::open_or_create(&name, 2)?;   // created
+    /// let same = procq::Queue::<u8>::open_or_create(&name, 2)?; // opened
+    /// q.put(&1)?;
+    /// assert_eq!(same.maxsize(), 2);
+    /// assert_eq!(same.get()?, 1);
+    /// // With the `redis` feature, the same call takes a URL:
+    /// // procq::Queue::<u8>::open_or_create("redis://127.0.0.1:6379/0/jobs", 2)?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, maxsize: usize) -> Result<Queue<T>> {
+        if is_redis_url(name) {
+            return Ok(Queue::from_backend(open_redis::<T>(
+                name,
+                Kind::Queue,
+                None,
+                Some(maxsize as u64),
+            )?));
+        }
+        loop {
+            match Builder::new().name(name).maxsize(maxsize).build() {
+                Err(Error::AlreadyExists(_)) => {}
+                other => return other,
+            }
+            match Queue::open(name) {
+                Err(Error::NotFound(_)) => continue, // removed meanwhile: create again
+                other => return other,
+            }
+        }
+    }
+
     pub(crate) fn from_raw(raw: RawQueue) -> Queue<T> {
+        Queue::from_backend(Backend::Shm(raw.into_handle()))
+    }
+
+    pub(crate) fn from_backend(handle: Backend) -> Queue<T> {
         Queue {
-            handle: raw.into_handle(),
+            handle,
             _item: PhantomData,
         }
     }
 
     fn put_block(&self, item: &T, block: Block) -> Result<()> {
-        codec::with_encoded(item, |enc| self.handle.put_encoded(&enc, block))
+        match &self.handle {
+            Backend::Shm(h) => codec::with_encoded(item, |enc| h.put_encoded(&enc, block)),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => codec::with_encoded(item, |enc| {
+                if enc.body.is_empty() {
+                    r.put(&[enc.head], block).map(|_| ())
+                } else {
+                    let mut one = Vec::with_capacity(enc.len() as usize);
+                    one.extend_from_slice(enc.head);
+                    one.extend_from_slice(enc.body);
+                    r.put(&[&one], block).map(|_| ())
+                }
+            }),
+        }
+    }
+
+    /// Decodes items taken from Redis. An undecodable item ends the batch
+    /// like on shared memory: the items before it are returned, it and the
+    /// rest are kept for the next call, which reports it (and, on a joinable
+    /// queue, acknowledges it: the caller never saw it).
+    #[cfg(feature = "redis")]
+    fn decode_redis(r: &crate::redis_backend::RedisQueue, raw: Vec<Vec<u8>>) -> Result<Vec<T>> {
+        let mut items = Vec::with_capacity(raw.len());
+        let mut iter = raw.into_iter();
+        while let Some(bytes) = iter.next() {
+            match codec::decode::<T>(&bytes) {
+                Ok(v) => items.push(v),
+                Err(e) => {
+                    if items.is_empty() {
+                        r.stash(iter);
+                        if r.kind() == Kind::Joinable {
+                            let _ = r.task_done();
+                        }
+                        return Err(e);
+                    }
+                    r.stash(std::iter::once(bytes).chain(iter));
+                    break;
+                }
+            }
+        }
+        Ok(items)
     }
 
     /// Puts an item, waiting while the queue is full.
@@ -449,28 +614,36 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         self.put_block(item, Block::No)
     }
 
+    // One variant without the `redis` feature.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
     fn get_block(&self, block: Block) -> Result<T> {
+        let h = match &self.handle {
+            Backend::Shm(h) => h,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let raw = r.get(1, block)?;
+                return Queue::<T>::decode_redis(r, raw)?.pop().ok_or(Error::Empty);
+            }
+        };
         let mut out = None;
-        self.handle
-            .shared()
-            .pop(1, block, &self.handle.closed, |bytes| {
-                let item = codec::decode::<T>(bytes);
-                let ok = item.is_ok();
-                out = Some(item);
-                ok
-            })?;
+        h.shared().pop(1, block, &h.closed, |bytes| {
+            let item = codec::decode::<T>(bytes);
+            let ok = item.is_ok();
+            out = Some(item);
+            ok
+        })?;
         let item = out.unwrap_or(Err(Error::Empty));
         if item.is_err() {
-            self.undecodable_taken();
+            self.undecodable_taken(h);
         }
         item
     }
 
     /// A joinable queue counts an item that could not be decoded as done:
     /// the caller never saw it, so it can never call `task_done` for it.
-    fn undecodable_taken(&self) {
-        if self.handle.shared().kind() == Kind::Joinable {
-            let _ = self.handle.shared().task_done();
+    fn undecodable_taken(&self, h: &Handle) {
+        if h.shared().kind() == Kind::Joinable {
+            let _ = h.shared().task_done();
         }
     }
 
@@ -537,7 +710,21 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// assert_eq!(q.get_many(10)?, vec![1, 2, 3]);
     /// # Ok::<(), procq::Error>(())
     /// ```
+    // One variant without the `redis` feature.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
     pub fn put_many(&self, items: &[T]) -> Result<()> {
+        let h = match &self.handle {
+            Backend::Shm(h) => h,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let encoded = items
+                    .iter()
+                    .map(|item| postcard::to_allocvec(item))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+                return r.put(&slices, Block::Forever).map(|_| ());
+            }
+        };
         let mut buf = Vec::new();
         let mut ends = Vec::with_capacity(items.len());
         for item in items {
@@ -556,37 +743,41 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 e
             })
             .collect();
-        self.handle
-            .shared()
-            .push_many(&encoded, Block::Forever, &self.handle.closed)
+        h.shared()
+            .push_many(&encoded, Block::Forever, &h.closed)
             .map(|_| ())
     }
 
+    // One variant without the `redis` feature.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
     fn get_many_block(&self, max: usize, block: Block) -> Result<Vec<T>> {
+        let h = match &self.handle {
+            Backend::Shm(h) => h,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let raw = r.get(max, block)?;
+                return Queue::<T>::decode_redis(r, raw);
+            }
+        };
         let mut items = Vec::new();
         let mut failed = None;
-        self.handle
-            .shared()
-            .pop(
-                max.max(1),
-                block,
-                &self.handle.closed,
-                |bytes| match codec::decode::<T>(bytes) {
-                    Ok(v) => {
-                        items.push(v);
-                        true
+        h.shared().pop(max.max(1), block, &h.closed, |bytes| {
+            match codec::decode::<T>(bytes) {
+                Ok(v) => {
+                    items.push(v);
+                    true
+                }
+                Err(e) => {
+                    if items.is_empty() {
+                        failed = Some(e);
                     }
-                    Err(e) => {
-                        if items.is_empty() {
-                            failed = Some(e);
-                        }
-                        false
-                    }
-                },
-            )?;
+                    false
+                }
+            }
+        })?;
         match failed {
             Some(e) => {
-                self.undecodable_taken();
+                self.undecodable_taken(h);
                 Err(e)
             }
             None => Ok(items),
@@ -646,10 +837,12 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn qsize(&self) -> usize {
-        self.handle
-            .shared()
-            .state()
-            .map_or(0, |s| s.ring.count as usize)
+        match &self.handle {
+            Backend::Shm(h) => h.shared().state().map_or(0, |s| s.ring.count as usize),
+            // An unreachable server reads as empty, like a corrupt segment.
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.qsize().unwrap_or(0),
+        }
     }
 
     /// Whether the queue is empty right now. False as soon as any `put`
@@ -675,7 +868,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn full(&self) -> bool {
-        let max = self.handle.shared().maxsize();
+        let max = self.maxsize() as u64;
         max > 0 && self.qsize() as u64 >= max
     }
 
@@ -718,9 +911,9 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn capacity(&self) -> Option<usize> {
-        match self.handle.shared().maxsize() {
+        match self.maxsize() {
             0 => None,
-            n => Some(n as usize),
+            n => Some(n),
         }
     }
 
@@ -731,7 +924,11 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn maxsize(&self) -> usize {
-        self.handle.shared().maxsize() as usize
+        match &self.handle {
+            Backend::Shm(h) => h.shared().maxsize() as usize,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.maxsize() as usize,
+        }
     }
 
     /// The queue's name: pass it to [`open`](Queue::open) in another process.
@@ -742,7 +939,11 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn name(&self) -> &str {
-        self.handle.name()
+        match &self.handle {
+            Backend::Shm(h) => h.name(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.url(),
+        }
     }
 
     /// Closes this handle: later calls on it fail with [`Error::Closed`], and
@@ -759,7 +960,11 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn close(&self) {
-        self.handle.close();
+        match &self.handle {
+            Backend::Shm(h) => h.close(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.close(),
+        }
     }
 
     /// Whether [`close`](Self::close) was called on this handle.
@@ -771,7 +976,11 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn is_closed(&self) -> bool {
-        self.handle.closed.load(Ordering::Relaxed)
+        match &self.handle {
+            Backend::Shm(h) => h.closed.load(Ordering::Relaxed),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.closed.load(Ordering::Relaxed),
+        }
     }
 
     /// A read-out of the queue's counters (see [`Stats`](crate::Stats)).
@@ -783,7 +992,16 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn stats(&self) -> Result<crate::Stats> {
-        crate::inspect::stats_of(&self.handle.shared())
+        match &self.handle {
+            Backend::Shm(h) => crate::inspect::stats_of(&h.shared()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => Err(Error::InvalidQueue {
+                name: r.redacted_url(),
+                reason: "stats() reads shared memory; use qsize() and \
+                         unfinished_tasks() on a Redis queue"
+                    .to_owned(),
+            }),
+        }
     }
 }
 

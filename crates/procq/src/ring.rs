@@ -129,7 +129,7 @@ impl Ring {
         if self.tail < self.head || self.tail - self.head > self.cap {
             return Err(Corrupt("head and tail are inconsistent"));
         }
-        if self.head % ALIGN != 0 || self.tail % ALIGN != 0 {
+        if !self.head.is_multiple_of(ALIGN) || !self.tail.is_multiple_of(ALIGN) {
             return Err(Corrupt("head or tail misaligned"));
         }
         if (self.count == 0) != (self.head == self.tail) || self.count > self.used() / RECORD_HEADER
@@ -226,7 +226,11 @@ impl Ring {
                     // A pad ends where the ring ended when it was written: a
                     // multiple of the capacity at the time, which growth may
                     // since have doubled.
-                    if len < ALIGN || len % ALIGN != 0 || len >= left || len > self.cap - off {
+                    if len < ALIGN
+                        || !len.is_multiple_of(ALIGN)
+                        || len >= left
+                        || len > self.cap - off
+                    {
                         return Err(Corrupt("bad padding record"));
                     }
                     pos += len;

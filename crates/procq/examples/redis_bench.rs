@@ -1,0 +1,238 @@
+//! procq on Redis vs a plain Redis list queue vs procq on shared memory.
+//!
+//! ```text
+//! redis-server --port 6390 --save "" --appendonly no &
+//! cargo run --release -p procq --features redis --example redis_bench -- redis://127.0.0.1:6390/0 [items]
+//! ```
+//!
+//! Cases, with 100-byte items, 1 producer/1 consumer and 4/4 (threads, each
+//! with its own connection or handle, as separate processes would have):
+//! - `raw list, 1 cmd/item`: `LPUSH` per item, `BRPOP` per item;
+//! - `raw list, pipelined`: batches of 100 `LPUSH` / one `LPOP key 100`;
+//! - `procq redis put/get`: `Queue::put` / `Queue::get` per item;
+//! - `procq redis put_many/get_many`: batches of 100;
+//! - `procq shm put/get`: the same on shared memory.
+//!
+//! Prints items/s per case and the two ratios the Redis backend targets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use procq::Queue;
+
+const ITEM: usize = 100;
+const BATCH: usize = 100;
+
+fn item() -> Vec<u8> {
+    // A Vec<u8> of 99 bytes encodes to 100 bytes (1-byte length prefix).
+    vec![7u8; ITEM - 1]
+}
+
+/// Runs `p` producer threads and `c` consumer threads, each moving its
+/// share of `n` items; returns items per second.
+fn run(
+    n: usize,
+    p: usize,
+    c: usize,
+    produce: Arc<dyn Fn(usize) + Send + Sync>,
+    consume: Arc<dyn Fn(usize) + Send + Sync>,
+) -> f64 {
+    let start = Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..p {
+        let f = produce.clone();
+        threads.push(std::thread::spawn(move || f(n / p)));
+    }
+    for _ in 0..c {
+        let f = consume.clone();
+        threads.push(std::thread::spawn(move || f(n / c)));
+    }
+    for t in threads {
+        t.join().expect("bench thread");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn raw_single(server: &str, key: &str, n: usize, pc: usize) -> f64 {
+    let client = redis::Client::open(server).expect("client");
+    let (c1, c2) = (client.clone(), client);
+    let (k1, k2) = (key.to_owned(), key.to_owned());
+    run(
+        n,
+        pc,
+        pc,
+        Arc::new(move |m| {
+            let mut con = c1.get_connection().expect("connect");
+            let it = item();
+            for _ in 0..m {
+                redis::cmd("LPUSH")
+                    .arg(&k1)
+                    .arg(&it)
+                    .query::<i64>(&mut con)
+                    .expect("LPUSH");
+            }
+        }),
+        Arc::new(move |m| {
+            let mut con = c2.get_connection().expect("connect");
+            for _ in 0..m {
+                let _: (String, Vec<u8>) = redis::cmd("BRPOP")
+                    .arg(&k2)
+                    .arg(10)
+                    .query(&mut con)
+                    .expect("BRPOP");
+            }
+        }),
+    )
+}
+
+fn raw_batched(server: &str, key: &str, n: usize, pc: usize) -> f64 {
+    let client = redis::Client::open(server).expect("client");
+    let (c1, c2) = (client.clone(), client);
+    let (k1, k2) = (key.to_owned(), key.to_owned());
+    run(
+        n,
+        pc,
+        pc,
+        Arc::new(move |m| {
+            let mut con = c1.get_connection().expect("connect");
+            let it = item();
+            let mut left = m;
+            while left > 0 {
+                let k = left.min(BATCH);
+                let mut pipe = redis::pipe();
+                for _ in 0..k {
+                    pipe.cmd("LPUSH").arg(&k1).arg(&it).ignore();
+                }
+                pipe.query::<()>(&mut con).expect("pipeline");
+                left -= k;
+            }
+        }),
+        Arc::new(move |m| {
+            let mut con = c2.get_connection().expect("connect");
+            let mut got = 0;
+            while got < m {
+                let want = (m - got).min(BATCH);
+                let v: Option<Vec<Vec<u8>>> = redis::cmd("RPOP")
+                    .arg(&k2)
+                    .arg(want)
+                    .query(&mut con)
+                    .expect("RPOP");
+                match v {
+                    Some(v) => got += v.len(),
+                    None => {
+                        // Empty: block for one, as a consumer would.
+                        let r: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
+                            .arg(&k2)
+                            .arg(10)
+                            .query(&mut con)
+                            .expect("BRPOP");
+                        got += usize::from(r.is_some());
+                    }
+                }
+            }
+        }),
+    )
+}
+
+fn procq_case(loc: &str, n: usize, pc: usize, batched: bool) -> f64 {
+    let q = Queue::<Vec<u8>>::open_or_create(loc, 0).expect("open");
+    let (q1, q2) = (q.clone(), q.clone());
+    run(
+        n,
+        pc,
+        pc,
+        Arc::new(move |m| {
+            let q = q1.clone();
+            let it = item();
+            if batched {
+                let batch = vec![it; BATCH];
+                let mut left = m;
+                while left > 0 {
+                    let k = left.min(BATCH);
+                    q.put_many(&batch[..k]).expect("put_many");
+                    left -= k;
+                }
+            } else {
+                for _ in 0..m {
+                    q.put(&it).expect("put");
+                }
+            }
+        }),
+        Arc::new(move |m| {
+            let q = q2.clone();
+            let mut got = 0;
+            while got < m {
+                if batched {
+                    got += q
+                        .get_many_timeout((m - got).min(BATCH), Duration::from_secs(10))
+                        .expect("get_many")
+                        .len();
+                } else {
+                    q.get_timeout(Duration::from_secs(10)).expect("get");
+                    got += 1;
+                }
+            }
+        }),
+    )
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let server = args
+        .next()
+        .or_else(|| std::env::var("PROCQ_REDIS_URL").ok())
+        .expect("usage: redis_bench redis://host:port/db [items]");
+    let n: usize = args.next().map_or(20_000, |s| s.parse().expect("items"));
+    let tag = std::process::id();
+    println!("{n} items of {ITEM} B per case; batches of {BATCH}\n");
+    println!(
+        "{:<34} {:>14} {:>14}",
+        "case", "1P/1C items/s", "4P/4C items/s"
+    );
+    let mut table = Vec::new();
+    for (name, which) in [
+        ("raw list, 1 cmd/item", 0),
+        ("raw list, pipelined batches", 1),
+        ("procq redis put/get", 2),
+        ("procq redis put_many/get_many", 3),
+        ("procq shm put/get", 4),
+        ("procq shm put_many/get_many", 5),
+    ] {
+        let mut row = Vec::new();
+        for pc in [1, 4] {
+            let key = format!("bench-{tag}-{which}-{pc}");
+            let rate = match which {
+                0 => raw_single(&server, &key, n, pc),
+                1 => raw_batched(&server, &key, n, pc),
+                2 => procq_case(&format!("{server}/{key}"), n, pc, false),
+                3 => procq_case(&format!("{server}/{key}"), n, pc, true),
+                4 => procq_case(&key, n, pc, false),
+                _ => procq_case(&key, n, pc, true),
+            };
+            row.push(rate);
+        }
+        println!("{name:<34} {:>14.0} {:>14.0}", row[0], row[1]);
+        table.push(row);
+    }
+    println!("\nTargets (Redis backend):");
+    for (i, pc) in ["1P/1C", "4P/4C"].iter().enumerate() {
+        let single = table[0][i] / table[2][i];
+        let batch = table[3][i] / table[2][i];
+        println!(
+            "  {pc}: raw 1-cmd / procq single = {single:.2}x (target <= 1.5x) {}; \
+             procq batched / single = {batch:.1}x (target >= 10x) {}",
+            if single <= 1.5 { "MET" } else { "MISSED" },
+            if batch >= 10.0 { "MET" } else { "MISSED" },
+        );
+    }
+    // Leave nothing behind on the server.
+    if let Ok(mut con) = redis::Client::open(server.as_str()).and_then(|c| c.get_connection()) {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("*bench-{tag}-*"))
+            .query(&mut con)
+            .unwrap_or_default();
+        for k in keys {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(k).query(&mut con);
+        }
+    }
+}

@@ -181,6 +181,23 @@ impl Builder {
         self.create(Kind::Queue, 0)
     }
 
+    /// Creates an untyped joinable queue: a [`RawQueue`] whose `get`s count
+    /// as tasks (finish them with [`RawQueue::task_done`]); any typed
+    /// [`JoinableQueue<T>`] can open it.
+    ///
+    /// ```
+    /// let q = procq::Builder::new().build_raw_joinable()?;
+    /// q.put(&[1])?;
+    /// let typed = procq::JoinableQueue::<u8>::open(q.name())?;
+    /// assert_eq!(typed.get()?, 1);
+    /// typed.task_done()?;
+    /// typed.join()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn build_raw_joinable(&self) -> Result<RawQueue> {
+        self.create(Kind::Joinable, 0)
+    }
+
     pub(crate) fn create(&self, kind: Kind, fingerprint: u64) -> Result<RawQueue> {
         let max_capacity = self
             .max_bytes

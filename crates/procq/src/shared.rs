@@ -1182,6 +1182,7 @@ mod hostile {
     #[test]
     fn foreign_files_are_refused() {
         let name = format!("hostile-foreign-{}", std::process::id());
+        let _cleanup = Cleanup(name.clone());
         std::fs::write(path(&name), vec![0xA5u8; 200_000]).unwrap();
         let msg = expect_invalid(Queue::<u8>::open(&name));
         assert!(msg.contains("not a procq queue"), "{msg}");

@@ -1,0 +1,366 @@
+//! `ls`, `stat`, `rm`, `gc`, `create`: read-outs and management, all
+//! through `procq::stats`, `procq::list`, `procq::remove` and
+//! `procq::collect_garbage`.
+
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::Failure;
+
+/// One queue as `ls`/`stat` show it. Field names are the stable JSON keys.
+#[derive(Serialize)]
+struct Row {
+    name: String,
+    /// `"Queue"` or `"JoinableQueue"`; absent if the queue is unreadable.
+    kind: Option<&'static str>,
+    maxsize: Option<u64>,
+    items: Option<u64>,
+    unfinished_tasks: Option<u64>,
+    bytes_used: Option<u64>,
+    capacity_bytes: Option<u64>,
+    resident_bytes: Option<u64>,
+    processes_alive: Option<usize>,
+    processes_dead: Option<usize>,
+    persistent: Option<bool>,
+    age_seconds: Option<u64>,
+    fingerprint: Option<String>,
+    /// Why the queue could not be read (corrupt, foreign, other version).
+    error: Option<String>,
+}
+
+fn kind_name(k: procq::Kind) -> &'static str {
+    match k {
+        procq::Kind::Joinable => "JoinableQueue",
+        _ => "Queue",
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn row(name: &str) -> Row {
+    match procq::stats(name) {
+        Ok(s) => Row {
+            name: name.to_owned(),
+            kind: Some(kind_name(s.kind)),
+            maxsize: Some(s.maxsize),
+            items: Some(s.items),
+            unfinished_tasks: Some(s.unfinished_tasks),
+            bytes_used: Some(s.bytes_used),
+            capacity_bytes: Some(s.capacity_bytes),
+            resident_bytes: Some(s.resident_bytes),
+            processes_alive: Some(s.attached_processes),
+            processes_dead: Some(s.dead_processes),
+            persistent: Some(s.persistent),
+            age_seconds: Some(now_ms().saturating_sub(s.created_unix_ms) / 1000),
+            fingerprint: Some(if s.fingerprint == 0 {
+                "untyped".into()
+            } else {
+                format!("{:016x}", s.fingerprint)
+            }),
+            error: None,
+        },
+        Err(e) => Row {
+            name: name.to_owned(),
+            kind: None,
+            maxsize: None,
+            items: None,
+            unfinished_tasks: None,
+            bytes_used: None,
+            capacity_bytes: None,
+            resident_bytes: None,
+            processes_alive: None,
+            processes_dead: None,
+            persistent: None,
+            age_seconds: None,
+            fingerprint: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Bytes as people read them.
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| Failure::op(e.to_string()))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub(crate) fn ls(json: bool) -> Result<(), Failure> {
+    let rows: Vec<Row> = procq::list()?.iter().map(|n| row(n)).collect();
+    if json {
+        return print_json(&rows);
+    }
+    let header = [
+        "NAME",
+        "KIND",
+        "MAXSIZE",
+        "ITEMS",
+        "USED/CAPACITY",
+        "PROCS",
+        "AGE",
+        "PERSIST",
+        "TYPE",
+    ];
+    let mut lines = vec![header.map(String::from).to_vec()];
+    for r in &rows {
+        lines.push(match &r.error {
+            Some(e) => vec![r.name.clone(), format!("error: {e}")],
+            None => vec![
+                r.name.clone(),
+                r.kind.unwrap_or("").to_owned(),
+                r.maxsize.map_or(String::new(), |m| {
+                    if m == 0 {
+                        "-".into()
+                    } else {
+                        m.to_string()
+                    }
+                }),
+                r.items.unwrap_or(0).to_string(),
+                format!(
+                    "{}/{}",
+                    human(r.bytes_used.unwrap_or(0)),
+                    human(r.capacity_bytes.unwrap_or(0))
+                ),
+                format!(
+                    "{} alive, {} dead",
+                    r.processes_alive.unwrap_or(0),
+                    r.processes_dead.unwrap_or(0)
+                ),
+                age(r.age_seconds.unwrap_or(0)),
+                if r.persistent == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_owned(),
+                r.fingerprint.clone().unwrap_or_default(),
+            ],
+        });
+    }
+    print_columns(&lines)
+}
+
+/// Prints rows in aligned columns (the last cell of a row is not padded).
+fn print_columns(lines: &[Vec<String>]) -> Result<(), Failure> {
+    let cols = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            lines
+                .iter()
+                .filter(|l| l.len() > c + 1)
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let mut text = String::new();
+        for (c, cell) in line.iter().enumerate() {
+            if c + 1 < line.len() {
+                text.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            } else {
+                text.push_str(cell);
+            }
+        }
+        writeln!(out, "{}", text.trim_end())?;
+    }
+    Ok(())
+}
+
+fn stats_or_fail(name: &str) -> Result<procq::Stats, Failure> {
+    procq::validate_name(name)?;
+    Ok(procq::stats(name)?)
+}
+
+fn detail(s: &procq::Stats) -> Vec<Vec<String>> {
+    let r = row(&s.name);
+    let kv = |k: &str, v: String| vec![k.to_owned(), v];
+    vec![
+        kv("name", s.name.clone()),
+        kv("kind", kind_name(s.kind).into()),
+        kv(
+            "maxsize",
+            if s.maxsize == 0 {
+                "unbounded".into()
+            } else {
+                s.maxsize.to_string()
+            },
+        ),
+        kv("items", s.items.to_string()),
+        kv("unfinished tasks", s.unfinished_tasks.to_string()),
+        kv("bytes used", human(s.bytes_used)),
+        kv(
+            "capacity",
+            format!(
+                "{} (grows to {})",
+                human(s.capacity_bytes),
+                human(s.max_capacity_bytes)
+            ),
+        ),
+        kv("resident", human(s.resident_bytes)),
+        kv(
+            "processes",
+            format!("{} alive, {} dead", s.attached_processes, s.dead_processes),
+        ),
+        kv("persistent", s.persistent.to_string()),
+        kv("age", age(r.age_seconds.unwrap_or(0))),
+        kv("type", r.fingerprint.unwrap_or_default()),
+        kv(
+            "items put / got",
+            format!("{} / {}", s.items_put, s.items_got),
+        ),
+        kv(
+            "bytes put / got",
+            format!("{} / {}", human(s.bytes_put), human(s.bytes_got)),
+        ),
+        kv(
+            "blocked puts / gets",
+            format!("{} / {}", s.blocked_puts, s.blocked_gets),
+        ),
+        kv("timeouts", s.timeouts.to_string()),
+        kv("crash recoveries", s.recoveries.to_string()),
+        kv("reclaimed processes", s.reclaimed_processes.to_string()),
+    ]
+}
+
+/// The JSON form of `stat`: the `ls` row plus the counters.
+#[derive(Serialize)]
+struct StatJson {
+    #[serde(flatten)]
+    row: Row,
+    max_capacity_bytes: u64,
+    items_put: u64,
+    items_got: u64,
+    bytes_put: u64,
+    bytes_got: u64,
+    blocked_puts: u64,
+    blocked_gets: u64,
+    timeouts: u64,
+    recoveries: u64,
+    reclaimed_processes: u64,
+}
+
+pub(crate) fn stat(name: &str, json: bool, watch: bool, count: Option<u64>) -> Result<(), Failure> {
+    let s = stats_or_fail(name)?;
+    if !watch {
+        if json {
+            return print_json(&StatJson {
+                row: row(name),
+                max_capacity_bytes: s.max_capacity_bytes,
+                items_put: s.items_put,
+                items_got: s.items_got,
+                bytes_put: s.bytes_put,
+                bytes_got: s.bytes_got,
+                blocked_puts: s.blocked_puts,
+                blocked_gets: s.blocked_gets,
+                timeouts: s.timeouts,
+                recoveries: s.recoveries,
+                reclaimed_processes: s.reclaimed_processes,
+            });
+        }
+        return print_columns(&detail(&s));
+    }
+    let mut prev = (Instant::now(), s.items_put, s.items_got);
+    let mut redraws = 0u64;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let s = stats_or_fail(name)?;
+        let now = Instant::now();
+        let dt = now.duration_since(prev.0).as_secs_f64().max(1e-9);
+        let rate_in = s.items_put.saturating_sub(prev.1) as f64 / dt;
+        let rate_out = s.items_got.saturating_sub(prev.2) as f64 / dt;
+        prev = (now, s.items_put, s.items_got);
+        let mut lines = detail(&s);
+        lines.push(vec![
+            "rate in / out".into(),
+            format!("{rate_in:.0} / {rate_out:.0} items/s"),
+        ]);
+        // Home the cursor and clear: redraw in place.
+        print!("\x1b[H\x1b[2J");
+        print_columns(&lines)?;
+        std::io::stdout().flush()?;
+        redraws += 1;
+        if count.is_some_and(|c| redraws >= c) {
+            return Ok(());
+        }
+    }
+}
+
+pub(crate) fn rm(name: &str, force: bool) -> Result<(), Failure> {
+    let s = stats_or_fail(name)?;
+    if s.attached_processes > 0 && !force {
+        return Err(Failure::op(format!(
+            "queue {name:?} is in use by {} live process(es); use --force to remove it anyway",
+            s.attached_processes
+        )));
+    }
+    procq::remove(name)?;
+    println!("removed {name}");
+    Ok(())
+}
+
+pub(crate) fn gc(dry_run: bool) -> Result<(), Failure> {
+    let removed = if dry_run {
+        procq::list()?
+            .into_iter()
+            .filter(|n| procq::stats(n).is_ok_and(|s| s.attached_processes == 0 && !s.persistent))
+            .collect()
+    } else {
+        procq::collect_garbage()?
+    };
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for name in &removed {
+        println!("{verb} {name}");
+    }
+    if removed.is_empty() {
+        println!("no orphaned queues");
+    }
+    Ok(())
+}
+
+pub(crate) fn create(name: &str, maxsize: usize, joinable: bool) -> Result<(), Failure> {
+    let b = procq::Builder::new()
+        .name(name)
+        .maxsize(maxsize)
+        .persistent(true);
+    if joinable {
+        b.build_raw_joinable()?;
+    } else {
+        b.build_raw()?;
+    }
+    println!("created {name} (persistent; remove with: procq rm {name})");
+    Ok(())
+}

@@ -67,6 +67,10 @@ pub(crate) enum Codec {
     Pickle,
     /// Bytes-like objects only, stored verbatim.
     Bytes,
+    /// `str` (or bytes) in the wire format of Rust's `String`/`Vec<u8>` and
+    /// of the `procq` command: a LEB128 varint length, then the bytes.
+    /// Items come back as `str` when they are valid UTF-8, else as `bytes`.
+    Text,
 }
 
 impl Codec {
@@ -75,8 +79,9 @@ impl Codec {
         match s {
             "pickle" => Ok(Codec::Pickle),
             "bytes" => Ok(Codec::Bytes),
+            "text" => Ok(Codec::Text),
             other => Err(PyValueError::new_err(format!(
-                "codec must be 'pickle' or 'bytes', not {other:?}"
+                "codec must be 'pickle', 'bytes' or 'text', not {other:?}"
             ))),
         }
     }
@@ -86,6 +91,7 @@ impl Codec {
         match self {
             Codec::Pickle => "pickle",
             Codec::Bytes => "bytes",
+            Codec::Text => "text",
         }
     }
 }
@@ -124,6 +130,20 @@ impl<'a, 'py> Encoded<'a, 'py> {
             head_len: 1 + value.len(),
             body,
         }
+    }
+
+    /// `body` behind its LEB128 length, as postcard writes a `String`.
+    fn length_prefixed(body: Body<'a, 'py>) -> Self {
+        let mut enc = Encoded::whole(body);
+        let mut n = enc.body().len() as u64;
+        while n >= 0x80 {
+            enc.head[enc.head_len] = (n as u8) | 0x80;
+            enc.head_len += 1;
+            n >>= 7;
+        }
+        enc.head[enc.head_len] = n as u8;
+        enc.head_len += 1;
+        enc
     }
 
     fn whole(body: Body<'a, 'py>) -> Self {
@@ -178,6 +198,20 @@ pub(crate) fn encode<'a, 'py>(
         }
         return Err(PyTypeError::new_err(format!(
             "a queue with codec='bytes' takes bytes, bytearray or memoryview items, not {}",
+            obj.get_type().name()?
+        )));
+    }
+    if codec == Codec::Text {
+        if let Ok(s) = obj.cast::<PyString>() {
+            return Ok(Encoded::length_prefixed(Body::Borrowed(
+                s.to_str()?.as_bytes(),
+            )));
+        }
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            return Ok(Encoded::length_prefixed(Body::Borrowed(b.as_bytes())));
+        }
+        return Err(PyTypeError::new_err(format!(
+            "a queue with codec='text' takes str or bytes items, not {}",
             obj.get_type().name()?
         )));
     }
@@ -293,6 +327,17 @@ pub(crate) fn build<'py>(
             new_bytes(py, record, gil_free_copy)?.into_any(),
         ));
     }
+    if codec == Codec::Text {
+        let (len, n) = leb128(record).ok_or_else(|| bad_record("bad length prefix"))?;
+        let rest = &record[n..];
+        if rest.len() as u64 != len {
+            return Err(bad_record("length prefix does not match the item"));
+        }
+        return Ok(Built::Done(match std::str::from_utf8(rest) {
+            Ok(text) => PyString::new(py, text).into_any(),
+            Err(_) => new_bytes(py, rest, gil_free_copy)?.into_any(),
+        }));
+    }
     let Some((&tag, rest)) = record.split_first() else {
         return Err(bad_record("empty record"));
     };
@@ -317,6 +362,18 @@ pub(crate) fn build<'py>(
         other => return Err(bad_record(&format!("unknown tag byte 0x{other:02x}"))),
     };
     Ok(Built::Done(obj))
+}
+
+/// Reads a LEB128 varint (at most 10 bytes): the value and its length.
+fn leb128(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f).checked_shl(7 * i as u32)?;
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
 }
 
 /// Finishes a [`Built`] item: loads pickles.

@@ -674,7 +674,9 @@ fn generic_alias<'py>(
 /// any picklable objects; ``bytes``, ``str``, ``int``, ``float``, ``None``
 /// and ``bool`` skip pickle. With ``codec='bytes'`` items must be
 /// bytes-like and are stored verbatim (for sharing with non-Python
-/// processes). ``name`` picks the shared-memory name (default: a unique
+/// processes). With ``codec='text'`` items are ``str`` (or ``bytes``) in the
+/// format of Rust's ``Queue<String>`` and the ``procq`` command (a varint
+/// length, then UTF-8); they come back as ``str`` (``bytes`` if not UTF-8). ``name`` picks the shared-memory name (default: a unique
 /// one); another process, in any language, can open the queue by it.
 /// ``capacity_bytes`` is the initial (and smallest) size of the
 /// shared-memory ring, 256 KiB by default; it grows as needed up to

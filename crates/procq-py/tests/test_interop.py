@@ -98,3 +98,27 @@ def test_python_reads_records_written_in_the_documented_format():
     with pytest.raises(ValueError):
         q.get(timeout=5)
     assert q.empty()  # bad records are consumed, not stuck at the head
+
+
+def test_text_codec_speaks_the_cli_and_rust_string_format():
+    """codec='text' items are Rust String / `procq put` items, byte for byte."""
+    q = procq.Queue(codec="text")
+    raw = procq.Queue.open(q.name, codec="bytes")
+    q.put("héllo")
+    q.put(b"\xff\xfe")
+    q.put("x" * 200)  # a two-byte length prefix
+    assert raw.get(timeout=5) == b"\x06" + "héllo".encode()
+    assert raw.get(timeout=5) == b"\x02\xff\xfe"
+    assert raw.get(timeout=5) == b"\xc8\x01" + b"x" * 200
+    # What `seq 2 | procq put` or a Rust Queue<String> writes:
+    raw.put(b"\x011")
+    raw.put(b"\x02\xff\xfe")
+    assert q.get(timeout=5) == "1"
+    assert q.get(timeout=5) == b"\xff\xfe"  # not UTF-8: bytes
+    raw.put(b"\x05ab")  # length says 5, 2 bytes follow
+    with pytest.raises(ValueError, match="length"):
+        q.get(timeout=5)
+    with pytest.raises(TypeError, match="text"):
+        q.put(3)
+    assert q.empty()
+

@@ -17,7 +17,7 @@ __all__ = [
 __version__: str
 
 _T = TypeVar("_T")
-_Codec = Literal["pickle", "bytes"]
+_Codec = Literal["pickle", "bytes", "text"]
 
 def collect_garbage() -> list[str]:
     """Remove queues whose processes all died; return their names."""

@@ -367,25 +367,14 @@ impl RedisQueue {
         let prefix = format!("procq:{{{}}}", target.name);
         let keys =
             ["items", "meta", "avail", "space", "leases", "zero"].map(|k| format!("{prefix}:{k}"));
-        let mut q = RedisQueue {
-            url: url.to_owned(),
+        let mut q = RedisQueue::handle(
+            url.to_owned(),
             target,
             client,
             keys,
             prefix,
-            kind: want_kind,
-            maxsize: maxsize.unwrap_or(0),
-            fingerprint,
-            ids: Mutex::new(Ids::new()),
-            pool: Mutex::new((std::process::id(), Vec::new())),
-            blocked: Mutex::new(Vec::new()),
-            backoff: Mutex::new(Backoff {
-                failures: 0,
-                not_before: None,
-            }),
-            stash: Mutex::new(VecDeque::new()),
-            closed: AtomicBool::new(false),
-        };
+            (want_kind, maxsize.unwrap_or(0), fingerprint),
+        );
         let kind_code = want_kind as u32;
         let reply: Vec<Value> = q.script("open", &OPEN, None, |inv| {
             inv.arg(kind_code)
@@ -436,15 +425,35 @@ impl RedisQueue {
     /// A new, independent handle to the same queue (own connections, own
     /// consumer identity, own `close`).
     pub(crate) fn clone_handle(&self) -> RedisQueue {
+        RedisQueue::handle(
+            self.url.clone(),
+            self.target.clone(),
+            self.client.clone(),
+            self.keys.clone(),
+            self.prefix.clone(),
+            (self.kind, self.maxsize, self.fingerprint),
+        )
+    }
+
+    /// A handle with fresh per-handle state: no connections yet, its own
+    /// consumer identity and put numbering, not closed.
+    fn handle(
+        url: String,
+        target: Target,
+        client: Client,
+        keys: [String; 6],
+        prefix: String,
+        (kind, maxsize, fingerprint): (Kind, u64, u64),
+    ) -> RedisQueue {
         RedisQueue {
-            url: self.url.clone(),
-            target: self.target.clone(),
-            client: self.client.clone(),
-            keys: self.keys.clone(),
-            prefix: self.prefix.clone(),
-            kind: self.kind,
-            maxsize: self.maxsize,
-            fingerprint: self.fingerprint,
+            url,
+            target,
+            client,
+            keys,
+            prefix,
+            kind,
+            maxsize,
+            fingerprint,
             ids: Mutex::new(Ids::new()),
             pool: Mutex::new((std::process::id(), Vec::new())),
             blocked: Mutex::new(Vec::new()),

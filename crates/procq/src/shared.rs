@@ -842,11 +842,18 @@ impl Locked<'_> {
     /// Publishes the working state.
     fn commit(&mut self) {
         self.state.gen = self.state.gen.wrapping_add(1);
-        if self.state.journal_slot != 0 && self.state.journal_gen == 0 {
+        // A journal entry written since the last commit has no generation
+        // yet. Only such an entry needs applying here: an older one was
+        // applied by the commit that wrote it (or by recovery), and checking
+        // it again would read another process's slot on every put.
+        let fresh = self.state.journal_slot != 0 && self.state.journal_gen == 0;
+        if fresh {
             self.state.journal_gen = self.state.gen;
         }
         self.sh.header().commit(&self.state);
-        self.apply_journal();
+        if fresh {
+            self.apply_journal();
+        }
     }
 
     /// Records a slot adjustment to apply right after the next commit.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Python bindings (crates/procq-py): builds the `procq` extension module into
 # a virtual environment (.venv at the repository root) and runs its pytest
-# suite, then a few-second smoke run of the benchmark script.
+# suite (tests/test_redis.py starts its own redis-server, installed here
+# when missing), then a few-second smoke run of the benchmark script.
 #
 # Works on a fresh machine: creates the venv and installs maturin, pytest and
 # pytest-timeout (and faster-fifo, for the benchmark) when they are missing.
@@ -50,6 +51,9 @@ if ! VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH" \
     exit 1
 fi
 rm -f "$log"
+
+# tests/test_redis.py runs a private redis-server of its own.
+bash scripts/install-redis-server.sh
 
 echo "20-python: pytest"
 set +e

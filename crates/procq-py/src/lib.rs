@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use procq::{Builder, RawQueue};
 use pyo3::exceptions::{
     PyAssertionError, PyFileExistsError, PyFileNotFoundError, PyOSError, PyRuntimeError,
-    PyValueError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -59,6 +59,11 @@ const SLICE: Duration = Duration::from_millis(100);
 /// sweeps for dead consumers, which a `join` only does while it keeps
 /// waiting past one (a shorter slice would end each wait just before it).
 const JOIN_SLICE: Duration = Duration::from_millis(250);
+
+/// The slice for a queue on a Redis server: each slice is one blocking
+/// command, so a longer one means fewer round trips while idle (and Ctrl-C
+/// within half a second).
+const REMOTE_SLICE: Duration = Duration::from_millis(500);
 
 /// Scratch buffers larger than this are freed after use rather than kept.
 /// Keeping them matters: allocating and freeing a large buffer per item
@@ -239,6 +244,38 @@ fn is_empty(e: &procq::Error) -> bool {
     matches!(e, procq::Error::Empty)
 }
 
+/// Whether `name` is a Redis URL rather than a shared-memory name.
+fn is_url(name: &str) -> bool {
+    name.starts_with("redis://") || name.starts_with("rediss://")
+}
+
+/// Sorts out the first positional argument of `Queue(...)` and
+/// `JoinableQueue(...)`: an int is the stdlib's `maxsize`, a str is a queue
+/// URL (`Queue("redis://host:6379/0/jobs", maxsize=10)`) or name.
+fn first_arg(
+    first: Option<&Bound<'_, PyAny>>,
+    maxsize: Option<i64>,
+    name: Option<&str>,
+) -> PyResult<(Option<i64>, Option<String>)> {
+    let Some(first) = first else {
+        return Ok((maxsize, name.map(str::to_owned)));
+    };
+    if let Ok(url) = first.extract::<String>() {
+        if name.is_some() {
+            return Err(PyTypeError::new_err(
+                "give the queue's URL or name either first or as name=, not both",
+            ));
+        }
+        return Ok((maxsize, Some(url)));
+    }
+    if maxsize.is_some() {
+        return Err(PyTypeError::new_err(
+            "got multiple values for argument 'maxsize'",
+        ));
+    }
+    Ok((Some(first.extract::<i64>()?), name.map(str::to_owned)))
+}
+
 /// Which Python class a handle belongs to (kept when pickled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -270,7 +307,9 @@ impl Kind {
 
 /// Creation arguments shared by the three constructors.
 struct Options<'a> {
-    maxsize: i64,
+    /// `None`: not given (0 for a new queue; an existing Redis queue keeps
+    /// its bound).
+    maxsize: Option<i64>,
     codec: &'a str,
     name: Option<&'a str>,
     capacity_bytes: Option<u64>,
@@ -281,10 +320,13 @@ struct Options<'a> {
 struct Core {
     /// The untyped handle every operation goes through.
     raw: RawQueue,
-    /// For `JoinableQueue`: the typed handle that provides `join()`.
-    /// It is never closed: as in the standard library, `join()` and
-    /// `task_done()` still work after `close()`.
-    joinable: Option<procq::JoinableQueue<Vec<u8>>>,
+    /// For `JoinableQueue`: a second handle that provides `join()`. It is
+    /// never closed: as in the standard library, `join()` still works after
+    /// `close()`.
+    joiner: Option<RawQueue>,
+    /// Whether the queue is on a Redis server: every call then releases the
+    /// GIL (each is a network round trip).
+    remote: bool,
     kind: Kind,
     codec: Codec,
     /// Set by `close()`.
@@ -304,9 +346,11 @@ impl Core {
             max_bytes,
         } = opts;
         let codec = Codec::parse(codec)?;
-        // As in multiprocessing, a maxsize ≤ 0 means unbounded.
-        let maxsize = usize::try_from(maxsize.max(0)).unwrap_or(usize::MAX);
-        let mut builder = Builder::new().maxsize(maxsize);
+        let mut builder = Builder::new();
+        if let Some(maxsize) = maxsize {
+            // As in multiprocessing, a maxsize ≤ 0 means unbounded.
+            builder = builder.maxsize(usize::try_from(maxsize.max(0)).unwrap_or(usize::MAX));
+        }
         if let Some(name) = name {
             builder = builder.name(name);
         }
@@ -317,38 +361,40 @@ impl Core {
             builder = builder.max_bytes(bytes);
         }
         let label = name.unwrap_or("<new>");
-        let (raw, joinable) = if kind == Kind::Joinable {
-            let jq = builder
-                .build_joinable::<Vec<u8>>()
-                .map_err(|e| to_py(py, label, e))?;
-            let raw = RawQueue::open(jq.name()).map_err(|e| to_py(py, label, e))?;
-            (raw, Some(jq))
-        } else {
-            (builder.build_raw().map_err(|e| to_py(py, label, e))?, None)
-        };
-        Ok(Core::from_parts(raw, joinable, kind, codec))
+        let raw = py
+            .detach(|| match kind {
+                Kind::Joinable => builder.build_raw_joinable(),
+                _ => builder.build_raw(),
+            })
+            .map_err(|e| to_py(py, label, e))?;
+        Ok(Core::from_raw(raw, kind, codec))
     }
 
     fn open(py: Python<'_>, kind: Kind, name: &str, codec: &str) -> PyResult<Core> {
         let codec = Codec::parse(codec)?;
-        let joinable = if kind == Kind::Joinable {
-            Some(procq::JoinableQueue::<Vec<u8>>::open(name).map_err(|e| to_py(py, name, e))?)
-        } else {
-            None
-        };
-        let raw = RawQueue::open(name).map_err(|e| to_py(py, name, e))?;
-        Ok(Core::from_parts(raw, joinable, kind, codec))
+        let raw = py
+            .detach(|| {
+                if kind == Kind::Joinable && is_url(name) {
+                    // Never creates a plain queue under a joinable's URL.
+                    Builder::new().name(name).build_raw_joinable()
+                } else {
+                    RawQueue::open(name)
+                }
+            })
+            .map_err(|e| to_py(py, name, e))?;
+        if kind == Kind::Joinable && !raw.is_joinable() {
+            return Err(PyValueError::new_err(format!(
+                "{name:?} is not a JoinableQueue"
+            )));
+        }
+        Ok(Core::from_raw(raw, kind, codec))
     }
 
-    fn from_parts(
-        raw: RawQueue,
-        joinable: Option<procq::JoinableQueue<Vec<u8>>>,
-        kind: Kind,
-        codec: Codec,
-    ) -> Core {
+    fn from_raw(raw: RawQueue, kind: Kind, codec: Codec) -> Core {
         Core {
+            joiner: (kind == Kind::Joinable).then(|| raw.clone()),
+            remote: is_url(raw.name()),
             raw,
-            joinable,
             kind,
             codec,
             closed: AtomicBool::new(false),
@@ -356,19 +402,33 @@ impl Core {
         }
     }
 
+    /// The slice of a blocking call on this queue.
+    fn slice(&self) -> Duration {
+        if self.remote {
+            REMOTE_SLICE
+        } else {
+            SLICE
+        }
+    }
+
     fn name(&self) -> &str {
         self.raw.name()
     }
 
+    /// The name for messages and `repr`: a Redis URL without its password.
+    fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        self.raw.display_name()
+    }
+
     fn err(&self, py: Python<'_>, e: procq::Error) -> PyErr {
-        to_py(py, self.name(), e)
+        to_py(py, &self.display_name(), e)
     }
 
     fn check_open(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(PyValueError::new_err(format!(
                 "Queue {:?} is closed",
-                self.name()
+                self.display_name()
             )));
         }
         Ok(())
@@ -386,11 +446,13 @@ impl Core {
             Step::NoWait => raw.put_parts(head, body, Some(Duration::ZERO)),
             Step::For(d) => raw.put_parts(head, body, Some(d.max(Duration::from_nanos(1)))),
         };
-        let result = if large {
-            blocking(py, wait, is_full, attempt)?
+        let result = if large || self.remote {
+            blocking_sliced(py, wait, self.slice(), is_full, attempt)?
         } else {
             match raw.put_parts(head, body, Some(Duration::ZERO)) {
-                Err(procq::Error::Full) if wait.waits() => blocking(py, wait, is_full, attempt)?,
+                Err(procq::Error::Full) if wait.waits() => {
+                    blocking_sliced(py, wait, self.slice(), is_full, attempt)?
+                }
                 other => other,
             }
         };
@@ -399,7 +461,7 @@ impl Core {
 
     fn get<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, PyAny>> {
         self.check_open()?;
-        if !self.large.load(Ordering::Relaxed) {
+        if !self.large.load(Ordering::Relaxed) && !self.remote {
             // Fast path: build the object straight from shared memory.
             let got = self.raw.get_with(Some(Duration::ZERO), |record| {
                 self.large.store(record.len() >= LARGE, Ordering::Relaxed);
@@ -413,7 +475,7 @@ impl Core {
         }
         let raw = &self.raw;
         let mut landing = take_scratch();
-        let got = blocking(py, wait, is_empty, |step| {
+        let got = blocking_sliced(py, wait, self.slice(), is_empty, |step| {
             raw.get_with(step.timeout(), |record| {
                 landing.clear();
                 landing.extend_from_slice(record);
@@ -557,13 +619,17 @@ impl Core {
         }
     }
 
-    fn qsize(&self) -> usize {
-        self.raw.qsize()
+    fn qsize(&self, py: Python<'_>) -> usize {
+        if self.remote {
+            py.detach(|| self.raw.qsize())
+        } else {
+            self.raw.qsize()
+        }
     }
 
-    fn full(&self) -> bool {
+    fn full(&self, py: Python<'_>) -> bool {
         let max = self.raw.maxsize();
-        max > 0 && self.raw.qsize() >= max
+        max > 0 && self.qsize(py) >= max
     }
 
     fn close(&self) {
@@ -574,19 +640,22 @@ impl Core {
     }
 
     fn task_done(&self, py: Python<'_>) -> PyResult<()> {
-        self.raw.task_done().map_err(|e| self.err(py, e))
+        let result = if self.remote {
+            py.detach(|| self.raw.task_done())
+        } else {
+            self.raw.task_done()
+        };
+        result.map_err(|e| self.err(py, e))
     }
 
     fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let Some(jq) = &self.joinable else {
+        let Some(jq) = &self.joiner else {
             return Err(PyRuntimeError::new_err("not a JoinableQueue"));
         };
         let wait = Wait::new(true, timeout)?;
+        let slice = self.slice().max(JOIN_SLICE);
         // The core reports a join that ran out of time as `Full`.
-        let result = blocking_sliced(py, wait, JOIN_SLICE, is_full, |step| match step {
-            Step::NoWait => jq.join_timeout(Duration::ZERO),
-            Step::For(d) => jq.join_timeout(d),
-        })?;
+        let result = blocking_sliced(py, wait, slice, is_full, |step| jq.join(step.timeout()))?;
         match result {
             Ok(()) => Ok(true),
             Err(procq::Error::Full) => Ok(false),
@@ -595,14 +664,18 @@ impl Core {
     }
 
     fn unfinished_tasks(&self, py: Python<'_>) -> PyResult<u64> {
-        match &self.joinable {
-            Some(jq) => jq.unfinished_tasks().map_err(|e| self.err(py, e)),
+        match &self.joiner {
+            Some(jq) => py
+                .detach(|| jq.unfinished_tasks())
+                .map_err(|e| self.err(py, e)),
             None => Err(PyRuntimeError::new_err("not a JoinableQueue")),
         }
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let st = self.raw.stats().map_err(|e| self.err(py, e))?;
+        let st = py
+            .detach(|| self.raw.stats())
+            .map_err(|e| self.err(py, e))?;
         let d = PyDict::new(py);
         let kind = match st.kind {
             procq::Kind::Joinable => "joinable",
@@ -645,10 +718,10 @@ impl Core {
             ""
         };
         match self.kind {
-            Kind::Simple => format!("<procq.{class} name='{}'{closed}>", self.name()),
+            Kind::Simple => format!("<procq.{class} name='{}'{closed}>", self.display_name()),
             _ => format!(
                 "<procq.{class} name='{}' maxsize={max}{closed}>",
-                self.name()
+                self.display_name()
             ),
         }
     }
@@ -693,6 +766,17 @@ fn generic_alias<'py>(
 ///
 /// Raises ``queue.Empty`` / ``queue.Full`` like the standard library, and
 /// ``ValueError`` once ``close()`` has been called.
+///
+/// Queue(url, maxsize=None, *, codec='pickle')
+///
+/// The same queue on a Redis server, for processes on several machines:
+/// ``url`` is ``redis://[user:password@]host:port/db/name`` (options
+/// ``?lease_ms=``, ``timeout_ms=``, ``heartbeat=0``; ``rediss://`` with the
+/// ``tls`` build feature). The queue is created if missing; with
+/// ``maxsize``, an existing queue must have that bound. Every method
+/// behaves as on shared memory; ``JoinableQueue`` delivers at least once
+/// (a consumer's unacknowledged items come back when it dies). Connection
+/// problems raise ``OSError``; the next call reconnects.
 #[pyclass(module = "procq", subclass, frozen)]
 pub struct Queue {
     core: Core,
@@ -701,19 +785,21 @@ pub struct Queue {
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (maxsize=0, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
+    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
     fn new(
         py: Python<'_>,
-        maxsize: i64,
+        url_or_maxsize: Option<&Bound<'_, PyAny>>,
+        maxsize: Option<i64>,
         codec: &str,
         name: Option<&str>,
         capacity_bytes: Option<u64>,
         max_bytes: Option<u64>,
     ) -> PyResult<Self> {
+        let (maxsize, name) = first_arg(url_or_maxsize, maxsize, name)?;
         let opts = Options {
             maxsize,
             codec,
-            name,
+            name: name.as_deref(),
             capacity_bytes,
             max_bytes,
         };
@@ -816,19 +902,19 @@ impl Queue {
 
     /// Return the number of items in the queue: exact at the instant it is
     /// read, on every platform (never ``NotImplementedError``).
-    fn qsize(&self) -> usize {
-        self.core.qsize()
+    fn qsize(&self, py: Python<'_>) -> usize {
+        self.core.qsize(py)
     }
 
     /// Return True if the queue is empty. False as soon as any ``put`` has
     /// returned, in any process.
-    fn empty(&self) -> bool {
-        self.core.qsize() == 0
+    fn empty(&self, py: Python<'_>) -> bool {
+        self.core.qsize(py) == 0
     }
 
     /// Return True if the queue holds ``maxsize`` items (never, if unbounded).
-    fn full(&self) -> bool {
-        self.core.full()
+    fn full(&self, py: Python<'_>) -> bool {
+        self.core.full(py)
     }
 
     /// Indicate that this handle will not be used again: later ``put`` and
@@ -911,6 +997,7 @@ impl Queue {
 /// ``multiprocessing.JoinableQueue``.
 ///
 /// JoinableQueue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None, max_bytes=None)
+/// JoinableQueue(url, maxsize=None, *, codec='pickle')
 ///
 /// Every ``put`` adds a task; ``task_done()`` marks one done; ``join()``
 /// blocks until every task put, in any process, is done. A process that
@@ -928,19 +1015,21 @@ impl JoinableQueue {
 #[pymethods]
 impl JoinableQueue {
     #[new]
-    #[pyo3(signature = (maxsize=0, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
+    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
     fn new(
         py: Python<'_>,
-        maxsize: i64,
+        url_or_maxsize: Option<&Bound<'_, PyAny>>,
+        maxsize: Option<i64>,
         codec: &str,
         name: Option<&str>,
         capacity_bytes: Option<u64>,
         max_bytes: Option<u64>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let (maxsize, name) = first_arg(url_or_maxsize, maxsize, name)?;
         let opts = Options {
             maxsize,
             codec,
-            name,
+            name: name.as_deref(),
             capacity_bytes,
             max_bytes,
         };
@@ -1010,7 +1099,7 @@ impl SimpleQueue {
         max_bytes: Option<u64>,
     ) -> PyResult<Self> {
         let opts = Options {
-            maxsize: 0,
+            maxsize: None,
             codec,
             name,
             capacity_bytes,
@@ -1053,13 +1142,13 @@ impl SimpleQueue {
     }
 
     /// Return True if the queue is empty.
-    fn empty(&self) -> bool {
-        self.core.qsize() == 0
+    fn empty(&self, py: Python<'_>) -> bool {
+        self.core.qsize(py) == 0
     }
 
     /// Return the number of items in the queue (procq extension).
-    fn qsize(&self) -> usize {
-        self.core.qsize()
+    fn qsize(&self, py: Python<'_>) -> usize {
+        self.core.qsize(py)
     }
 
     /// Close this handle: later ``put``/``get`` calls on it raise

@@ -101,7 +101,17 @@ pub(crate) fn stats_of(shared: &Shared) -> Result<Stats> {
 /// assert_eq!((st.items, st.attached_processes), (1, 1));
 /// # Ok::<(), procq::Error>(())
 /// ```
+///
+/// With the `redis` feature, `name` may be a queue URL: the Redis queue's
+/// fields are filled in (consumers holding leases count as attached
+/// processes) and the shared-memory ones are 0. Nothing is created.
 pub fn stats(name: &str) -> Result<Stats> {
+    if crate::queue::is_redis_url(name) {
+        #[cfg(feature = "redis")]
+        return crate::redis_backend::stats(name);
+        #[cfg(not(feature = "redis"))]
+        return Err(crate::queue::redis_disabled(name));
+    }
     stats_of(&Shared::inspect(name)?)
 }
 
@@ -116,6 +126,21 @@ pub fn list() -> Result<Vec<String>> {
     shm::list_names().map_err(|e| Error::io("listing /dev/shm", e))
 }
 
+/// URLs of the procq queues in one Redis database, `server` being
+/// `redis://[user:password@]host:port/db` (sorted; only with the `redis`
+/// feature).
+///
+/// ```no_run
+/// for url in procq::list_redis("redis://127.0.0.1:6379/0")? {
+///     println!("{url}");
+/// }
+/// # Ok::<(), procq::Error>(())
+/// ```
+#[cfg(feature = "redis")]
+pub fn list_redis(server: &str) -> Result<Vec<String>> {
+    crate::redis_backend::list(server)
+}
+
 /// Removes a queue's name at once, whoever uses it. Processes that have it
 /// open keep working with it; nobody can open it any more.
 ///
@@ -126,7 +151,16 @@ pub fn list() -> Result<Vec<String>> {
 /// assert!(procq::Queue::<u8>::open(&name).is_err());
 /// # Ok::<(), procq::Error>(())
 /// ```
+///
+/// With the `redis` feature, `name` may be a queue URL: every key of that
+/// queue (items, items in flight, bookkeeping) is deleted.
 pub fn remove(name: &str) -> Result<()> {
+    if crate::queue::is_redis_url(name) {
+        #[cfg(feature = "redis")]
+        return crate::redis_backend::remove(name);
+        #[cfg(not(feature = "redis"))]
+        return Err(crate::queue::redis_disabled(name));
+    }
     if let Ok(shared) = Shared::inspect(name) {
         shared.mark_unlinked();
     }

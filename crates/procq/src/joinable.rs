@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
 use crate::layout::Kind;
-use crate::queue::{is_redis_url, open_redis, Backend, Builder, Queue};
+use crate::queue::{is_redis_url, open_redis, Builder, Queue};
 use crate::raw::RawQueue;
 use crate::shared::{Block, Expect, Shared};
 
@@ -81,9 +81,13 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// ```
     pub fn open(name: &str) -> Result<JoinableQueue<T>> {
         if is_redis_url(name) {
-            return Ok(JoinableQueue::from_queue(Queue::from_backend(
-                open_redis::<T>(name, Kind::Joinable, Some(Kind::Joinable), None)?,
-            )));
+            return Ok(JoinableQueue::from_queue(Queue::from_backend(open_redis(
+                name,
+                Kind::Joinable,
+                Some(Kind::Joinable),
+                crate::codec::fingerprint::<T>(),
+                None,
+            )?)));
         }
         let expect = Expect {
             kind: Some(Kind::Joinable),
@@ -110,14 +114,13 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     /// ```
     pub fn open_or_create(name: &str, maxsize: usize) -> Result<JoinableQueue<T>> {
         if is_redis_url(name) {
-            return Ok(JoinableQueue::from_queue(Queue::from_backend(
-                open_redis::<T>(
-                    name,
-                    Kind::Joinable,
-                    Some(Kind::Joinable),
-                    Some(maxsize as u64),
-                )?,
-            )));
+            return Ok(JoinableQueue::from_queue(Queue::from_backend(open_redis(
+                name,
+                Kind::Joinable,
+                Some(Kind::Joinable),
+                crate::codec::fingerprint::<T>(),
+                Some(maxsize as u64),
+            )?)));
         }
         loop {
             match Builder::new().name(name).maxsize(maxsize).build_joinable() {
@@ -148,11 +151,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn task_done(&self) -> Result<()> {
-        match &self.queue.handle {
-            Backend::Shm(h) => h.shared().task_done(),
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.task_done(),
-        }
+        self.queue.handle.task_done()
     }
 
     /// Number of tasks put and not yet done (items in the queue included).
@@ -164,11 +163,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn unfinished_tasks(&self) -> Result<u64> {
-        match &self.queue.handle {
-            Backend::Shm(h) => Ok(h.shared().state()?.unfinished),
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.unfinished(),
-        }
+        self.queue.handle.unfinished()
     }
 
     /// Blocks until every item ever put has been marked done.
@@ -211,11 +206,7 @@ impl<T> JoinableQueue<T> {
 
 impl<T> JoinableQueue<T> {
     fn join_block(&self, block: Block) -> Result<()> {
-        match &self.queue.handle {
-            Backend::Shm(h) => h.shared().join(block, &h.closed),
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.join(block),
-        }
+        self.queue.handle.join(block)
     }
 }
 

@@ -55,6 +55,8 @@ mod shm;
 mod sync;
 
 pub use error::{Error, Result};
+#[cfg(feature = "redis")]
+pub use inspect::list_redis;
 pub use inspect::{collect_garbage, list, remove, stats, Stats};
 pub use joinable::JoinableQueue;
 pub use layout::Kind;

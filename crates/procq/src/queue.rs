@@ -34,6 +34,9 @@ use crate::shared::{Block, CreateOptions, Expect, Shared, MAX_CAPACITY_LIMIT, MI
 pub struct Builder {
     /// Item bound; 0 = unbounded.
     maxsize: usize,
+    /// Whether [`maxsize`](Builder::maxsize) was called: an existing Redis
+    /// queue is then checked against it, else opened with whatever bound it has.
+    maxsize_set: bool,
     /// Chosen name, or `None` for a fresh unique one.
     name: Option<String>,
     /// Initial (and minimum) ring size in bytes.
@@ -66,6 +69,7 @@ impl Builder {
     pub fn new() -> Builder {
         Builder {
             maxsize: 0,
+            maxsize_set: false,
             name: None,
             capacity: DEFAULT_CAPACITY,
             max_bytes: None,
@@ -83,11 +87,19 @@ impl Builder {
     /// ```
     pub fn maxsize(mut self, maxsize: usize) -> Builder {
         self.maxsize = maxsize;
+        self.maxsize_set = true;
         self
     }
 
     /// Names the queue (see [`validate_name`](crate::validate_name)); creation
     /// fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// With the `redis` feature the name may be a queue URL
+    /// (`redis://host:port/db/name`, see [`Queue::open`]): building then
+    /// opens the queue at that URL, creating it if missing; an existing one
+    /// must be of the kind built and, if [`maxsize`](Self::maxsize) was
+    /// set, have that bound. The shared-memory options (capacity, max
+    /// bytes, persistence) do not apply to it.
     ///
     /// ```
     /// let name = format!("doc-builder-name-{}", std::process::id());
@@ -199,6 +211,16 @@ impl Builder {
     }
 
     pub(crate) fn create(&self, kind: Kind, fingerprint: u64) -> Result<RawQueue> {
+        if let Some(url) = self.name.as_deref().filter(|n| is_redis_url(n)) {
+            let maxsize = self.maxsize_set.then_some(self.maxsize as u64);
+            return Ok(RawQueue::from_backend(open_redis(
+                url,
+                kind,
+                Some(kind),
+                fingerprint,
+                maxsize,
+            )?));
+        }
         let max_capacity = self
             .max_bytes
             .unwrap_or_else(|| crate::shm::shm_fs_size().max(1 << 30))
@@ -363,6 +385,8 @@ pub(crate) enum Backend {
     Redis(Box<crate::redis_backend::RedisQueue>),
 }
 
+/// The operations every handle type ([`Queue`], [`JoinableQueue`],
+/// [`RawQueue`]) shares, for both places items can live.
 impl Backend {
     /// The shared-memory attachment (unit tests of shared memory only).
     #[cfg(test)]
@@ -371,6 +395,118 @@ impl Backend {
             Backend::Shm(h) => h.shared(),
             #[cfg(feature = "redis")]
             Backend::Redis(_) => unreachable!("not a shared-memory queue"),
+        }
+    }
+
+    /// The name, or the URL as given (it may hold a password: it is what
+    /// another process needs to open the queue).
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Backend::Shm(h) => h.name(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.url(),
+        }
+    }
+
+    /// The name for messages and `Debug`: never a password.
+    pub(crate) fn display_name(&self) -> Cow<'_, str> {
+        match self {
+            Backend::Shm(h) => Cow::Borrowed(h.name()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => Cow::Owned(r.redacted_url()),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Backend::Shm(h) => h.shared().kind(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.kind(),
+        }
+    }
+
+    pub(crate) fn maxsize(&self) -> usize {
+        match self {
+            Backend::Shm(h) => h.shared().maxsize() as usize,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.maxsize() as usize,
+        }
+    }
+
+    /// Items in the queue; 0 if its memory is corrupt or its server
+    /// unreachable (`stats` reports why).
+    pub(crate) fn qsize(&self) -> usize {
+        match self {
+            Backend::Shm(h) => h.shared().state().map_or(0, |s| s.ring.count as usize),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.qsize().unwrap_or(0),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        match self {
+            Backend::Shm(h) => h.close(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.close(),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Backend::Shm(h) => h.closed.load(Ordering::Relaxed),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.closed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Puts one encoded item (Redis takes it as one string).
+    pub(crate) fn put_encoded(&self, item: &Encoded<'_>, block: Block) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.put_encoded(item, block),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                if item.body.is_empty() {
+                    r.put(&[item.head], block).map(|_| ())
+                } else {
+                    let mut one = Vec::with_capacity(item.len() as usize);
+                    one.extend_from_slice(item.head);
+                    one.extend_from_slice(item.body);
+                    r.put(&[&one], block).map(|_| ())
+                }
+            }
+        }
+    }
+
+    pub(crate) fn task_done(&self) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.shared().task_done(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.task_done(),
+        }
+    }
+
+    pub(crate) fn unfinished(&self) -> Result<u64> {
+        match self {
+            Backend::Shm(h) => Ok(h.shared().state()?.unfinished),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.unfinished(),
+        }
+    }
+
+    /// Waits until no task is outstanding; [`Error::Full`] if `block` runs out.
+    pub(crate) fn join(&self, block: Block) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.shared().join(block, &h.closed),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.join(block),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Result<crate::Stats> {
+        match self {
+            Backend::Shm(h) => crate::inspect::stats_of(&h.shared()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => crate::redis_backend::stats(r.url()),
         }
     }
 }
@@ -387,7 +523,7 @@ impl Clone for Backend {
 
 /// The error for a Redis URL when the `redis` feature is off.
 #[cfg(not(feature = "redis"))]
-fn redis_disabled(url: &str) -> Error {
+pub(crate) fn redis_disabled(url: &str) -> Error {
     Error::InvalidName {
         name: url.to_owned(),
         reason: "redis:// URLs need procq's `redis` cargo feature",
@@ -401,13 +537,13 @@ pub(crate) fn is_redis_url(name: &str) -> bool {
 
 /// Opens (creating if missing) a Redis queue, or explains that the feature
 /// is off.
-pub(crate) fn open_redis<T: 'static>(
+pub(crate) fn open_redis(
     url: &str,
     kind: Kind,
     require: Option<Kind>,
+    fingerprint: u64,
     maxsize: Option<u64>,
 ) -> Result<Backend> {
-    let fingerprint = codec::fingerprint::<T>();
     #[cfg(feature = "redis")]
     {
         Ok(Backend::Redis(Box::new(
@@ -432,14 +568,8 @@ impl<T> Clone for Queue<T> {
 
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match &self.handle {
-            Backend::Shm(h) => h.name().to_owned(),
-            // Never print a password.
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.redacted_url(),
-        };
         f.debug_struct("Queue")
-            .field("name", &name)
+            .field("name", &self.handle.display_name())
             .field("maxsize", &self.maxsize())
             .field("closed", &self.is_closed())
             .finish()
@@ -472,10 +602,11 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// ```
     pub fn open(name: &str) -> Result<Queue<T>> {
         if is_redis_url(name) {
-            return Ok(Queue::from_backend(open_redis::<T>(
+            return Ok(Queue::from_backend(open_redis(
                 name,
                 Kind::Queue,
                 None,
+                codec::fingerprint::<T>(),
                 None,
             )?));
         }
@@ -508,10 +639,11 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// ```
     pub fn open_or_create(name: &str, maxsize: usize) -> Result<Queue<T>> {
         if is_redis_url(name) {
-            return Ok(Queue::from_backend(open_redis::<T>(
+            return Ok(Queue::from_backend(open_redis(
                 name,
                 Kind::Queue,
                 None,
+                codec::fingerprint::<T>(),
                 Some(maxsize as u64),
             )?));
         }
@@ -528,7 +660,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     }
 
     pub(crate) fn from_raw(raw: RawQueue) -> Queue<T> {
-        Queue::from_backend(Backend::Shm(raw.into_handle()))
+        Queue::from_backend(raw.into_backend())
     }
 
     pub(crate) fn from_backend(handle: Backend) -> Queue<T> {
@@ -539,20 +671,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     }
 
     fn put_block(&self, item: &T, block: Block) -> Result<()> {
-        match &self.handle {
-            Backend::Shm(h) => codec::with_encoded(item, |enc| h.put_encoded(&enc, block)),
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => codec::with_encoded(item, |enc| {
-                if enc.body.is_empty() {
-                    r.put(&[enc.head], block).map(|_| ())
-                } else {
-                    let mut one = Vec::with_capacity(enc.len() as usize);
-                    one.extend_from_slice(enc.head);
-                    one.extend_from_slice(enc.body);
-                    r.put(&[&one], block).map(|_| ())
-                }
-            }),
-        }
+        codec::with_encoded(item, |enc| self.handle.put_encoded(&enc, block))
     }
 
     /// Decodes items taken from Redis. An undecodable item ends the batch
@@ -854,12 +973,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn qsize(&self) -> usize {
-        match &self.handle {
-            Backend::Shm(h) => h.shared().state().map_or(0, |s| s.ring.count as usize),
-            // An unreachable server reads as empty, like a corrupt segment.
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.qsize().unwrap_or(0),
-        }
+        self.handle.qsize()
     }
 
     /// Whether the queue is empty right now. False as soon as any `put`
@@ -941,11 +1055,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn maxsize(&self) -> usize {
-        match &self.handle {
-            Backend::Shm(h) => h.shared().maxsize() as usize,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.maxsize() as usize,
-        }
+        self.handle.maxsize()
     }
 
     /// The queue's name: pass it to [`open`](Queue::open) in another process.
@@ -956,11 +1066,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn name(&self) -> &str {
-        match &self.handle {
-            Backend::Shm(h) => h.name(),
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.url(),
-        }
+        self.handle.name()
     }
 
     /// Closes this handle: later calls on it fail with [`Error::Closed`], and
@@ -977,11 +1083,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn close(&self) {
-        match &self.handle {
-            Backend::Shm(h) => h.close(),
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.close(),
-        }
+        self.handle.close();
     }
 
     /// Whether [`close`](Self::close) was called on this handle.
@@ -993,11 +1095,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn is_closed(&self) -> bool {
-        match &self.handle {
-            Backend::Shm(h) => h.closed.load(Ordering::Relaxed),
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.closed.load(Ordering::Relaxed),
-        }
+        self.handle.is_closed()
     }
 
     /// A read-out of the queue's counters (see [`Stats`](crate::Stats)).
@@ -1009,16 +1107,7 @@ impl<T> Queue<T> {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn stats(&self) -> Result<crate::Stats> {
-        match &self.handle {
-            Backend::Shm(h) => crate::inspect::stats_of(&h.shared()),
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => Err(Error::InvalidQueue {
-                name: r.redacted_url(),
-                reason: "stats() reads shared memory; use qsize() and \
-                         unfinished_tasks() on a Redis queue"
-                    .to_owned(),
-            }),
-        }
+        self.handle.stats()
     }
 }
 

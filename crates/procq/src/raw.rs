@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::codec::Encoded;
 use crate::error::{Error, Result};
-use crate::queue::{Builder, Handle};
+use crate::layout::Kind;
+use crate::queue::{is_redis_url, open_redis, Backend, Builder, Handle};
 use crate::shared::{Block, Expect, Shared};
 
 /// The timeout convention of the two-piece and zero-copy calls: `None`
@@ -36,14 +37,14 @@ fn block_for(timeout: Option<Duration>) -> Block {
 /// ```
 #[derive(Clone)]
 pub struct RawQueue {
-    /// This handle.
-    handle: Handle,
+    /// This handle: shared memory, or a Redis server.
+    handle: Backend,
 }
 
 impl std::fmt::Debug for RawQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawQueue")
-            .field("name", &self.name())
+            .field("name", &self.handle.display_name())
             .finish()
     }
 }
@@ -60,7 +61,10 @@ impl RawQueue {
         Builder::new().maxsize(maxsize).build_raw()
     }
 
-    /// Opens any procq queue by name, whatever its item type or kind.
+    /// Opens any procq queue by name, whatever its item type or kind. With
+    /// the `redis` feature, `name` may be a queue URL (see
+    /// [`Queue::open`](crate::Queue::open)); a missing Redis queue is created
+    /// unbounded.
     ///
     /// ```
     /// let q = procq::Queue::<String>::new(0)?;
@@ -70,6 +74,15 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<RawQueue> {
+        if is_redis_url(name) {
+            return Ok(RawQueue::from_backend(open_redis(
+                name,
+                Kind::Queue,
+                None,
+                0,
+                None,
+            )?));
+        }
         Ok(RawQueue::from_shared(Shared::open(
             name,
             Expect {
@@ -80,12 +93,14 @@ impl RawQueue {
     }
 
     pub(crate) fn from_shared(shared: Arc<Shared>) -> RawQueue {
-        RawQueue {
-            handle: Handle::new(shared),
-        }
+        RawQueue::from_backend(Backend::Shm(Handle::new(shared)))
     }
 
-    pub(crate) fn into_handle(self) -> Handle {
+    pub(crate) fn from_backend(handle: Backend) -> RawQueue {
+        RawQueue { handle }
+    }
+
+    pub(crate) fn into_backend(self) -> Backend {
         self.handle
     }
 
@@ -157,20 +172,26 @@ impl RawQueue {
     /// assert_eq!(q.put_many(&[b"a".as_slice(), b"b"], None)?, 2);
     /// # Ok::<(), procq::Error>(())
     /// ```
+    // One variant without the `redis` feature.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
     pub fn put_many(&self, items: &[&[u8]], timeout: Option<Duration>) -> Result<usize> {
+        let block = timeout.map_or(Block::Forever, Block::timeout);
+        let h = match &self.handle {
+            Backend::Shm(h) => h,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => return r.put(items, block),
+        };
         let encoded: Vec<Encoded<'_>> = items
             .iter()
             .map(|b| Encoded { head: b, body: &[] })
             .collect();
-        let block = timeout.map_or(Block::Forever, Block::timeout);
-        self.handle
-            .shared()
-            .push_many(&encoded, block, &self.handle.closed)
+        h.shared().push_many(&encoded, block, &h.closed)
     }
 
     /// Calls `f` with the oldest item's bytes while they are still in shared
     /// memory (no copy), then removes the item. Waits up to `timeout`
-    /// (`None` = forever; zero = do not wait).
+    /// (`None` = forever; zero = do not wait). On Redis, `f` sees the bytes
+    /// just received.
     ///
     /// ```
     /// let q = procq::RawQueue::new(0)?;
@@ -178,16 +199,24 @@ impl RawQueue {
     /// assert_eq!(q.get_with(None, |b| b.len())?, 5);
     /// # Ok::<(), procq::Error>(())
     /// ```
+    // One variant without the `redis` feature.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
     pub fn get_with<R>(&self, timeout: Option<Duration>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let block = block_for(timeout);
+        let h = match &self.handle {
+            Backend::Shm(h) => h,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let item = r.get(1, block)?.into_iter().next().ok_or(Error::Empty)?;
+                return Ok(f(&item));
+            }
+        };
         let mut f = Some(f);
         let mut out = None;
-        self.handle
-            .shared()
-            .pop(1, block, &self.handle.closed, |bytes| {
-                out = f.take().map(|f| f(bytes));
-                true
-            })?;
+        h.shared().pop(1, block, &h.closed, |bytes| {
+            out = f.take().map(|f| f(bytes));
+            true
+        })?;
         out.ok_or(Error::Empty)
     }
 
@@ -200,15 +229,20 @@ impl RawQueue {
     /// assert_eq!(q.get_many(10, None)?, vec![b"a".to_vec(), b"b".to_vec()]);
     /// # Ok::<(), procq::Error>(())
     /// ```
+    // One variant without the `redis` feature.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
     pub fn get_many(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Vec<u8>>> {
         let block = block_for(timeout);
+        let h = match &self.handle {
+            Backend::Shm(h) => h,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => return r.get(max, block),
+        };
         let mut items = Vec::new();
-        self.handle
-            .shared()
-            .pop(max.max(1), block, &self.handle.closed, |bytes| {
-                items.push(bytes.to_vec());
-                true
-            })?;
+        h.shared().pop(max.max(1), block, &h.closed, |bytes| {
+            items.push(bytes.to_vec());
+            true
+        })?;
         Ok(items)
     }
 
@@ -246,17 +280,15 @@ impl RawQueue {
         self.get_with(Some(Duration::ZERO), <[u8]>::to_vec)
     }
 
-    /// Exact number of items (0 if the shared memory is corrupt).
+    /// Exact number of items (0 if the shared memory is corrupt or the
+    /// Redis server unreachable).
     ///
     /// ```
     /// assert_eq!(procq::RawQueue::new(0)?.qsize(), 0);
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn qsize(&self) -> usize {
-        self.handle
-            .shared()
-            .state()
-            .map_or(0, |s| s.ring.count as usize)
+        self.handle.qsize()
     }
 
     /// The item bound; 0 = unbounded.
@@ -266,10 +298,11 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn maxsize(&self) -> usize {
-        self.handle.shared().maxsize() as usize
+        self.handle.maxsize()
     }
 
-    /// The queue's name.
+    /// The queue's name (its URL on Redis, see
+    /// [`Queue::name`](crate::Queue::name)).
     ///
     /// ```
     /// assert!(procq::RawQueue::new(0)?.name().starts_with("q-"));
@@ -277,6 +310,28 @@ impl RawQueue {
     /// ```
     pub fn name(&self) -> &str {
         self.handle.name()
+    }
+
+    /// The name for logs and messages: a Redis URL without its password.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// assert_eq!(q.display_name(), q.name());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        self.handle.display_name()
+    }
+
+    /// Whether this is a joinable queue (its `get`s count as tasks).
+    ///
+    /// ```
+    /// assert!(procq::Builder::new().build_raw_joinable()?.is_joinable());
+    /// assert!(!procq::RawQueue::new(0)?.is_joinable());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn is_joinable(&self) -> bool {
+        self.handle.kind() == Kind::Joinable
     }
 
     /// Closes this handle (see [`Queue::close`](crate::Queue::close)).
@@ -292,7 +347,8 @@ impl RawQueue {
     }
 
     /// Marks one task done on a joinable queue (see
-    /// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done)).
+    /// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done)). On
+    /// Redis it acknowledges this handle's oldest unacknowledged item.
     ///
     /// ```
     /// let q = procq::Builder::new().build_joinable::<u8>()?;
@@ -304,16 +360,47 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn task_done(&self) -> Result<()> {
-        self.handle.shared().task_done()
+        self.handle.task_done()
     }
 
-    /// A read-out of the queue's counters.
+    /// Tasks put and not yet done, on a joinable queue (see
+    /// [`JoinableQueue::unfinished_tasks`](crate::JoinableQueue::unfinished_tasks)).
+    ///
+    /// ```
+    /// let q = procq::Builder::new().build_raw_joinable()?;
+    /// q.put(b"job")?;
+    /// assert_eq!(q.unfinished_tasks()?, 1);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn unfinished_tasks(&self) -> Result<u64> {
+        self.handle.unfinished()
+    }
+
+    /// Waits until every task of a joinable queue is done, at most `timeout`
+    /// (`None` = forever); [`Error::Full`] if tasks are still outstanding
+    /// then (see [`JoinableQueue::join`](crate::JoinableQueue::join)).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let q = procq::Builder::new().build_raw_joinable()?;
+    /// q.put(b"job")?;
+    /// assert!(matches!(q.join(Some(Duration::from_millis(5))), Err(procq::Error::Full)));
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join(None)?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        self.handle.join(block_for(timeout))
+    }
+
+    /// A read-out of the queue's counters (see [`crate::stats`] for Redis).
     ///
     /// ```
     /// assert_eq!(procq::RawQueue::new(0)?.stats()?.items, 0);
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn stats(&self) -> Result<crate::Stats> {
-        crate::inspect::stats_of(&self.handle.shared())
+        self.handle.stats()
     }
 }

@@ -404,7 +404,8 @@ fn killed_consumer_task_is_redelivered_and_join_waits_for_it() {
 #[test]
 fn a_task_done_after_lease_expiry_is_not_counted_twice() {
     let Some(base) = server() else { return };
-    let url = format!("{base}/{}?lease_ms=200", fresh("late"));
+    // Without the heartbeat a live consumer loses its lease after lease_ms.
+    let url = format!("{base}/{}?lease_ms=200&heartbeat=0", fresh("late"));
     let slow = JoinableQueue::<u64>::open(&url).unwrap();
     let fast = slow.clone(); // another consumer identity
     slow.put(&1).unwrap();
@@ -438,7 +439,9 @@ fn urls_types_and_kinds_are_checked() {
         Err(Error::InvalidQueue { .. })
     ));
     assert_eq!(Queue::<u64>::open(&url).unwrap().maxsize(), 3);
-    assert!(q.stats().is_err());
+    let st = q.stats().unwrap();
+    assert_eq!((st.maxsize, st.items), (3, 0));
+    assert!(!st.name.is_empty());
     let j = format!("{base}/{}", fresh("kinds-j"));
     JoinableQueue::<u64>::open(&j).unwrap();
     Queue::<u64>::open(&j).unwrap(); // a plain handle may use a joinable queue
@@ -610,4 +613,328 @@ fn redis_restart_errors_then_recovers_and_loses_no_acknowledged_item() {
     }
     assert_eq!(got.len(), acked.len());
     drop(srv);
+}
+
+/// A TCP proxy between the client and the real server that can lose one
+/// reply: once armed with a marker, the first client chunk containing it is
+/// forwarded (the server runs the command), but the server's next chunk on
+/// that connection is swallowed and both sockets are shut, as when a
+/// connection breaks after the server has acted and before the client heard.
+struct LossyProxy {
+    port: u16,
+    /// The marker whose command's reply is to be lost (one shot).
+    armed: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    /// Replies swallowed so far.
+    lost: std::sync::Arc<AtomicU64>,
+}
+
+impl LossyProxy {
+    /// Listens on a free 127.0.0.1 port and forwards every connection to
+    /// `upstream` (host:port), a thread per direction.
+    fn start(upstream: &str) -> LossyProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpStream};
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+        let lost = Arc::new(AtomicU64::new(0));
+        let upstream = upstream.to_owned();
+        let (armed2, lost2) = (armed.clone(), lost.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue; // the client sees the connection close
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                // Set (before the request is forwarded) when the server's
+                // next chunk on this connection is to be swallowed.
+                let lose_reply = Arc::new(AtomicBool::new(false));
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (armed, lose) = (armed2.clone(), lose_reply.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        {
+                            let mut armed = armed.lock().unwrap();
+                            let hit = armed.as_ref().is_some_and(|m| {
+                                buf[..n].windows(m.len()).any(|w| w == m.as_slice())
+                            });
+                            if hit {
+                                *armed = None;
+                                lose.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(Shutdown::Write);
+                });
+                let (mut s_in, mut c_out) = (server, client);
+                let lost = lost2.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if lose_reply.load(Ordering::SeqCst) {
+                            lost.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_in.shutdown(Shutdown::Both);
+                    let _ = c_out.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        LossyProxy { port, armed, lost }
+    }
+
+    /// Loses the reply to the next command carrying `marker`.
+    fn arm(&self, marker: &str) {
+        *self.armed.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    fn lost(&self) -> u64 {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_put_retried_after_its_reply_was_lost_is_enqueued_once() {
+    let Some(base) = server() else { return };
+    // `redis://host:port/db` → host:port of the real server.
+    let authority = base
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap();
+    let proxy = LossyProxy::start(authority);
+    let name = fresh("idem");
+    let q = Queue::<String>::open(&format!(
+        "redis://127.0.0.1:{}/0/{name}?timeout_ms=2000",
+        proxy.port
+    ))
+    .unwrap();
+    // A handle straight to the server, to see what it holds.
+    let direct = Queue::<String>::open(&format!("{base}/{name}")).unwrap();
+    // Load the put script into the server's cache, so that the armed put
+    // is one EVALSHA (not NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    q.put(&"warm-up".to_owned()).unwrap();
+    assert_eq!(q.get().unwrap(), "warm-up");
+
+    let tag = fresh("marker");
+    let a = format!("item-a-{tag}");
+    proxy.arm(&a);
+    let err = q.put(&a).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert_eq!(proxy.lost(), 1, "the proxy lost no reply");
+    // The server did run it: the item is in, only the reply was lost.
+    assert_eq!(direct.qsize(), 1);
+    // The caller retries with the same item: answered, not enqueued again.
+    q.put(&a).unwrap();
+    assert_eq!(q.qsize(), 1);
+    assert_eq!(direct.qsize(), 1);
+    assert_eq!(q.get_nowait().unwrap(), a);
+    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+    // Once the retry has succeeded, the same bytes again are a new put.
+    q.put(&a).unwrap();
+    assert_eq!(q.qsize(), 1);
+    q.put(&a).unwrap();
+    assert_eq!(q.qsize(), 2);
+    assert_eq!(q.get_many_nowait(10).unwrap(), [a.clone(), a.clone()]);
+
+    // After a lost reply, a *different* item is a new put, not taken for
+    // the retry of the lost one.
+    let b = format!("item-b-{tag}");
+    let c = format!("item-c-{tag}");
+    proxy.arm(&b);
+    assert!(matches!(q.put(&b), Err(Error::Io { .. })));
+    assert_eq!(proxy.lost(), 2);
+    assert_eq!(direct.qsize(), 1);
+    q.put(&c).unwrap();
+    assert_eq!(q.qsize(), 2);
+    assert_eq!(q.get_many_nowait(10).unwrap(), [b, c]);
+    assert!(matches!(direct.get_nowait(), Err(Error::Empty)));
+}
+
+/// `rediss://127.0.0.1:PORT/0` of the TLS server `50-redis.sh` starts (its
+/// CA in `SSL_CERT_FILE`). `None` only where every Redis test skips (no
+/// redis-server at all); a run that has a plain server but no TLS one fails
+/// rather than passing without having tested TLS.
+#[cfg(feature = "redis-tls")]
+fn tls_server() -> Option<String> {
+    match std::env::var("PROCQ_REDIS_TLS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            server()?;
+            panic!(
+                "PROCQ_REDIS_TLS_URL is not set: the redis-tls tests need the TLS \
+                 redis-server that scripts/test.d/50-redis.sh starts (rediss://127.0.0.1:PORT/0, \
+                 with SSL_CERT_FILE naming its CA)"
+            );
+        }
+    }
+}
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn tls_queues_work_across_processes_and_plain_urls_to_tls_fail_fast() {
+    let Some(base) = tls_server() else { return };
+    assert!(base.starts_with("rediss://"), "{base}");
+
+    // Items from a child process, then through a child that forwards them.
+    let q = make::<u64>(On::Redis, &base, "tls", 0, "");
+    let results = make::<u64>(On::Redis, &base, "tls-out", 0, "");
+    assert!(q.name().starts_with("rediss://"));
+    let mut producer = spawn("produce", &[q.name(), "0", "100"]);
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        got.extend(q.get_many_timeout(100, Duration::from_secs(20)).unwrap());
+    }
+    wait_ok(&mut producer, Duration::from_secs(20));
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    let mut consumer = spawn("consume", &[q.name(), results.name()]);
+    q.put_many(&(100..150).collect::<Vec<_>>()).unwrap();
+    q.put(&SENTINEL).unwrap();
+    wait_ok(&mut consumer, Duration::from_secs(20));
+    assert_eq!(drain(&results, 50), (100..150).collect::<Vec<_>>());
+
+    // A joinable queue's join waits for a worker process's task_done calls.
+    let j = make_joinable(On::Redis, &base, "tls-join", "");
+    let done = make::<u64>(On::Redis, &base, "tls-join-out", 0, "");
+    j.put_many(&(0..30).collect::<Vec<_>>()).unwrap();
+    j.put(&SENTINEL).unwrap();
+    assert!(j.join_timeout(Duration::from_millis(100)).is_err());
+    let mut worker = spawn("work", &[j.name(), done.name()]);
+    j.join_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(j.unfinished_tasks().unwrap(), 0);
+    wait_ok(&mut worker, Duration::from_secs(20));
+    assert_eq!(drain(&done, 30), (0..30).collect::<Vec<_>>());
+
+    // A plain redis:// URL to the TLS port: a clear transport error, soon.
+    let authority = base
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap();
+    let plain = format!(
+        "redis://{authority}/0/{}?timeout_ms=1000",
+        fresh("tls-plain")
+    );
+    let t = Instant::now();
+    let err = Queue::<u64>::open(&plain).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains(authority), "{err}");
+}
+
+#[test]
+fn a_live_consumer_keeps_its_lease_and_a_dropped_handle_gives_items_back() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}?lease_ms=300", fresh("beat"));
+    let slow = JoinableQueue::<u64>::open(&url).unwrap();
+    let other = JoinableQueue::<u64>::open(&url).unwrap();
+    slow.put(&7).unwrap();
+    assert_eq!(slow.get().unwrap(), 7);
+    // Four lease periods: the heartbeat keeps the task with its live owner.
+    assert!(matches!(
+        other.get_timeout(Duration::from_millis(1200)),
+        Err(Error::Empty)
+    ));
+    assert_eq!(other.unfinished_tasks().unwrap(), 1);
+    // A handle dropped mid-task stops renewing: the task comes back.
+    drop(slow);
+    let t = Instant::now();
+    assert_eq!(other.get_timeout(Duration::from_secs(5)).unwrap(), 7);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    other.task_done().unwrap();
+    other.join_timeout(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn raw_queues_builder_stats_list_and_remove_take_urls() {
+    let Some(base) = server() else { return };
+    let plain = format!("{base}/{}", fresh("raw"));
+    let raw = procq::RawQueue::open(&plain).unwrap();
+    raw.put_parts(b"ab", b"cd", None).unwrap();
+    raw.put_many(&[b"e".as_slice(), b"f"], None).unwrap();
+    assert_eq!(raw.qsize(), 3);
+    assert_eq!(raw.get_with(None, |b| b.to_vec()).unwrap(), b"abcd");
+    assert_eq!(
+        raw.get_many(5, None).unwrap(),
+        vec![b"e".to_vec(), b"f".to_vec()]
+    );
+    assert!(matches!(
+        raw.get_with(Some(Duration::ZERO), |b| b.len()),
+        Err(Error::Empty)
+    ));
+
+    let jurl = format!("{base}/{}", fresh("raw-j"));
+    let j = procq::Builder::new()
+        .name(&jurl)
+        .maxsize(2)
+        .build_raw_joinable()
+        .unwrap();
+    assert!(j.is_joinable());
+    // Without maxsize the builder takes the existing bound; a different one is refused.
+    assert_eq!(
+        procq::Builder::new()
+            .name(&jurl)
+            .build_raw_joinable()
+            .unwrap()
+            .maxsize(),
+        2
+    );
+    assert!(procq::Builder::new()
+        .name(&jurl)
+        .maxsize(3)
+        .build_raw_joinable()
+        .is_err());
+    assert!(procq::Builder::new().name(&jurl).build_raw().is_err()); // other kind
+    j.put(b"task").unwrap();
+    assert!(matches!(
+        j.join(Some(Duration::from_millis(20))),
+        Err(Error::Full)
+    ));
+    let st = procq::stats(&jurl).unwrap();
+    assert_eq!(
+        (st.kind, st.maxsize, st.items, st.unfinished_tasks),
+        (procq::Kind::Joinable, 2, 1, 1)
+    );
+    assert_eq!(j.get().unwrap(), b"task");
+    let st = procq::stats(&jurl).unwrap();
+    assert_eq!(
+        (st.items, st.unfinished_tasks, st.attached_processes),
+        (0, 1, 1)
+    );
+    j.task_done().unwrap();
+    j.join(None).unwrap();
+
+    let listed = procq::list_redis(&base).unwrap();
+    assert!(
+        listed.contains(&plain) && listed.contains(&jurl),
+        "{listed:?}"
+    );
+    // Inspecting a missing queue neither fails silently nor creates it.
+    let missing = format!("{base}/{}", fresh("missing"));
+    assert!(matches!(procq::stats(&missing), Err(Error::NotFound(_))));
+    assert!(!procq::list_redis(&base).unwrap().contains(&missing));
+    procq::remove(&jurl).unwrap();
+    assert!(matches!(procq::stats(&jurl), Err(Error::NotFound(_))));
+    assert!(matches!(procq::remove(&jurl), Err(Error::NotFound(_))));
+    assert!(!procq::list_redis(&base).unwrap().contains(&jurl));
 }

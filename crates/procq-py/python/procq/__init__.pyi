@@ -2,7 +2,7 @@
 
 from queue import Empty as Empty, Full as Full
 from types import GenericAlias
-from typing import Any, Generic, Iterable, Literal, TypeVar
+from typing import Any, Generic, Iterable, Literal, TypeVar, overload
 
 __all__ = [
     "Queue",
@@ -25,6 +25,7 @@ def collect_garbage() -> list[str]:
 class Queue(Generic[_T]):
     """A process-safe FIFO queue in shared memory (``multiprocessing.Queue``)."""
 
+    @overload
     def __init__(
         self,
         maxsize: int = 0,
@@ -33,7 +34,19 @@ class Queue(Generic[_T]):
         name: str | None = None,
         capacity_bytes: int | None = None,
         max_bytes: int | None = None,
-    ) -> None: ...
+    ) -> None:
+        """A new shared-memory queue (``name``: a chosen name or a Redis URL)."""
+    @overload
+    def __init__(
+        self,
+        url: str,
+        /,
+        maxsize: int | None = None,
+        *,
+        codec: _Codec = "pickle",
+    ) -> None:
+        """The queue at a Redis URL (``redis://[user:pw@]host:port/db/name``),
+        created if missing; ``maxsize`` (if given) must match an existing one."""
     @classmethod
     def open(cls, name: str, *, codec: _Codec = "pickle") -> Queue[Any]:
         """Open an existing queue by name."""
@@ -79,6 +92,7 @@ class Queue(Generic[_T]):
 class JoinableQueue(Queue[_T]):
     """A ``Queue`` with task accounting (``multiprocessing.JoinableQueue``)."""
 
+    @overload
     def __init__(
         self,
         maxsize: int = 0,
@@ -87,7 +101,19 @@ class JoinableQueue(Queue[_T]):
         name: str | None = None,
         capacity_bytes: int | None = None,
         max_bytes: int | None = None,
-    ) -> None: ...
+    ) -> None:
+        """A new shared-memory queue (``name``: a chosen name or a Redis URL)."""
+    @overload
+    def __init__(
+        self,
+        url: str,
+        /,
+        maxsize: int | None = None,
+        *,
+        codec: _Codec = "pickle",
+    ) -> None:
+        """The queue at a Redis URL (``redis://[user:pw@]host:port/db/name``),
+        created if missing; ``maxsize`` (if given) must match an existing one."""
     @classmethod
     def open(cls, name: str, *, codec: _Codec = "pickle") -> JoinableQueue[Any]: ...
     def task_done(self) -> None:

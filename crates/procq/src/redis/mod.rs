@@ -2,7 +2,7 @@
 //! [`JoinableQueue`](crate::JoinableQueue) over a Redis server, so that
 //! processes on several machines share one queue. Enabled by the `redis`
 //! cargo feature; a queue is opened with a URL instead of a name:
-//! `redis://[user:password@]host:port/<db>/<name>[?lease_ms=..&timeout_ms=..]`
+//! `redis://[user:password@]host:port/<db>/<name>[?lease_ms=..&timeout_ms=..&heartbeat=0|1]`
 //! (`rediss://` for TLS, with the `redis-tls` feature).
 //!
 //! # Design
@@ -55,7 +55,7 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use ::redis::{Client, Connection, RedisError, Script, Value};
@@ -88,6 +88,9 @@ static JOIN: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
+/// The heartbeat's lease renewal (takes only the leases key).
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("renew.lua")));
+
 /// Longest single blocking wait: a backstop against a wake-up token lost
 /// with a broken connection, not the wake-up path.
 pub(crate) const SAFETY_SLICE: Duration = Duration::from_secs(2);
@@ -109,6 +112,8 @@ pub(crate) struct Target {
     lease: Duration,
     /// Connect and command timeout.
     io_timeout: Duration,
+    /// Whether a consumer's lease is renewed while its process lives.
+    heartbeat: bool,
 }
 
 fn bad(url: &str, reason: &'static str) -> Error {
@@ -135,7 +140,7 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 impl Target {
-    /// Parses `redis[s]://[user:pass@]host[:port]/<db>/<name>[?lease_ms=N&timeout_ms=N]`.
+    /// Parses `redis[s]://[user:pass@]host[:port]/<db>/<name>[?lease_ms=N&timeout_ms=N&heartbeat=0|1]`.
     pub(crate) fn parse(url: &str) -> Result<Target> {
         let (scheme, rest) = url
             .split_once("://")
@@ -180,9 +185,18 @@ impl Target {
             name: name.to_owned(),
             lease: DEFAULT_LEASE,
             io_timeout: DEFAULT_IO_TIMEOUT,
+            heartbeat: true,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key == "heartbeat" {
+                target.heartbeat = match value {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(bad(url, "heartbeat takes 0 or 1")),
+                };
+                continue;
+            }
             let ms: u64 = value
                 .parse()
                 .ok()
@@ -191,7 +205,12 @@ impl Target {
             match key {
                 "lease_ms" => target.lease = Duration::from_millis(ms),
                 "timeout_ms" => target.io_timeout = Duration::from_millis(ms),
-                _ => return Err(bad(url, "unknown URL option (lease_ms, timeout_ms)")),
+                _ => {
+                    return Err(bad(
+                        url,
+                        "unknown URL option (lease_ms, timeout_ms, heartbeat)",
+                    ))
+                }
             }
         }
         Ok(target)
@@ -245,7 +264,18 @@ pub(crate) struct RedisQueue {
     /// Items already taken from Redis but not yet returned (after an
     /// undecodable item ended a batch).
     stash: Mutex<VecDeque<Vec<u8>>>,
+    /// The thread renewing this handle's lease, with the pid that started
+    /// it (a forked child starts its own: threads do not survive `fork`).
+    heartbeat: Mutex<Option<(u32, Arc<Heartbeat>)>>,
     pub(crate) closed: AtomicBool,
+}
+
+/// Control block of a heartbeat thread.
+struct Heartbeat {
+    /// Set when the handle is dropped; the thread exits at its next tick.
+    stop: AtomicBool,
+    /// The thread, to wake it early on stop.
+    thread: std::thread::Thread,
 }
 
 fn unique_id() -> String {
@@ -462,6 +492,7 @@ impl RedisQueue {
                 not_before: None,
             }),
             stash: Mutex::new(VecDeque::new()),
+            heartbeat: Mutex::new(None),
             closed: AtomicBool::new(false),
         }
     }
@@ -783,6 +814,9 @@ impl RedisQueue {
             let status = reply.first().map_or(0, int);
             let hint = reply.get(1).map_or(-1, int);
             if status == 1 {
+                if self.kind == Kind::Joinable {
+                    self.start_heartbeat(&consumer);
+                }
                 return Ok(reply
                     .into_iter()
                     .skip(2)
@@ -887,6 +921,70 @@ impl RedisQueue {
         .map(|v| v.unwrap_or(0).max(0) as u64)
     }
 
+    /// Starts the thread that renews this consumer's lease every third of
+    /// the lease while the process lives, unless one runs already (or the
+    /// URL says `heartbeat=0`). A consumer's items then come back to the
+    /// queue when its process dies (or drops the handle), not when a task
+    /// merely takes longer than the lease.
+    fn start_heartbeat(&self, consumer: &str) {
+        if !self.target.heartbeat {
+            return;
+        }
+        let pid = std::process::id();
+        let mut slot = self.heartbeat.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|(p, _)| *p == pid) {
+            return;
+        }
+        let client = self.client.clone();
+        let leases = self.keys[4].clone();
+        let consumer = consumer.to_owned();
+        let lease = self.target.lease;
+        let io_timeout = self.target.io_timeout;
+        let interval = (lease / 3).max(Duration::from_millis(10));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Heartbeat>>(1);
+        let spawned = std::thread::Builder::new()
+            .name("procq-redis-heartbeat".into())
+            .spawn(move || {
+                let Ok(me) = rx.recv() else { return };
+                let mut conn: Option<Connection> = None;
+                loop {
+                    std::thread::park_timeout(interval);
+                    if me.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if conn.is_none() {
+                        conn = client.get_connection_with_timeout(io_timeout).ok();
+                        if let Some(c) = &conn {
+                            let _ = c.set_read_timeout(Some(io_timeout));
+                            let _ = c.set_write_timeout(Some(io_timeout));
+                        }
+                    }
+                    if let Some(c) = conn.as_mut() {
+                        let renewed: std::result::Result<i64, RedisError> = RENEW
+                            .key(&leases)
+                            .arg(&consumer)
+                            .arg(lease.as_millis() as u64)
+                            .invoke(c);
+                        if renewed.is_err() {
+                            // Reconnect at the next tick; a lease renewed
+                            // late is still renewed.
+                            conn = None;
+                        }
+                    }
+                }
+            });
+        // Without a thread the lease simply is not renewed (the pre-heartbeat
+        // behaviour): nothing is lost, a slow task may be delivered twice.
+        if let Ok(handle) = spawned {
+            let beat = Arc::new(Heartbeat {
+                stop: AtomicBool::new(false),
+                thread: handle.thread().clone(),
+            });
+            let _ = tx.send(beat.clone());
+            *slot = Some((pid, beat));
+        }
+    }
+
     /// Closes this handle and wakes its blocked calls (`CLIENT UNBLOCK`).
     pub(crate) fn close(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
@@ -909,6 +1007,180 @@ impl RedisQueue {
             }
             Ok(())
         });
+    }
+}
+
+/// One connection to the server of `target`, for the inspection calls
+/// (they run once, so they neither pool nor retry).
+fn connect_once(url: &str, target: &Target) -> Result<Connection> {
+    let client = Client::open(target.server.as_str())
+        .map_err(|_| bad(url, "the redis client rejected this URL"))?;
+    let conn = client
+        .get_connection_with_timeout(target.io_timeout)
+        .map_err(|e| map_err(target, "connect", e))?;
+    let _ = conn.set_read_timeout(Some(target.io_timeout));
+    let _ = conn.set_write_timeout(Some(target.io_timeout));
+    Ok(conn)
+}
+
+/// Every key of the queue named by `target`: the six fixed ones, then the
+/// per-consumer and per-producer ones found by `SCAN` (all share the
+/// queue's hash tag, so one cluster node holds them all).
+fn queue_keys(
+    conn: &mut Connection,
+    target: &Target,
+) -> std::result::Result<Vec<String>, RedisError> {
+    let prefix = format!("procq:{{{}}}", target.name);
+    let mut keys: Vec<String> = ["items", "meta", "avail", "space", "leases", "zero"]
+        .iter()
+        .map(|k| format!("{prefix}:{k}"))
+        .collect();
+    let pattern = format!("{}:*", glob_escape(&prefix));
+    let found: Vec<String> = ::redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(&pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(conn)?
+        .collect::<std::result::Result<_, _>>()?;
+    for k in found {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    Ok(keys)
+}
+
+/// `s` with the glob metacharacters of `SCAN MATCH` escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Statistics of the queue at `url`, without creating it: the fields a
+/// Redis queue has (name, kind, maxsize, items, unfinished tasks,
+/// fingerprint, consumers holding leases as `attached_processes`); the
+/// shared-memory ones are 0.
+pub(crate) fn stats(url: &str) -> Result<crate::Stats> {
+    let target = Target::parse(url)?;
+    let mut conn = connect_once(url, &target)?;
+    let prefix = format!("procq:{{{}}}", target.name);
+    let (meta, items, leased): (Vec<Option<String>>, u64, u64) = ::redis::pipe()
+        .cmd("HMGET")
+        .arg(format!("{prefix}:meta"))
+        .arg(&["kind", "fingerprint", "maxsize", "unfinished", "version"])
+        .cmd("LLEN")
+        .arg(format!("{prefix}:items"))
+        .cmd("ZCARD")
+        .arg(format!("{prefix}:leases"))
+        .query(&mut conn)
+        .map_err(|e| map_err(&target, "stats", e))?;
+    let field = |i: usize| meta.get(i).cloned().flatten();
+    let Some(kind) = field(0) else {
+        return Err(Error::NotFound(redact(url)));
+    };
+    let kind = match kind.as_str() {
+        "2" => Kind::Joinable,
+        _ => Kind::Queue,
+    };
+    let num = |i: usize| {
+        field(i)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(0) as u64
+    };
+    let unfinished = if kind == Kind::Joinable {
+        num(3)
+    } else {
+        items
+    };
+    Ok(crate::Stats {
+        name: redact(url),
+        kind,
+        maxsize: num(2),
+        items,
+        unfinished_tasks: unfinished,
+        bytes_used: 0,
+        capacity_bytes: 0,
+        max_capacity_bytes: 0,
+        resident_bytes: 0,
+        attached_processes: leased as usize,
+        dead_processes: 0,
+        persistent: true,
+        created_unix_ms: 0,
+        fingerprint: num(1),
+        items_put: 0,
+        items_got: 0,
+        bytes_put: 0,
+        bytes_got: 0,
+        blocked_puts: 0,
+        blocked_gets: 0,
+        timeouts: 0,
+        recoveries: 0,
+        reclaimed_processes: 0,
+    })
+}
+
+/// Deletes every key of the queue at `url`: its items, in-flight items and
+/// bookkeeping. [`Error::NotFound`] if it has none.
+pub(crate) fn remove(url: &str) -> Result<()> {
+    let target = Target::parse(url)?;
+    let mut conn = connect_once(url, &target)?;
+    let keys = queue_keys(&mut conn, &target).map_err(|e| map_err(&target, "SCAN", e))?;
+    let n: i64 = ::redis::cmd("DEL")
+        .arg(&keys)
+        .query(&mut conn)
+        .map_err(|e| map_err(&target, "DEL", e))?;
+    if n == 0 {
+        return Err(Error::NotFound(redact(url)));
+    }
+    Ok(())
+}
+
+/// URLs of the procq queues in the database at `server`
+/// (`redis://host:port/db`), sorted.
+pub(crate) fn list(server: &str) -> Result<Vec<String>> {
+    let base = server.trim_end_matches('/');
+    // A server URL is a queue URL without the name: borrow its parser.
+    let target = Target::parse(&format!("{base}/_"))?;
+    let mut conn = connect_once(server, &target)?;
+    let metas: Vec<String> = ::redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg("procq:{*}:meta")
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(&mut conn)
+        .and_then(|keys| keys.collect::<std::result::Result<Vec<String>, _>>())
+        .map_err(|e| map_err(&target, "SCAN", e))?;
+    let mut urls: Vec<String> = metas
+        .iter()
+        .filter_map(|k| k.strip_prefix("procq:{")?.strip_suffix("}:meta"))
+        .map(|name| format!("{base}/{name}"))
+        .collect();
+    urls.sort();
+    urls.dedup();
+    Ok(urls)
+}
+
+impl Drop for RedisQueue {
+    fn drop(&mut self) {
+        let slot = self.heartbeat.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some((pid, beat)) = slot.take() {
+            if pid == std::process::id() {
+                beat.stop.store(true, Ordering::Release);
+                beat.thread.unpark();
+            }
+        }
     }
 }
 

@@ -1,0 +1,242 @@
+"""procq queues on a Redis server: the same classes and behaviour, opened
+with a URL (``procq.Queue("redis://host:port/db/name", maxsize=...)``).
+
+A private ``redis-server`` (installed by scripts/test.d/20-python.sh when
+missing) runs on a free 127.0.0.1 port without persistence for this module.
+These tests skip only when no ``redis-server`` binary exists at all.
+"""
+
+import os
+import pickle
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+import procq
+
+import workers
+from conftest import run_all
+
+WAIT = 10.0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ping(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def base():
+    """``redis://127.0.0.1:PORT/0`` of a private server."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (scripts/test.d/20-python.sh installs it)")
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="procq-py-redis-")
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not _ping(port):
+        assert server.poll() is None, "redis-server exited at start"
+        assert time.monotonic() < deadline, "redis-server did not answer PING"
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+_n = 0
+
+
+def url(base, label, options=""):
+    global _n
+    _n += 1
+    return f"{base}/py-{os.getpid()}-{label}-{_n}{options}"
+
+
+def test_same_api_fifo_sizes_and_timeouts(base):
+    q = procq.Queue(url(base, "fifo"), maxsize=3)
+    assert (q.maxsize, q.qsize(), q.empty(), q.full()) == (3, 0, True, False)
+    for item in ["Data A", b"raw", {"k": [1, 2]}]:
+        q.put(item)
+    assert (q.qsize(), q.empty(), q.full()) == (3, False, True)
+    t = time.monotonic()
+    with pytest.raises(queue.Full):
+        q.put("x", timeout=0.3)
+    assert 0.25 <= time.monotonic() - t < 3
+    with pytest.raises(queue.Full):
+        q.put_nowait("x")
+    assert [q.get(), q.get(), q.get_nowait()] == ["Data A", b"raw", {"k": [1, 2]}]
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    t = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.3)
+    assert 0.25 <= time.monotonic() - t < 3
+    q.put_many(range(3))
+    assert q.get_many(10) == [0, 1, 2]
+
+
+def test_constructor_forms(base):
+    u = url(base, "forms")
+    a = procq.Queue(u, maxsize=2)
+    b = procq.Queue(u)  # no maxsize: takes the existing bound
+    c = procq.Queue(maxsize=2, name=u)
+    d = procq.Queue.open(u)
+    assert [x.maxsize for x in (a, b, c, d)] == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match="maxsize"):
+        procq.Queue(u, maxsize=5)
+    with pytest.raises(ValueError, match="Joinable"):
+        procq.JoinableQueue(u)
+    with pytest.raises(TypeError):
+        procq.Queue(u, name=u)
+    # stdlib forms still mean a shared-memory queue
+    assert procq.Queue(4).maxsize == 4 and procq.Queue(maxsize=5).maxsize == 5
+    with pytest.raises(TypeError):
+        procq.Queue(4, 5)
+    a.put(1)
+    assert d.get(timeout=WAIT) == 1
+
+
+def test_password_never_shown():
+    u = "redis://user:hunter2@127.0.0.1:1/0/x?timeout_ms=200"
+    with pytest.raises(OSError) as e:
+        procq.Queue(u)
+    assert "hunter2" not in str(e.value)
+
+
+def test_repr_stats_and_pickle(base):
+    u = url(base, "stats")
+    q = procq.JoinableQueue(u, maxsize=7)
+    q.put("job")
+    st = q.stats()
+    assert (st["kind"], st["maxsize"], st["items"], st["unfinished_tasks"]) == (
+        "joinable", 7, 1, 1)
+    assert u.split("?")[0] in repr(q)
+    again = pickle.loads(pickle.dumps(q))
+    assert isinstance(again, procq.JoinableQueue) and again.name == q.name
+    assert again.get(timeout=WAIT) == "job"
+    again.task_done()
+    assert q.join(timeout=WAIT)
+
+
+def test_close_raises_value_error_and_wakes_own_waiter(base):
+    q = procq.Queue(url(base, "close"))
+    other = procq.Queue.open(q.name)
+    errors = []
+
+    def waiter():
+        try:
+            q.get(timeout=20)
+        except Exception as e:  # noqa: BLE001 - the type is the assertion
+            errors.append(type(e))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    q.close()
+    t.join(5)
+    assert not t.is_alive() and errors == [ValueError]
+    assert time.monotonic() - started < 2
+    with pytest.raises(ValueError):
+        q.put(1)
+    other.put(2)  # other handles unaffected
+    assert other.get(timeout=WAIT) == 2
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_article_examples_across_processes(base, method):
+    import multiprocessing as mp
+
+    ctx = mp.get_context(method)
+    # Token counter: two processes add 50 each to a value passed around.
+    tokens = procq.Queue(url(base, "tokens"))
+    tokens.put(0)
+    run_all([ctx.Process(target=workers.increment_worker, args=(tokens, 50))
+             for _ in range(2)], timeout=60)
+    assert tokens.get(timeout=WAIT) == 100
+    # Producer-consumer with a None sentinel.
+    jobs, results = procq.Queue(url(base, "jobs"), maxsize=2), procq.Queue(url(base, "res"))
+    run_all([ctx.Process(target=workers.producer, args=(jobs, 10, 0)),
+             ctx.Process(target=workers.consumer, args=(jobs, results))], timeout=60)
+    assert sorted(results.get_many(100, timeout=WAIT)) == sorted(
+        f"done Job-{i}" for i in range(10))
+
+
+def test_joinable_join_across_processes(base):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = procq.JoinableQueue(url(base, "join"))
+    procs = [ctx.Process(target=workers.joinable_worker, args=(q,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for i in range(40):
+        q.put(i)
+    for _ in procs:
+        q.put(None)
+    assert q.join(timeout=30)
+    assert q.unfinished_tasks == 0
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+
+
+def test_sigkilled_consumer_task_comes_back_and_join_waits(base):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = procq.JoinableQueue(url(base, "kill", "?lease_ms=500"))
+    ready = procq.Queue(url(base, "ready"))
+    q.put("task-1")
+    q.put("task-2")
+    p = ctx.Process(target=workers.consume_without_task_done, args=(q, ready, 1))
+    p.start()
+    pid = ready.get(timeout=30)
+    os.kill(pid, signal.SIGKILL)
+    p.join(10)
+    assert q.unfinished_tasks == 2
+    assert q.join(timeout=0.2) is False
+    got = [q.get(timeout=WAIT), q.get(timeout=WAIT)]
+    assert sorted(got) == ["task-1", "task-2"]  # the dead one's task is redelivered
+    q.task_done()
+    assert q.join(timeout=0.2) is False
+    q.task_done()
+    assert q.join(timeout=WAIT)
+
+
+def test_live_slow_consumer_keeps_its_task(base):
+    # The heartbeat renews the lease while the consumer lives: a task that
+    # takes longer than the lease is not handed to anyone else.
+    u = url(base, "slow", "?lease_ms=300")
+    slow = procq.JoinableQueue(u)
+    other = procq.JoinableQueue.open(u)
+    slow.put("long task")
+    assert slow.get(timeout=WAIT) == "long task"
+    with pytest.raises(queue.Empty):
+        other.get(timeout=1.2)
+    slow.task_done()
+    assert other.join(timeout=WAIT)

@@ -181,24 +181,10 @@ impl Step {
     }
 }
 
-/// Runs `op` detached from the interpreter, in slices of at most [`SLICE`],
-/// until it succeeds, fails with an error `retry` does not accept, or the
-/// wait runs out. Runs signal handlers between slices (their exception
-/// ends the call).
-fn blocking<T, F>(
-    py: Python<'_>,
-    wait: Wait,
-    retry: fn(&procq::Error) -> bool,
-    op: F,
-) -> PyResult<procq::Result<T>>
-where
-    T: Send,
-    F: FnMut(Step) -> procq::Result<T> + Send,
-{
-    blocking_sliced(py, wait, SLICE, retry, op)
-}
-
-/// [`blocking`] with slices of at most `slice`.
+/// Runs `op` detached from the interpreter, in slices of at most `slice`
+/// ([`SLICE`] on shared memory, [`REMOTE_SLICE`] on Redis), until it
+/// succeeds, fails with an error `retry` does not accept, or the wait runs
+/// out. Runs signal handlers between slices (their exception ends the call).
 fn blocking_sliced<T, F>(
     py: Python<'_>,
     wait: Wait,
@@ -509,46 +495,25 @@ impl Core {
         }
         let parts: Vec<(&[u8], &[u8])> = encoded.iter().map(|e| (e.head(), e.body())).collect();
         let total: usize = encoded.iter().map(|e| e.len()).sum();
-        let join_all = || {
-            let mut buf = Vec::with_capacity(total);
-            let mut ends = Vec::with_capacity(parts.len());
-            for (head, body) in &parts {
-                buf.extend_from_slice(head);
-                buf.extend_from_slice(body);
-                ends.push(buf.len());
-            }
-            (buf, ends)
-        };
-        let (buf, ends) = if total >= LARGE {
-            py.detach(join_all)
-        } else {
-            join_all()
-        };
-        let mut start = 0;
-        let records: Vec<&[u8]> = ends
-            .iter()
-            .map(|&end| {
-                let r = &buf[start..end];
-                start = end;
-                r
-            })
-            .collect();
+        // Each item's tag and data are copied straight into shared memory
+        // (no joined copy first); the core takes a large batch in chunks.
         let raw = &self.raw;
         let mut done = 0;
         let mut attempt = |step: Step| {
-            done += raw.put_many(&records[done..], step.timeout())?;
-            if done == records.len() {
+            done += raw.put_many_parts(&parts[done..], step.timeout())?;
+            if done == parts.len() {
                 Ok(())
             } else {
                 Err(procq::Error::Full)
             }
         };
-        let result = if total >= LARGE {
-            blocking(py, wait, is_full, &mut attempt)?
+        let slice = self.slice();
+        let result = if total >= LARGE || self.remote {
+            blocking_sliced(py, wait, slice, is_full, &mut attempt)?
         } else {
             match attempt(Step::NoWait) {
                 Err(procq::Error::Full) if wait.waits() => {
-                    blocking(py, wait, is_full, &mut attempt)?
+                    blocking_sliced(py, wait, slice, is_full, &mut attempt)?
                 }
                 other => other,
             }
@@ -559,7 +524,7 @@ impl Core {
                 py,
                 format!(
                     "queue full: the first {done} of {} items were put",
-                    records.len()
+                    parts.len()
                 ),
             )),
             Err(e) => Err(self.err(py, e)),
@@ -577,30 +542,50 @@ impl Core {
             return Err(PyValueError::new_err("max_items must be at least 1"));
         }
         let raw = &self.raw;
-        let mut records = None;
-        if !self.large.load(Ordering::Relaxed) {
-            match raw.get_many(max_items, Some(Duration::ZERO)) {
-                Ok(r) => records = Some(r),
+        // Items land back to back in a reused buffer: no allocation per item
+        // (a batch of fresh 100 KB buffers costs page faults, not copies).
+        let mut buf = take_scratch();
+        buf.clear();
+        let mut ends: Vec<usize> = Vec::with_capacity(max_items.min(1024));
+        let mut got = None;
+        if !self.large.load(Ordering::Relaxed) && !self.remote {
+            match raw.get_many_into(max_items, Some(Duration::ZERO), &mut buf, &mut ends) {
+                Ok(n) => got = Some(Ok(n)),
                 Err(procq::Error::Empty) if wait.waits() => {}
-                Err(e) => return Err(self.err(py, e)),
+                Err(e) => got = Some(Err(e)),
             }
         }
-        let records = match records {
-            Some(r) => r,
-            None => blocking(py, wait, is_empty, |step| {
-                raw.get_many(max_items, step.timeout())
-            })?
-            .map_err(|e| self.err(py, e))?,
+        let got = match got {
+            Some(r) => Ok(r),
+            None => blocking_sliced(py, wait, self.slice(), is_empty, |step| {
+                raw.get_many_into(max_items, step.timeout(), &mut buf, &mut ends)
+            }),
         };
+        let mut start = 0;
+        let records: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let r = &buf[start..end];
+                start = end;
+                r
+            })
+            .collect();
         if let Some(last) = records.last() {
             self.large.store(last.len() >= LARGE, Ordering::Relaxed);
         }
-        // Build every object before loading any pickle, so that an error in
-        // one item does not lose the others' objects half-made.
-        let built = records
-            .iter()
-            .map(|r| build(py, r, self.codec, true))
-            .collect::<Vec<_>>();
+        let result = match got {
+            Ok(Ok(_)) => Ok(records
+                .iter()
+                .map(|r| build(py, r, self.codec, true))
+                .collect::<Vec<_>>()),
+            Ok(Err(e)) => Err(self.err(py, e)),
+            Err(e) => Err(e),
+        };
+        drop(records);
+        return_scratch(buf);
+        let built = result?;
+        // Every object was built before any pickle is loaded, so that an
+        // error in one item does not lose the others' objects half-made.
         let list = PyList::empty(py);
         let mut first_error = None;
         for b in built {

@@ -33,6 +33,15 @@ impl Encoded<'_> {
     pub(crate) fn len(&self) -> u64 {
         (self.head.len() + self.body.len()) as u64
     }
+
+    /// Both pieces as one buffer (for transports that take one string).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        let mut one = Vec::with_capacity(self.head.len() + self.body.len());
+        one.extend_from_slice(self.head);
+        one.extend_from_slice(self.body);
+        one
+    }
 }
 
 thread_local! {

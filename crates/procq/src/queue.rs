@@ -468,10 +468,7 @@ impl Backend {
                 if item.body.is_empty() {
                     r.put(&[item.head], block).map(|_| ())
                 } else {
-                    let mut one = Vec::with_capacity(item.len() as usize);
-                    one.extend_from_slice(item.head);
-                    one.extend_from_slice(item.body);
-                    r.put(&[&one], block).map(|_| ())
+                    r.put(&[&item.to_vec()], block).map(|_| ())
                 }
             }
         }

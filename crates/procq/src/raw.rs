@@ -8,7 +8,7 @@ use crate::codec::Encoded;
 use crate::error::{Error, Result};
 use crate::layout::Kind;
 use crate::queue::{is_redis_url, open_redis, Backend, Builder, Handle};
-use crate::shared::{Block, Expect, Shared};
+use crate::shared::{Block, Expect, Shared, BATCH_BYTES};
 
 /// The timeout convention of the two-piece and zero-copy calls: `None`
 /// waits forever, zero does not wait.
@@ -172,20 +172,51 @@ impl RawQueue {
     /// assert_eq!(q.put_many(&[b"a".as_slice(), b"b"], None)?, 2);
     /// # Ok::<(), procq::Error>(())
     /// ```
-    // One variant without the `redis` feature.
-    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
     pub fn put_many(&self, items: &[&[u8]], timeout: Option<Duration>) -> Result<usize> {
-        let block = timeout.map_or(Block::Forever, Block::timeout);
-        let h = match &self.handle {
-            Backend::Shm(h) => h,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => return r.put(items, block),
-        };
         let encoded: Vec<Encoded<'_>> = items
             .iter()
             .map(|b| Encoded { head: b, body: &[] })
             .collect();
-        h.shared().push_many(&encoded, block, &h.closed)
+        self.put_encoded_many(&encoded, timeout)
+    }
+
+    /// [`put_many`](Self::put_many) for items made of two pieces each, `head`
+    /// then `body` (see [`put_parts`](Self::put_parts)): each piece is
+    /// copied straight into shared memory.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// let items = [(b"t:".as_slice(), b"one".as_slice()), (b"t:", b"two")];
+    /// assert_eq!(q.put_many_parts(&items, None)?, 2);
+    /// assert_eq!(q.get()?, b"t:one");
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_many_parts(
+        &self,
+        items: &[(&[u8], &[u8])],
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let encoded: Vec<Encoded<'_>> = items
+            .iter()
+            .map(|&(head, body)| Encoded { head, body })
+            .collect();
+        self.put_encoded_many(&encoded, timeout)
+    }
+
+    // One variant without the `redis` feature.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
+    fn put_encoded_many(&self, items: &[Encoded<'_>], timeout: Option<Duration>) -> Result<usize> {
+        let block = timeout.map_or(Block::Forever, Block::timeout);
+        let h = match &self.handle {
+            Backend::Shm(h) => h,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let joined: Vec<Vec<u8>> = items.iter().map(Encoded::to_vec).collect();
+                let slices: Vec<&[u8]> = joined.iter().map(Vec::as_slice).collect();
+                return r.put(&slices, block);
+            }
+        };
+        h.shared().push_many(items, block, &h.closed)
     }
 
     /// Calls `f` with the oldest item's bytes while they are still in shared
@@ -221,7 +252,9 @@ impl RawQueue {
     }
 
     /// Removes and returns up to `max` byte strings, waiting up to `timeout`
-    /// for the first (`None` = forever; zero = do not wait).
+    /// for the first (`None` = forever; zero = do not wait). A batch stops
+    /// early once it holds about a megabyte, so that large items are not all
+    /// copied under one lock hold.
     ///
     /// ```
     /// let q = procq::RawQueue::new(0)?;
@@ -229,21 +262,66 @@ impl RawQueue {
     /// assert_eq!(q.get_many(10, None)?, vec![b"a".to_vec(), b"b".to_vec()]);
     /// # Ok::<(), procq::Error>(())
     /// ```
+    pub fn get_many(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Vec<u8>>> {
+        let (mut buf, mut ends) = (Vec::new(), Vec::new());
+        self.get_many_into(max, timeout, &mut buf, &mut ends)?;
+        let mut start = 0;
+        Ok(ends
+            .iter()
+            .map(|&end| {
+                let item = buf[start..end].to_vec();
+                start = end;
+                item
+            })
+            .collect())
+    }
+
+    /// Like [`get_many`](Self::get_many), but appends the items' bytes back
+    /// to back to `buf` and each item's end offset to `ends`, so that a
+    /// caller who reuses the two vectors allocates nothing per item. Returns
+    /// how many items it took.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put_many(&[b"ab".as_slice(), b"c"], None)?;
+    /// let (mut buf, mut ends) = (Vec::new(), Vec::new());
+    /// assert_eq!(q.get_many_into(10, None, &mut buf, &mut ends)?, 2);
+    /// assert_eq!((buf.as_slice(), ends.as_slice()), (b"abc".as_slice(), [2, 3].as_slice()));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
     // One variant without the `redis` feature.
     #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
-    pub fn get_many(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Vec<u8>>> {
+    pub fn get_many_into(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        buf: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> Result<usize> {
         let block = block_for(timeout);
         let h = match &self.handle {
             Backend::Shm(h) => h,
             #[cfg(feature = "redis")]
-            Backend::Redis(r) => return r.get(max, block),
+            Backend::Redis(r) => {
+                let items = r.get(max, block)?;
+                for item in &items {
+                    buf.extend_from_slice(item);
+                    ends.push(buf.len());
+                }
+                return Ok(items.len());
+            }
         };
-        let mut items = Vec::new();
+        let mut taken = 0u64;
         h.shared().pop(max.max(1), block, &h.closed, |bytes| {
-            items.push(bytes.to_vec());
+            // Refusing an item (never the first) leaves it in the queue.
+            if taken >= BATCH_BYTES {
+                return false;
+            }
+            taken += bytes.len() as u64;
+            buf.extend_from_slice(bytes);
+            ends.push(buf.len());
             true
-        })?;
-        Ok(items)
+        })
     }
 
     /// Removes and returns the oldest byte string, waiting while empty.

@@ -1,13 +1,17 @@
 //! `ls`, `stat`, `rm`, `gc`, `create`: read-outs and management, all
-//! through `procq::stats`, `procq::list`, `procq::remove` and
-//! `procq::collect_garbage`.
+//! through `procq::stats`, `procq::list`, `procq::list_redis`,
+//! `procq::remove` and `procq::collect_garbage`.
+//!
+//! A Redis queue (a URL) has no ring, no process table and no counters:
+//! those fields are `null` in JSON and `-` in tables, and its name is shown
+//! without a password.
 
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::Failure;
+use crate::{is_url, shown, Failure};
 
 /// One queue as `ls`/`stat` show it. Field names are the stable JSON keys.
 #[derive(Serialize)]
@@ -45,7 +49,30 @@ fn now_ms() -> u64 {
 }
 
 fn row(name: &str) -> Row {
-    match procq::stats(name) {
+    row_of(name, procq::stats(name))
+}
+
+/// The row of the queue `name` from its statistics (or why it has none).
+fn row_of(name: &str, stats: procq::Result<procq::Stats>) -> Row {
+    match stats {
+        // Redis: only what a Redis queue has; `s.name` is the URL without
+        // its password.
+        Ok(s) if is_url(name) => Row {
+            name: s.name.clone(),
+            kind: Some(kind_name(s.kind)),
+            maxsize: Some(s.maxsize),
+            items: Some(s.items),
+            unfinished_tasks: Some(s.unfinished_tasks),
+            bytes_used: None,
+            capacity_bytes: None,
+            resident_bytes: None,
+            processes_alive: Some(s.attached_processes),
+            processes_dead: None,
+            persistent: Some(s.persistent),
+            age_seconds: None,
+            fingerprint: Some(fingerprint(s.fingerprint)),
+            error: None,
+        },
         Ok(s) => Row {
             name: name.to_owned(),
             kind: Some(kind_name(s.kind)),
@@ -59,15 +86,11 @@ fn row(name: &str) -> Row {
             processes_dead: Some(s.dead_processes),
             persistent: Some(s.persistent),
             age_seconds: Some(now_ms().saturating_sub(s.created_unix_ms) / 1000),
-            fingerprint: Some(if s.fingerprint == 0 {
-                "untyped".into()
-            } else {
-                format!("{:016x}", s.fingerprint)
-            }),
+            fingerprint: Some(fingerprint(s.fingerprint)),
             error: None,
         },
         Err(e) => Row {
-            name: name.to_owned(),
+            name: shown(name),
             kind: None,
             maxsize: None,
             items: None,
@@ -82,6 +105,14 @@ fn row(name: &str) -> Row {
             fingerprint: None,
             error: Some(e.to_string()),
         },
+    }
+}
+
+fn fingerprint(f: u64) -> String {
+    if f == 0 {
+        "untyped".into()
+    } else {
+        format!("{f:016x}")
     }
 }
 
@@ -117,8 +148,44 @@ fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(crate) fn ls(json: bool) -> Result<(), Failure> {
-    let rows: Vec<Row> = procq::list()?.iter().map(|n| row(n)).collect();
+/// The queue URLs of the Redis database `server` (`redis://host:port/db`).
+#[cfg(feature = "redis")]
+fn redis_queues(server: &str) -> Result<Vec<String>, Failure> {
+    // A database URL: scheme, authority, and a number as its only path
+    // segment (a queue URL here is a mistake worth a plain message).
+    let path = server
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, path)| path.trim_end_matches('/'));
+    if !is_url(server)
+        || !path.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Failure::usage(format!(
+            "procq ls lists a Redis database: expected redis://host:port/db, got {:?}",
+            shown(server)
+        )));
+    }
+    Ok(procq::list_redis(server)?)
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_queues(server: &str) -> Result<Vec<String>, Failure> {
+    Err(Failure::usage(format!(
+        "cannot list {:?}: this procq was built without its `redis` feature",
+        shown(server)
+    )))
+}
+
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+pub(crate) fn ls(server: Option<&str>, json: bool) -> Result<(), Failure> {
+    let names = match server {
+        None => procq::list()?,
+        Some(server) => redis_queues(server)?,
+    };
+    let rows: Vec<Row> = names.iter().map(|n| row(n)).collect();
     if json {
         return print_json(&rows);
     }
@@ -148,23 +215,19 @@ pub(crate) fn ls(json: bool) -> Result<(), Failure> {
                     }
                 }),
                 r.items.unwrap_or(0).to_string(),
-                format!(
-                    "{}/{}",
-                    human(r.bytes_used.unwrap_or(0)),
-                    human(r.capacity_bytes.unwrap_or(0))
-                ),
-                format!(
-                    "{} alive, {} dead",
-                    r.processes_alive.unwrap_or(0),
-                    r.processes_dead.unwrap_or(0)
-                ),
-                age(r.age_seconds.unwrap_or(0)),
-                if r.persistent == Some(true) {
-                    "yes"
-                } else {
-                    "no"
-                }
-                .to_owned(),
+                match (r.bytes_used, r.capacity_bytes) {
+                    (Some(used), Some(cap)) => format!("{}/{}", human(used), human(cap)),
+                    _ => "-".into(),
+                },
+                match r.processes_dead {
+                    Some(dead) => {
+                        format!("{} alive, {dead} dead", r.processes_alive.unwrap_or(0))
+                    }
+                    // Redis: consumers holding leases.
+                    None => format!("{} consumers", r.processes_alive.unwrap_or(0)),
+                },
+                or_dash(r.age_seconds.map(age)),
+                or_dash(r.persistent.map(|p| if p { "yes" } else { "no" })),
                 r.fingerprint.clone().unwrap_or_default(),
             ],
         });
@@ -201,13 +264,36 @@ fn print_columns(lines: &[Vec<String>]) -> Result<(), Failure> {
 }
 
 fn stats_or_fail(name: &str) -> Result<procq::Stats, Failure> {
-    procq::validate_name(name)?;
+    if !is_url(name) {
+        procq::validate_name(name)?;
+    }
     Ok(procq::stats(name)?)
 }
 
-fn detail(s: &procq::Stats) -> Vec<Vec<String>> {
-    let r = row(&s.name);
+fn detail(s: &procq::Stats, redis: bool) -> Vec<Vec<String>> {
     let kv = |k: &str, v: String| vec![k.to_owned(), v];
+    if redis {
+        return vec![
+            kv("name", s.name.clone()),
+            kv("kind", kind_name(s.kind).into()),
+            kv(
+                "maxsize",
+                if s.maxsize == 0 {
+                    "unbounded".into()
+                } else {
+                    s.maxsize.to_string()
+                },
+            ),
+            kv("items", s.items.to_string()),
+            kv("unfinished tasks", s.unfinished_tasks.to_string()),
+            kv(
+                "consumers",
+                format!("{} holding leases", s.attached_processes),
+            ),
+            kv("type", fingerprint(s.fingerprint)),
+        ];
+    }
+    let r = row(&s.name);
     vec![
         kv("name", s.name.clone()),
         kv("kind", kind_name(s.kind).into()),
@@ -256,58 +342,67 @@ fn detail(s: &procq::Stats) -> Vec<Vec<String>> {
     ]
 }
 
-/// The JSON form of `stat`: the `ls` row plus the counters.
+/// The JSON form of `stat`: the `ls` row plus the counters (`null` for a
+/// Redis queue, which keeps none).
 #[derive(Serialize)]
 struct StatJson {
     #[serde(flatten)]
     row: Row,
-    max_capacity_bytes: u64,
-    items_put: u64,
-    items_got: u64,
-    bytes_put: u64,
-    bytes_got: u64,
-    blocked_puts: u64,
-    blocked_gets: u64,
-    timeouts: u64,
-    recoveries: u64,
-    reclaimed_processes: u64,
+    max_capacity_bytes: Option<u64>,
+    items_put: Option<u64>,
+    items_got: Option<u64>,
+    bytes_put: Option<u64>,
+    bytes_got: Option<u64>,
+    blocked_puts: Option<u64>,
+    blocked_gets: Option<u64>,
+    timeouts: Option<u64>,
+    recoveries: Option<u64>,
+    reclaimed_processes: Option<u64>,
 }
 
 pub(crate) fn stat(name: &str, json: bool, watch: bool, count: Option<u64>) -> Result<(), Failure> {
+    let redis = is_url(name);
     let s = stats_or_fail(name)?;
     if !watch {
         if json {
+            let shm = |v: u64| (!redis).then_some(v);
             return print_json(&StatJson {
-                row: row(name),
-                max_capacity_bytes: s.max_capacity_bytes,
-                items_put: s.items_put,
-                items_got: s.items_got,
-                bytes_put: s.bytes_put,
-                bytes_got: s.bytes_got,
-                blocked_puts: s.blocked_puts,
-                blocked_gets: s.blocked_gets,
-                timeouts: s.timeouts,
-                recoveries: s.recoveries,
-                reclaimed_processes: s.reclaimed_processes,
+                row: row_of(name, Ok(s.clone())),
+                max_capacity_bytes: shm(s.max_capacity_bytes),
+                items_put: shm(s.items_put),
+                items_got: shm(s.items_got),
+                bytes_put: shm(s.bytes_put),
+                bytes_got: shm(s.bytes_got),
+                blocked_puts: shm(s.blocked_puts),
+                blocked_gets: shm(s.blocked_gets),
+                timeouts: shm(s.timeouts),
+                recoveries: shm(s.recoveries),
+                reclaimed_processes: shm(s.reclaimed_processes),
             });
         }
-        return print_columns(&detail(&s));
+        return print_columns(&detail(&s, redis));
     }
-    let mut prev = (Instant::now(), s.items_put, s.items_got);
+    let mut prev = (Instant::now(), s.items_put, s.items_got, s.items);
     let mut redraws = 0u64;
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let s = stats_or_fail(name)?;
         let now = Instant::now();
         let dt = now.duration_since(prev.0).as_secs_f64().max(1e-9);
-        let rate_in = s.items_put.saturating_sub(prev.1) as f64 / dt;
-        let rate_out = s.items_got.saturating_sub(prev.2) as f64 / dt;
-        prev = (now, s.items_put, s.items_got);
-        let mut lines = detail(&s);
-        lines.push(vec![
-            "rate in / out".into(),
-            format!("{rate_in:.0} / {rate_out:.0} items/s"),
-        ]);
+        let mut lines = detail(&s, redis);
+        if redis {
+            // No put/get counters on Redis: the net change of the item count.
+            let net = (s.items as f64 - prev.3 as f64) / dt;
+            lines.push(vec!["net rate".into(), format!("{net:+.0} items/s")]);
+        } else {
+            let rate_in = s.items_put.saturating_sub(prev.1) as f64 / dt;
+            let rate_out = s.items_got.saturating_sub(prev.2) as f64 / dt;
+            lines.push(vec![
+                "rate in / out".into(),
+                format!("{rate_in:.0} / {rate_out:.0} items/s"),
+            ]);
+        }
+        prev = (now, s.items_put, s.items_got, s.items);
         // Home the cursor and clear: redraw in place.
         print!("\x1b[H\x1b[2J");
         print_columns(&lines)?;
@@ -320,6 +415,12 @@ pub(crate) fn stat(name: &str, json: bool, watch: bool, count: Option<u64>) -> R
 }
 
 pub(crate) fn rm(name: &str, force: bool) -> Result<(), Failure> {
+    if is_url(name) {
+        // Redis keeps no process table: removed at once, whoever uses it.
+        procq::remove(name)?;
+        println!("removed {}", shown(name));
+        return Ok(());
+    }
     let s = stats_or_fail(name)?;
     if s.attached_processes > 0 && !force {
         return Err(Failure::op(format!(
@@ -352,6 +453,31 @@ pub(crate) fn gc(dry_run: bool) -> Result<(), Failure> {
 }
 
 pub(crate) fn create(name: &str, maxsize: usize, joinable: bool) -> Result<(), Failure> {
+    if is_url(name) {
+        // Opening a Redis queue creates it if missing: an existing one is
+        // an error here, as for shared memory.
+        match procq::stats(name) {
+            Ok(s) => {
+                return Err(Failure::usage(format!(
+                    "a queue named {:?} already exists",
+                    s.name
+                )))
+            }
+            Err(procq::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let b = procq::Builder::new().name(name).maxsize(maxsize);
+        let q = if joinable {
+            b.build_raw_joinable()?
+        } else {
+            b.build_raw()?
+        };
+        println!(
+            "created {} (it stays on the server until procq rm)",
+            q.display_name()
+        );
+        return Ok(());
+    }
     let b = procq::Builder::new()
         .name(name)
         .maxsize(maxsize)

@@ -3,6 +3,11 @@
 //!
 //! Every figure comes from the core crate's public API (`procq::stats`,
 //! `procq::list`, ...): nothing here parses shared memory itself.
+//!
+//! Wherever a queue name goes, a Redis queue URL
+//! (`redis://[user:password@]host:port/db/name`) may go instead (cargo
+//! feature `redis`, on by default). Messages show such URLs without their
+//! password.
 
 mod demo;
 mod inspect;
@@ -13,6 +18,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// See, manage, pipe and benchmark procq queues.
+///
+/// A queue is named by its shared-memory name or by a Redis URL:
+/// redis://[user:password@]host:port/db/name.
 ///
 /// Exit codes: 0 success; 1 the operation failed (timed out, queue in use,
 /// I/O error); 2 bad usage, invalid name, or no such queue.
@@ -25,10 +33,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List every procq queue on this machine.
+    /// List every procq queue on this machine, or in one Redis database.
     ///
     /// Example: procq ls --json | jq '.[] | select(.items > 0) | .name'
+    ///
+    /// Example: procq ls redis://127.0.0.1:6379/0
     Ls {
+        /// A Redis database, redis://[user:password@]host:port/db: list its
+        /// queues instead (columns that only shared memory has show "-").
+        server: Option<String>,
         /// Machine-readable output (a JSON array, one object per queue).
         #[arg(long)]
         json: bool,
@@ -37,7 +50,7 @@ enum Command {
     ///
     /// Example: procq stat jobs --watch
     Stat {
-        /// Queue name.
+        /// Queue name or redis:// URL.
         name: String,
         /// Machine-readable output.
         #[arg(long)]
@@ -51,11 +64,15 @@ enum Command {
     },
     /// Remove a queue; refuses while live processes use it unless --force.
     ///
+    /// A Redis queue (URL) is removed at once, with all its items: there is
+    /// no liveness check, and --force is not needed.
+    ///
     /// Example: procq rm jobs
     Rm {
-        /// Queue name.
+        /// Queue name or redis:// URL.
         name: String,
-        /// Remove even while processes are attached (they keep their mapping).
+        /// Remove even while processes are attached (they keep their
+        /// mapping). Not needed for a redis:// URL.
         #[arg(long)]
         force: bool,
     },
@@ -69,9 +86,13 @@ enum Command {
     },
     /// Create a persistent queue that lives until `procq rm`.
     ///
+    /// A Redis queue (URL) lives on its server until `procq rm`.
+    ///
     /// Example: procq create jobs --maxsize 1000
+    ///
+    /// Example: procq create redis://127.0.0.1:6379/0/jobs --maxsize 1000
     Create {
-        /// Queue name.
+        /// Queue name or redis:// URL.
         name: String,
         /// Item bound; 0 = unbounded.
         #[arg(long, default_value_t = 0)]
@@ -83,8 +104,10 @@ enum Command {
     /// Put items read from stdin: one per line, or all of it as one with --raw.
     ///
     /// Example: seq 10 | procq put jobs --create
+    ///
+    /// Example: seq 10 | procq put redis://127.0.0.1:6379/0/jobs --create
     Put {
-        /// Queue name.
+        /// Queue name or redis:// URL.
         name: String,
         /// Create the queue (persistent) if it does not exist.
         #[arg(long)]
@@ -103,7 +126,7 @@ enum Command {
     ///
     /// Example: procq get jobs -n 10 --timeout 5
     Get {
-        /// Queue name.
+        /// Queue name or redis:// URL.
         name: String,
         /// How many items to get.
         #[arg(short = 'n', long, default_value_t = 1)]
@@ -165,6 +188,28 @@ impl Failure {
     }
 }
 
+/// Whether `name` is a Redis queue (or server) URL rather than a
+/// shared-memory queue name.
+pub(crate) fn is_url(name: &str) -> bool {
+    name.starts_with("redis://") || name.starts_with("rediss://")
+}
+
+/// `name` fit for output: a URL's password replaced by `***` (the core's
+/// `display_name` does the same for an open queue).
+pub(crate) fn shown(name: &str) -> String {
+    let Some((scheme, rest)) = name.split_once("://").filter(|_| is_url(name)) else {
+        return name.to_owned();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split_once(':').map_or(&rest[..at], |(u, _)| u);
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => name.to_owned(),
+    }
+}
+
 impl From<procq::Error> for Failure {
     fn from(e: procq::Error) -> Failure {
         match e {
@@ -191,7 +236,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ls { json } => inspect::ls(json),
+        Command::Ls { server, json } => inspect::ls(server.as_deref(), json),
         Command::Stat {
             name,
             json,

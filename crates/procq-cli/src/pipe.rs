@@ -3,13 +3,39 @@
 //! Item format: the postcard encoding of a `String`/`Vec<u8>` — a LEB128
 //! varint length followed by the bytes — so `seq 10 | procq put jobs`
 //! feeds a Rust `Queue<String>` and `procq get` prints what one puts.
+//!
+//! A Redis URL works as a name. Opening a Redis queue creates it if it is
+//! missing, so both commands ask `procq::stats` first: without `put
+//! --create`, a missing queue is an error (exit 2) on Redis as in shared
+//! memory.
 
 use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
-use crate::Failure;
+use crate::{is_url, Failure};
+
+/// Opens the Redis queue at `url` if it exists; creates it (unbounded when
+/// `maxsize` is 0) if it does not and `create` is set.
+fn open_url(url: &str, create: bool, maxsize: usize) -> Result<procq::RawQueue, Failure> {
+    match procq::stats(url) {
+        Ok(_) => Ok(procq::RawQueue::open(url)?),
+        Err(procq::Error::NotFound(_)) if create => {
+            let mut b = procq::Builder::new().name(url);
+            if maxsize > 0 {
+                // Only a bound asked for is required of a queue someone
+                // else created meanwhile.
+                b = b.maxsize(maxsize);
+            }
+            Ok(b.build_raw()?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
 
 fn open_or_create(name: &str, create: bool, maxsize: usize) -> Result<procq::RawQueue, Failure> {
+    if is_url(name) {
+        return open_url(name, create, maxsize);
+    }
     procq::validate_name(name)?;
     match procq::RawQueue::open(name) {
         Err(procq::Error::NotFound(_)) if create => {
@@ -46,7 +72,7 @@ fn put_one(q: &procq::RawQueue, data: &[u8], timeout: Option<Duration>) -> Resul
     match q.put_parts(head, data, timeout) {
         Err(procq::Error::Full) => Err(Failure::op(format!(
             "timed out: queue {:?} stayed full",
-            q.name()
+            q.display_name()
         ))),
         other => Ok(other?),
     }
@@ -98,8 +124,7 @@ pub(crate) fn get(
     follow: bool,
     raw: bool,
 ) -> Result<(), Failure> {
-    procq::validate_name(name)?;
-    let q = procq::RawQueue::open(name)?;
+    let q = open_or_create(name, false, 0)?;
     let timeout = seconds(timeout)?;
     let mut out = std::io::stdout().lock();
     let mut got = 0u64;

@@ -255,3 +255,171 @@ fn bench_runs_a_filtered_quick_suite() {
     assert!(report.is_object());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `redis://127.0.0.1:PORT/0` from `PROCQ_REDIS_URL` (set by
+/// `scripts/test.d/50-redis.sh`), or `None` with a message: the Redis tests
+/// skip without a server.
+#[cfg(feature = "redis")]
+fn redis_server() -> Option<String> {
+    match std::env::var("PROCQ_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_owned()),
+        _ => {
+            eprintln!(
+                "SKIP: PROCQ_REDIS_URL is not set (no redis-server); \
+                 run scripts/test.d/50-redis.sh to test procq with Redis URLs"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_url_put_stat_ls_get_rm() {
+    let Some(server) = redis_server() else { return };
+    let url = format!("{server}/{}", unique("redis-pipe"));
+    let _c = Cleanup(url.clone());
+    // Without --create a missing Redis queue is an error, and is not made.
+    let out = procq_stdin(&["put", &url], b"x\n");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no queue named"));
+    assert!(matches!(procq::stats(&url), Err(procq::Error::NotFound(_))));
+    let out = procq(&["get", &url, "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(matches!(procq::stats(&url), Err(procq::Error::NotFound(_))));
+
+    let out = procq_stdin(
+        &["put", &url, "--create", "--maxsize", "10"],
+        b"alpha\nbeta\n\ngamma",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = procq(&["stat", &url, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["name"], url.as_str());
+    assert_eq!(st["items"], 4);
+    assert_eq!(st["maxsize"], 10);
+    assert_eq!(st["kind"], "Queue");
+    assert!(st["bytes_used"].is_null() && st["items_put"].is_null());
+    let out = procq(&["stat", &url]);
+    assert!(
+        text(&out.stdout).contains("items             4"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = procq(&["stat", &url, "--watch", "--count", "1"]);
+    assert!(
+        text(&out.stdout).contains("net rate"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // `ls` of the database lists it, as JSON and as a table.
+    let out = procq(&["ls", &server, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == url.as_str())
+        .expect("listed");
+    assert_eq!(row["items"], 4);
+    assert!(row["capacity_bytes"].is_null() && row["age_seconds"].is_null());
+    let out = procq(&["ls", &server]);
+    let line = text(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&format!("{url} ")))
+        .map(str::to_owned)
+        .expect("in ls");
+    assert!(line.contains("Queue") && line.contains(" 4 "), "{line}");
+    // `procq ls` alone still lists shared memory only.
+    assert!(!text(&procq(&["ls"]).stdout).contains(&url));
+    // A queue URL is not a database.
+    assert_eq!(procq(&["ls", &url]).status.code(), Some(2));
+
+    // The items come back in order, then an empty queue times out.
+    let out = procq(&["get", &url, "-n", "4"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "alpha\nbeta\n\ngamma\n");
+    let t = Instant::now();
+    let out = procq(&["get", &url, "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("timed out"));
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    // Rust reads what the shell put, as in shared memory.
+    assert!(procq_stdin(&["put", &url], b"shared\n").status.success());
+    let q = procq::Queue::<String>::open(&url).unwrap();
+    assert_eq!(q.get_nowait().unwrap(), "shared");
+    drop(q);
+
+    let out = procq(&["rm", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("removed {url}\n"));
+    let out = procq(&["stat", &url]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(procq(&["rm", &url]).status.code(), Some(2));
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_url_create_and_a_password_is_never_shown() {
+    let Some(server) = redis_server() else { return };
+    // The test server's default user has no password, so it accepts any
+    // (`AUTH default <anything>`): the URL carries one all the same.
+    let password = "sekrit-pw-7f3a";
+    let Some((scheme, rest)) = server.split_once("://") else {
+        panic!("PROCQ_REDIS_URL {server:?} is not a URL")
+    };
+    let db = format!("{scheme}://default:{password}@{rest}");
+    let name = unique("redis-pw");
+    let url = format!("{db}/{name}");
+    let shown = format!("{scheme}://default:***@{rest}/{name}");
+    let _c = Cleanup(url.clone());
+    let mut seen = String::new();
+    let mut run = |args: &[&str], input: Option<&[u8]>| -> Output {
+        let out = match input {
+            Some(i) => procq_stdin(args, i),
+            None => procq(args),
+        };
+        seen.push_str(&text(&out.stdout));
+        seen.push_str(&text(&out.stderr));
+        out
+    };
+
+    let out = run(&["create", &url, "--maxsize", "5", "--joinable"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&shown), "{}", text(&out.stdout));
+    let out = run(&["create", &url], None);
+    assert_eq!(out.status.code(), Some(2), "exists: {}", text(&out.stderr));
+    assert_eq!(run(&["put", &url], Some(b"1\n2\n")).status.code(), Some(0));
+    let out = run(&["stat", &url, "--json"], None);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["name"], shown.as_str());
+    assert_eq!(st["kind"], "JoinableQueue");
+    assert_eq!(st["maxsize"], 5);
+    assert_eq!(st["items"], 2);
+    run(&["stat", &url], None);
+    let out = run(&["ls", &db], None);
+    assert!(text(&out.stdout).contains(&shown), "{}", text(&out.stdout));
+    run(&["ls", &db, "--json"], None);
+    let out = run(&["get", &url, "-n", "2"], None);
+    assert_eq!(text(&out.stdout), "1\n2\n");
+    // Full, then failures of each kind name the queue.
+    let out = run(
+        &["put", &url, "--timeout", "0.2"],
+        Some(b"a\nb\nc\nd\ne\nf\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("stayed full"));
+    run(&["get", &format!("{db}/{name}-missing")], None);
+    run(&["put", &format!("{db}/{name}-missing")], Some(b"x\n"));
+    run(&["ls", &format!("{db}/x/y")], None);
+    run(&["stat", &format!("{db}/bad{{name}}")], None);
+    let out = run(&["rm", &url], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    run(&["rm", &url], None);
+    assert!(seen.contains("***"), "{seen}");
+    assert!(!seen.contains(password), "password shown:\n{seen}");
+}

@@ -11,6 +11,13 @@
 //! - `raw list, pipelined`: batches of 100 `LPUSH` / one `LPOP key 100`;
 //! - `procq redis put/get`: `Queue::put` / `Queue::get` per item;
 //! - `procq redis put_many/get_many`: batches of 100;
+//! - `procq redis bounded ...`: the same on a queue of maxsize 1024 (each
+//!   `get` is a script that also signals waiting putters);
+//! - `procq redis joinable get+task_done`: a `JoinableQueue`, `put` / `get`
+//!   then `task_done` per item (at-least-once: `get` moves the item to the
+//!   consumer's in-flight list, `task_done` acknowledges it);
+//! - `procq redis joinable batched`: `put_many` / `get_many` of 100, still
+//!   one `task_done` per item;
 //! - `procq shm put/get`: the same on shared memory.
 //!
 //! Prints items/s per case and the two ratios the Redis backend targets.
@@ -18,7 +25,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use procq::Queue;
+use procq::{JoinableQueue, Queue};
 
 const ITEM: usize = 100;
 const BATCH: usize = 100;
@@ -134,17 +141,46 @@ fn raw_batched(server: &str, key: &str, n: usize, pc: usize) -> f64 {
     )
 }
 
-fn procq_case(loc: &str, n: usize, pc: usize, batched: bool) -> f64 {
-    let q = Queue::<Vec<u8>>::open_or_create(loc, 0).expect("open");
-    let (q1, q2) = (q.clone(), q.clone());
-    run(
+/// How a procq case uses its queue.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// `put_many` / `get_many` of [`BATCH`] instead of one item per call.
+    batched: bool,
+    /// 0 = unbounded.
+    maxsize: usize,
+    /// A `JoinableQueue`, with a `task_done` per item got.
+    joinable: bool,
+}
+
+const SINGLE: Mode = Mode {
+    batched: false,
+    maxsize: 0,
+    joinable: false,
+};
+const BATCHED: Mode = Mode {
+    batched: true,
+    ..SINGLE
+};
+
+fn procq_case(loc: &str, n: usize, pc: usize, mode: Mode) -> f64 {
+    // A joinable queue's consumers acknowledge through the handle they got
+    // from; a plain queue's use a plain handle.
+    let (plain, joinable) = if mode.joinable {
+        let j = JoinableQueue::<Vec<u8>>::open_or_create(loc, mode.maxsize).expect("open");
+        ((*j).clone(), Some(j))
+    } else {
+        let q = Queue::<Vec<u8>>::open_or_create(loc, mode.maxsize).expect("open");
+        (q, None)
+    };
+    let (q1, q2, j2) = (plain.clone(), plain, joinable.clone());
+    let rate = run(
         n,
         pc,
         pc,
         Arc::new(move |m| {
             let q = q1.clone();
             let it = item();
-            if batched {
+            if mode.batched {
                 let batch = vec![it; BATCH];
                 let mut left = m;
                 while left > 0 {
@@ -159,21 +195,35 @@ fn procq_case(loc: &str, n: usize, pc: usize, batched: bool) -> f64 {
             }
         }),
         Arc::new(move |m| {
-            let q = q2.clone();
+            let j = j2.clone();
+            let plain = q2.clone();
+            let q: &Queue<Vec<u8>> = j.as_ref().map_or(&plain, |j| j);
+            let done = |k: usize| {
+                if let Some(j) = &j {
+                    for _ in 0..k {
+                        j.task_done().expect("task_done");
+                    }
+                }
+            };
             let mut got = 0;
             while got < m {
-                if batched {
-                    got += q
-                        .get_many_timeout((m - got).min(BATCH), Duration::from_secs(10))
+                let k = if mode.batched {
+                    q.get_many_timeout((m - got).min(BATCH), Duration::from_secs(10))
                         .expect("get_many")
-                        .len();
+                        .len()
                 } else {
                     q.get_timeout(Duration::from_secs(10)).expect("get");
-                    got += 1;
-                }
+                    1
+                };
+                done(k);
+                got += k;
             }
         }),
-    )
+    );
+    if let Some(j) = joinable {
+        j.join_timeout(Duration::from_secs(10)).expect("join");
+    }
+    rate
 }
 
 fn main() {
@@ -186,32 +236,51 @@ fn main() {
     let tag = std::process::id();
     println!("{n} items of {ITEM} B per case; batches of {BATCH}\n");
     println!(
-        "{:<34} {:>14} {:>14}",
+        "{:<38} {:>14} {:>14}",
         "case", "1P/1C items/s", "4P/4C items/s"
     );
     let mut table = Vec::new();
-    for (name, which) in [
-        ("raw list, 1 cmd/item", 0),
-        ("raw list, pipelined batches", 1),
-        ("procq redis put/get", 2),
-        ("procq redis put_many/get_many", 3),
-        ("procq shm put/get", 4),
-        ("procq shm put_many/get_many", 5),
-    ] {
+    let bounded = Mode {
+        maxsize: 1024,
+        ..SINGLE
+    };
+    let joinable = Mode {
+        joinable: true,
+        ..SINGLE
+    };
+    let batched = |m: Mode| Mode { batched: true, ..m };
+    // (name, case); `None` is a raw list case, `Some((mode, on_redis))` procq.
+    let cases: [(&str, Option<(Mode, bool)>); 10] = [
+        ("raw list, 1 cmd/item", None),
+        ("raw list, pipelined batches", None),
+        ("procq redis put/get", Some((SINGLE, true))),
+        ("procq redis put_many/get_many", Some((BATCHED, true))),
+        ("procq redis bounded(1024) put/get", Some((bounded, true))),
+        (
+            "procq redis bounded put_many/get_many",
+            Some((batched(bounded), true)),
+        ),
+        ("procq redis joinable get+task_done", Some((joinable, true))),
+        (
+            "procq redis joinable batched",
+            Some((batched(joinable), true)),
+        ),
+        ("procq shm put/get", Some((SINGLE, false))),
+        ("procq shm put_many/get_many", Some((BATCHED, false))),
+    ];
+    for (which, (name, case)) in cases.into_iter().enumerate() {
         let mut row = Vec::new();
         for pc in [1, 4] {
             let key = format!("bench-{tag}-{which}-{pc}");
-            let rate = match which {
-                0 => raw_single(&server, &key, n, pc),
-                1 => raw_batched(&server, &key, n, pc),
-                2 => procq_case(&format!("{server}/{key}"), n, pc, false),
-                3 => procq_case(&format!("{server}/{key}"), n, pc, true),
-                4 => procq_case(&key, n, pc, false),
-                _ => procq_case(&key, n, pc, true),
+            let rate = match case {
+                None if which == 0 => raw_single(&server, &key, n, pc),
+                None => raw_batched(&server, &key, n, pc),
+                Some((mode, true)) => procq_case(&format!("{server}/{key}"), n, pc, mode),
+                Some((mode, false)) => procq_case(&key, n, pc, mode),
             };
             row.push(rate);
         }
-        println!("{name:<34} {:>14.0} {:>14.0}", row[0], row[1]);
+        println!("{name:<38} {:>14.0} {:>14.0}", row[0], row[1]);
         table.push(row);
     }
     println!("\nTargets (Redis backend):");

@@ -531,6 +531,8 @@ impl RedisQueue {
         let limit = deadline.map_or(now + self.target.io_timeout, |d| {
             d.min(now + self.target.io_timeout)
         });
+        // The last attempt's error: what a caller is told when time runs out.
+        let mut last: Option<RedisError> = None;
         loop {
             let wait = {
                 let b = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
@@ -539,6 +541,9 @@ impl RedisQueue {
             };
             if let Some(w) = wait.filter(|w| !w.is_zero()) {
                 if Instant::now() + w > limit {
+                    if let Some(e) = last {
+                        return Err(map_err(&self.target, "connect", e));
+                    }
                     return Err(Error::io(
                         format!("redis connect to {}", redact(&self.target.server)),
                         io::Error::new(
@@ -576,6 +581,7 @@ impl RedisQueue {
                     if Instant::now() >= limit {
                         return Err(map_err(&self.target, "connect", e));
                     }
+                    last = Some(e);
                 }
             }
         }

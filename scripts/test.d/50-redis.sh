@@ -64,8 +64,11 @@ redis-cli -p "$port" ping >/dev/null || {
 export PROCQ_REDIS_URL="redis://127.0.0.1:$port/0"
 export PROCQ_REDIS_SERVER
 PROCQ_REDIS_SERVER=$(command -v redis-server)
+# Compile outside the time limit: it bounds the tests, not a cold build.
+cargo test -p procq --features redis --test redis --no-run --quiet
 timeout 300 cargo test -p procq --features redis --test redis -- --test-threads=4
 # The `procq` command with redis:// URLs (crates/procq-cli/tests/cli.rs).
+cargo test -p procq-cli --test cli --no-run --quiet
 timeout 300 cargo test -p procq-cli --test cli -- redis_url
 
 # --- TLS -------------------------------------------------------------------

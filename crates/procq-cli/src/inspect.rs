@@ -272,29 +272,7 @@ fn stats_or_fail(name: &str) -> Result<procq::Stats, Failure> {
 
 fn detail(s: &procq::Stats, redis: bool) -> Vec<Vec<String>> {
     let kv = |k: &str, v: String| vec![k.to_owned(), v];
-    if redis {
-        return vec![
-            kv("name", s.name.clone()),
-            kv("kind", kind_name(s.kind).into()),
-            kv(
-                "maxsize",
-                if s.maxsize == 0 {
-                    "unbounded".into()
-                } else {
-                    s.maxsize.to_string()
-                },
-            ),
-            kv("items", s.items.to_string()),
-            kv("unfinished tasks", s.unfinished_tasks.to_string()),
-            kv(
-                "consumers",
-                format!("{} holding leases", s.attached_processes),
-            ),
-            kv("type", fingerprint(s.fingerprint)),
-        ];
-    }
-    let r = row(&s.name);
-    vec![
+    let mut rows = vec![
         kv("name", s.name.clone()),
         kv("kind", kind_name(s.kind).into()),
         kv(
@@ -307,6 +285,19 @@ fn detail(s: &procq::Stats, redis: bool) -> Vec<Vec<String>> {
         ),
         kv("items", s.items.to_string()),
         kv("unfinished tasks", s.unfinished_tasks.to_string()),
+    ];
+    if redis {
+        rows.extend([
+            kv(
+                "consumers",
+                format!("{} holding leases", s.attached_processes),
+            ),
+            kv("type", fingerprint(s.fingerprint)),
+        ]);
+        return rows;
+    }
+    let r = row(&s.name);
+    rows.extend([
         kv("bytes used", human(s.bytes_used)),
         kv(
             "capacity",
@@ -339,7 +330,8 @@ fn detail(s: &procq::Stats, redis: bool) -> Vec<Vec<String>> {
         kv("timeouts", s.timeouts.to_string()),
         kv("crash recoveries", s.recoveries.to_string()),
         kv("reclaimed processes", s.reclaimed_processes.to_string()),
-    ]
+    ]);
+    rows
 }
 
 /// The JSON form of `stat`: the `ls` row plus the counters (`null` for a

@@ -1,6 +1,7 @@
 //! The one error type of the crate.
 
 use std::io;
+use std::time::Duration;
 
 /// What can go wrong with a queue operation.
 ///
@@ -78,6 +79,26 @@ pub enum Error {
     /// `task_done()` was called more times than there were items.
     #[error("task_done() called too many times")]
     TaskDoneTooOften,
+    /// The queue's lock stayed held by another live process until the call's
+    /// deadline: a call with a timeout (or `_nowait`, or an inspection such
+    /// as [`stats`](crate::stats)) gives up after its timeout, or after about
+    /// a second if that is shorter, instead of waiting on a holder that does
+    /// not let go — typically one stopped (SIGSTOP, Ctrl-Z, a debugger)
+    /// inside its critical section. Nothing was changed; retrying later is
+    /// safe. A holder that *died* never causes this: its lock is recovered.
+    #[error(
+        "queue {name:?} is locked by process {pid} (waited {:.1} s; is it stopped?)",
+        waited.as_secs_f64()
+    )]
+    LockBusy {
+        /// Name of the queue.
+        name: String,
+        /// Pid of the holder in its own PID namespace (0 if unknown): in a
+        /// container it may differ from what `ps` shows outside.
+        pid: u32,
+        /// How long the call waited for the lock.
+        waited: Duration,
+    },
 }
 
 /// `Result` with [`Error`].

@@ -3,12 +3,13 @@
 //! ```text
 //! offset 0        Header (this module), < 128 KiB
 //!   identity      magic, layout version, type fingerprint, kind, limits
-//!   lock          robust pthread mutex + owner pid          (own cache line)
+//!   lock          procq's robust futex lock: owner stamp + waiter bit (own cache line)
 //!   state[2]      double-buffered committed state           (one cache line each)
 //!   items/space/done  futex event counts                    (one cache line each)
 //!   counters      approximate statistics
-//!   slots[1024]   attached processes: pid, start time, taken tasks, counters
-//!                 (one cache line each)
+//!   slots[1024]   attached processes: owner token, pid, taken tasks, last
+//!                 journal generation applied, counters (one cache line each)
+//!   tokens[2047]  generation + pid of each liveness token (see `liveness`)
 //! offset 128 KiB  data area: the ring (see `ring`), up to `max_capacity` bytes
 //! ```
 //!
@@ -19,27 +20,33 @@
 //! committed state into the other buffer, edits it there, and publishes it
 //! with one store of [`Header::current`]. A process killed at any instant
 //! leaves either the old or the new state, never a mix: the lock's next
-//! holder (which gets `EOWNERDEAD`) finds a consistent queue. Item bytes are
+//! holder (which takes the lock over from the dead one) finds a consistent
+//! queue. Item bytes are
 //! written before the commit that makes them reachable, so a killed `put` is
 //! invisible and a killed `get` leaves the item in place.
 //!
 //! The one thing outside `State` that must follow a commit is the per-slot
-//! count of tasks a process has taken. The commit records that intent in the
-//! journal (`slot`, `op`, `gen`); the slot word stores the last generation it
-//! applied. Recovery replays a journal entry whose generation the slot has
-//! not seen: exactly-once without a second lock.
+//! count of tasks a process has taken. The commit records the slot's *new*
+//! count in the journal (`slot`, `op`, `arg`, `gen`); applying it stores that
+//! count and then the entry's 64-bit generation in the slot. Recovery
+//! replays an entry whose generation the slot has not recorded. Storing an
+//! absolute count makes a replay idempotent, so a process killed between the
+//! two stores is harmless: exactly once, without a second lock.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::ring::Ring;
-use crate::sync::{EventCount, RobustMutex};
+use crate::sync::{EventCount, RobustLock};
 
 /// "PROCQ", a NUL, "Q", then the byte 1.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PROCQ\0Q\x01");
 /// Bumped whenever the layout changes incompatibly.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Attached processes one queue can track at once.
 pub(crate) const MAX_SLOTS: usize = 1024;
+/// Liveness tokens one queue can hand out at once (attachments, inspectors
+/// included); see `liveness`.
+pub(crate) const MAX_TOKENS: usize = 2047;
 /// Where the data area starts (a multiple of every page size in use).
 pub(crate) const DATA_OFFSET: u64 = 128 * 1024;
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= DATA_OFFSET);
@@ -68,12 +75,11 @@ impl Kind {
 pub(crate) const FLAG_PERSISTENT: u32 = 1;
 
 /// Journal operations (see the module docs); 0 means none.
-/// A `get` on a joinable queue: the slot took one task.
-pub(crate) const OP_TAKE: u64 = 1;
-/// A `task_done` credited to the slot.
-pub(crate) const OP_DONE: u64 = 2;
+/// The slot's count of taken tasks becomes the entry's argument (a `get` on
+/// a joinable queue, or a `task_done` credited to the slot).
+pub(crate) const OP_SET: u64 = 1;
 /// A dead or departed slot's tasks were written off; the slot is cleared.
-pub(crate) const OP_RECLAIM: u64 = 3;
+pub(crate) const OP_RECLAIM: u64 = 2;
 
 /// The committed, double-buffered state of a queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -91,7 +97,7 @@ pub(crate) struct State {
     pub(crate) journal_op: u64,
     /// Journal: generation of the commit that wrote the entry.
     pub(crate) journal_gen: u64,
-    /// Journal: how many tasks the operation moves.
+    /// Journal: the slot's new count of taken tasks (`OP_SET`).
     pub(crate) journal_arg: u64,
     /// When the ring last became empty (`CLOCK_MONOTONIC`, ns; 0 = not
     /// empty since). The ring shrinks only after staying empty a while, so a
@@ -160,17 +166,33 @@ impl StateCell {
 /// One attached process. A cache line each, so processes never share one.
 #[repr(C, align(64))]
 pub(crate) struct Slot {
-    /// Process id, 0 when the slot is free. Written last when claiming.
+    /// The owner's liveness token: index + 1, 0 when the slot is free.
+    /// Written last when claiming.
+    pub(crate) owner: AtomicU32,
+    /// The owner token's generation (see `liveness`).
+    pub(crate) owner_gen: AtomicU32,
+    /// Process id of the owner in its own PID namespace: for messages only.
     pub(crate) pid: AtomicU32,
     /// Reserved.
     _reserved: AtomicU32,
-    /// Start time of the process (see `liveness`).
-    pub(crate) start_time: AtomicU64,
-    /// Low 32 bits: tasks taken and not yet done; high 32 bits: the low 32
-    /// bits of the last journal generation applied. One word, one store.
+    /// Tasks taken and not yet done.
     pub(crate) tasks: AtomicU64,
+    /// Generation of the last journal entry applied to this slot.
+    pub(crate) applied: AtomicU64,
     /// Traffic of this process; see [`Traffic`].
     pub(crate) traffic: Traffic,
+}
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
+/// One liveness token's record (see `liveness`).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct TokenCell {
+    /// Bumped by each process that claims the token.
+    pub(crate) gen: AtomicU32,
+    /// Pid of its current holder, in the holder's PID namespace: for
+    /// messages only.
+    pub(crate) pid: AtomicU32,
 }
 
 /// Items and bytes moved, for statistics. Kept per process (in its slot) so
@@ -274,7 +296,7 @@ pub(crate) struct Header {
     /// Creation time, milliseconds since the Unix epoch.
     pub(crate) created_unix_ms: AtomicU64,
     /// The lock protecting `current`, `states`, `slots` and the ring.
-    pub(crate) lock: RobustMutex,
+    pub(crate) lock: RobustLock,
     /// Index (0 or 1) of the committed entry of `states`.
     pub(crate) current: AtomicU32,
     /// Double-buffered state.
@@ -289,6 +311,8 @@ pub(crate) struct Header {
     pub(crate) counters: Counters,
     /// Attached processes.
     pub(crate) slots: [Slot; MAX_SLOTS],
+    /// Liveness tokens (written without the lock, each by its claimer).
+    pub(crate) tokens: [TokenCell; MAX_TOKENS],
 }
 
 impl Header {

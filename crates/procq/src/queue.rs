@@ -269,11 +269,9 @@ fn unique_name() -> String {
 pub(crate) struct Handle {
     /// The attachment this handle was made with (one per queue per process).
     shared: Arc<Shared>,
-    /// [`fork_generation`] when `shared` was attached.
-    fork_generation: u64,
-    /// The attachment made for a forked child that inherited this handle,
-    /// with the generation it belongs to.
-    forked: Mutex<Option<(u64, Arc<Shared>)>>,
+    /// The attachment made for a forked child that inherited this handle
+    /// (it knows the fork generation it belongs to).
+    forked: Mutex<Option<Arc<Shared>>>,
     /// Set by `close()`; checked by every operation on this handle.
     pub(crate) closed: AtomicBool,
 }
@@ -282,7 +280,6 @@ impl Handle {
     pub(crate) fn new(shared: Arc<Shared>) -> Handle {
         Handle {
             shared,
-            fork_generation: fork_generation(),
             forked: Mutex::new(None),
             closed: AtomicBool::new(false),
         }
@@ -291,33 +288,40 @@ impl Handle {
     /// The attachment to use from this process.
     ///
     /// A child created by `fork()` inherits the parent's attachment, whose
-    /// slot (and so its task accounting and liveness) belongs to the parent.
-    /// The first use in the child attaches afresh, as the child; if the queue
-    /// can no longer be opened by name, the inherited mapping still works.
-    pub(crate) fn shared(&self) -> Cow<'_, Arc<Shared>> {
+    /// slot and liveness token (and so its task accounting and liveness)
+    /// belong to the parent. The first use in the child attaches afresh, as
+    /// the child. If that fails (the queue was removed, say), the call fails
+    /// with that error: the parent's attachment is never used by the child.
+    pub(crate) fn shared(&self) -> Result<Cow<'_, Arc<Shared>>> {
         let generation = fork_generation();
-        if generation == self.fork_generation {
-            return Cow::Borrowed(&self.shared);
+        if generation == self.shared.generation() {
+            return Ok(Cow::Borrowed(&self.shared));
         }
         let reattach = || {
             let any = Expect {
                 kind: None,
                 fingerprint: 0,
             };
-            Shared::open(self.shared.name(), any).unwrap_or_else(|_| self.shared.clone())
+            Shared::open(self.shared.name(), any)
         };
         // Another thread may have held the lock at fork time: never wait.
         let Ok(mut forked) = self.forked.try_lock() else {
-            return Cow::Owned(reattach());
+            return Ok(Cow::Owned(reattach()?));
         };
         match &*forked {
-            Some((g, shared)) if *g == generation => Cow::Owned(shared.clone()),
+            Some(shared) if shared.generation() == generation => Ok(Cow::Owned(shared.clone())),
             _ => {
-                let shared = reattach();
-                *forked = Some((generation, shared.clone()));
-                Cow::Owned(shared)
+                let shared = reattach()?;
+                *forked = Some(shared.clone());
+                Ok(Cow::Owned(shared))
             }
         }
+    }
+
+    /// The attachment this handle was made with, for facts that never
+    /// change (kind, maxsize); valid in a forked child too.
+    pub(crate) fn made_with(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The queue's name (the same in every process and after a fork).
@@ -326,21 +330,26 @@ impl Handle {
     }
 
     pub(crate) fn put_encoded(&self, item: &Encoded<'_>, block: Block) -> Result<()> {
-        self.shared().push(item, block, &self.closed)
+        self.shared()?.push(item, block, &self.closed)
     }
 
     pub(crate) fn close(&self) {
         if !self.closed.swap(true, Ordering::SeqCst) {
             // Interrupt this handle's own blocked callers (other handles
             // wake, see nothing new, and sleep again).
-            self.shared().wake_all();
+            self.made_with().wake_all();
         }
     }
 }
 
 impl Clone for Handle {
     fn clone(&self) -> Self {
-        Handle::new(self.shared().into_owned())
+        // In a forked child that cannot attach, the clone keeps the parent's
+        // attachment and so fails (re-attaches) on use like the original.
+        let shared = self
+            .shared()
+            .map_or_else(|_| self.shared.clone(), Cow::into_owned);
+        Handle::new(shared)
     }
 }
 
@@ -392,7 +401,7 @@ impl Backend {
     #[cfg(test)]
     pub(crate) fn shared(&self) -> Cow<'_, Arc<Shared>> {
         match self {
-            Backend::Shm(h) => h.shared(),
+            Backend::Shm(h) => h.shared().unwrap(),
             #[cfg(feature = "redis")]
             Backend::Redis(_) => unreachable!("not a shared-memory queue"),
         }
@@ -419,7 +428,7 @@ impl Backend {
 
     pub(crate) fn kind(&self) -> Kind {
         match self {
-            Backend::Shm(h) => h.shared().kind(),
+            Backend::Shm(h) => h.made_with().kind(),
             #[cfg(feature = "redis")]
             Backend::Redis(r) => r.kind(),
         }
@@ -427,7 +436,7 @@ impl Backend {
 
     pub(crate) fn maxsize(&self) -> usize {
         match self {
-            Backend::Shm(h) => h.shared().maxsize() as usize,
+            Backend::Shm(h) => h.made_with().maxsize() as usize,
             #[cfg(feature = "redis")]
             Backend::Redis(r) => r.maxsize() as usize,
         }
@@ -437,7 +446,10 @@ impl Backend {
     /// unreachable (`stats` reports why).
     pub(crate) fn qsize(&self) -> usize {
         match self {
-            Backend::Shm(h) => h.shared().state().map_or(0, |s| s.ring.count as usize),
+            Backend::Shm(h) => h
+                .shared()
+                .and_then(|s| s.state())
+                .map_or(0, |s| s.ring.count as usize),
             #[cfg(feature = "redis")]
             Backend::Redis(r) => r.qsize().unwrap_or(0),
         }
@@ -476,7 +488,7 @@ impl Backend {
 
     pub(crate) fn task_done(&self) -> Result<()> {
         match self {
-            Backend::Shm(h) => h.shared().task_done(),
+            Backend::Shm(h) => h.shared()?.task_done(),
             #[cfg(feature = "redis")]
             Backend::Redis(r) => r.task_done(),
         }
@@ -484,7 +496,7 @@ impl Backend {
 
     pub(crate) fn unfinished(&self) -> Result<u64> {
         match self {
-            Backend::Shm(h) => Ok(h.shared().state()?.unfinished),
+            Backend::Shm(h) => Ok(h.shared()?.state()?.unfinished),
             #[cfg(feature = "redis")]
             Backend::Redis(r) => r.unfinished(),
         }
@@ -493,7 +505,7 @@ impl Backend {
     /// Waits until no task is outstanding; [`Error::Full`] if `block` runs out.
     pub(crate) fn join(&self, block: Block) -> Result<()> {
         match self {
-            Backend::Shm(h) => h.shared().join(block, &h.closed),
+            Backend::Shm(h) => h.shared()?.join(block, &h.closed),
             #[cfg(feature = "redis")]
             Backend::Redis(r) => r.join(block),
         }
@@ -501,7 +513,10 @@ impl Backend {
 
     pub(crate) fn stats(&self) -> Result<crate::Stats> {
         match self {
-            Backend::Shm(h) => crate::inspect::stats_of(&h.shared()),
+            Backend::Shm(h) => {
+                let shared = h.shared()?;
+                crate::inspect::stats_of(&shared)
+            }
             #[cfg(feature = "redis")]
             Backend::Redis(r) => crate::redis_backend::stats(r.url()),
         }
@@ -759,7 +774,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             }
         };
         let mut out = None;
-        h.shared().pop(1, block, &h.closed, |bytes| {
+        h.shared()?.pop(1, block, &h.closed, |bytes| {
             let item = codec::decode::<T>(bytes);
             let ok = item.is_ok();
             out = Some(item);
@@ -775,8 +790,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// A joinable queue counts an item that could not be decoded as done:
     /// the caller never saw it, so it can never call `task_done` for it.
     fn undecodable_taken(&self, h: &Handle) {
-        if h.shared().kind() == Kind::Joinable {
-            let _ = h.shared().task_done();
+        if h.made_with().kind() == Kind::Joinable {
+            if let Ok(shared) = h.shared() {
+                let _ = shared.task_done();
+            }
         }
     }
 
@@ -876,7 +893,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
                 e
             })
             .collect();
-        h.shared()
+        h.shared()?
             .push_many(&encoded, Block::Forever, &h.closed)
             .map(|_| ())
     }
@@ -894,7 +911,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         };
         let mut items = Vec::new();
         let mut failed = None;
-        h.shared().pop(max.max(1), block, &h.closed, |bytes| {
+        h.shared()?.pop(max.max(1), block, &h.closed, |bytes| {
             match codec::decode::<T>(bytes) {
                 Ok(v) => {
                     items.push(v);

@@ -216,7 +216,7 @@ impl RawQueue {
                 return r.put(&slices, block);
             }
         };
-        h.shared().push_many(items, block, &h.closed)
+        h.shared()?.push_many(items, block, &h.closed)
     }
 
     /// Calls `f` with the oldest item's bytes while they are still in shared
@@ -244,7 +244,7 @@ impl RawQueue {
         };
         let mut f = Some(f);
         let mut out = None;
-        h.shared().pop(1, block, &h.closed, |bytes| {
+        h.shared()?.pop(1, block, &h.closed, |bytes| {
             out = f.take().map(|f| f(bytes));
             true
         })?;
@@ -312,7 +312,7 @@ impl RawQueue {
             }
         };
         let mut taken = 0u64;
-        h.shared().pop(max.max(1), block, &h.closed, |bytes| {
+        h.shared()?.pop(max.max(1), block, &h.closed, |bytes| {
             // Refusing an item (never the first) leaves it in the queue.
             if taken >= BATCH_BYTES {
                 return false;

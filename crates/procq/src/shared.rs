@@ -9,20 +9,26 @@
 //!
 //! Handles of one queue inside one process share a single `Shared` through
 //! a per-process registry, so a process occupies one slot however many
-//! handles it holds.
+//! handles it holds. A forked child starts with an empty registry (see
+//! [`registry`]) and attaches as itself.
+//!
+//! Every attachment holds a liveness token (see `liveness`): its slot
+//! records the token, and the queue lock's owner stamp names it, so that
+//! others can tell whether it lives — across PID namespaces, without
+//! `/proc`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::codec::Encoded;
 use crate::error::{Error, Result};
 use crate::layout::*;
-use crate::liveness::ProcessId;
+use crate::liveness::{fork_generation, LiveFd, Token};
 use crate::ring::{record_size, Memory, Ring, RECORD_HEADER};
 use crate::shm::{DataArea, Segment};
-use crate::sync::{self, Acquired, LockError, Wake};
+use crate::sync::{self, Acquired, Holder, Holders, Wake};
 
 /// Largest data area any queue may have (1 TiB of address space).
 pub(crate) const MAX_CAPACITY_LIMIT: u64 = 1 << 40;
@@ -37,6 +43,17 @@ const SPIN_MIN: u32 = 16;
 const SPIN_MAX: u32 = 2048;
 /// How often `join` re-checks for dead consumers while it waits.
 const JOIN_SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// How long a call with a shorter (or no: `_nowait`) timeout, and an
+/// inspection, waits for the lock before it reports [`Error::LockBusy`]:
+/// critical sections take microseconds, so a holder that keeps the lock
+/// this long is stopped or stuck, not slow.
+pub(crate) const LOCK_PATIENCE: Duration = Duration::from_secs(1);
+/// How long attaching and detaching wait for the lock. Giving up is safe:
+/// an attacher reports `LockBusy`; a detacher leaves its slot behind, to be
+/// reclaimed once its process has exited (its token dies with it).
+const ATTACH_PATIENCE: Duration = Duration::from_secs(5);
+/// How long an opener waits for a creator that is still initializing.
+const INIT_PATIENCE: Duration = Duration::from_secs(5);
 /// Most payload bytes one lock hold of a batch call moves (and one
 /// `get_many` returns), give or take one item: a batch of small items still
 /// goes under one hold, a batch of large ones in chunks, so that the other
@@ -71,6 +88,23 @@ impl Block {
             _ => None,
         }
     }
+
+    /// Until when a call blocking like this waits for the queue lock: its
+    /// own deadline, but at least [`LOCK_PATIENCE`] from now; no limit for
+    /// a call that waits forever.
+    fn lock_deadline(self) -> Option<Instant> {
+        let patient = Instant::now() + LOCK_PATIENCE;
+        match self {
+            Block::Forever => None,
+            Block::No => Some(patient),
+            Block::Until(d) => Some(d.max(patient)),
+        }
+    }
+}
+
+/// `Some(now + d)`.
+fn within(d: Duration) -> Option<Instant> {
+    Some(Instant::now() + d)
 }
 
 /// Creation parameters (see `Builder`).
@@ -93,8 +127,70 @@ pub(crate) struct Expect {
     pub(crate) fingerprint: u64,
 }
 
-/// Per-process registry of attachments, keyed by queue name.
-static REGISTRY: Mutex<Option<HashMap<String, Weak<Shared>>>> = Mutex::new(None);
+/// Per-process registry of attachments, keyed by queue name, for one fork
+/// generation: a forked child never touches its parent's registry (whose
+/// mutex another thread may have held at the fork) and starts a new one.
+struct Registry {
+    /// [`fork_generation`] of the process that made it.
+    generation: u64,
+    /// Attachments by queue name. Locked only to look up and insert, never
+    /// while attaching (which may wait for the queue lock).
+    map: Mutex<HashMap<String, Weak<Shared>>>,
+}
+
+/// The current [`Registry`]; replaced (and the old one leaked) in a child.
+static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This process's registry (see [`Registry`]).
+fn registry() -> &'static Registry {
+    let generation = fork_generation();
+    loop {
+        let current = REGISTRY.load(Ordering::Acquire);
+        // SAFETY: registries are leaked boxes, never freed once published.
+        if let Some(r) = unsafe { current.as_ref() } {
+            if r.generation == generation {
+                return r;
+            }
+        }
+        let fresh = Box::into_raw(Box::new(Registry {
+            generation,
+            map: Mutex::new(HashMap::new()),
+        }));
+        match REGISTRY.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: just published; never freed.
+            Ok(_) => return unsafe { &*fresh },
+            // SAFETY: never published, so ours alone.
+            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
+        }
+    }
+}
+
+impl Registry {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Shared>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A live, usable attachment to `name` made by this process.
+    fn get(&self, name: &str) -> Option<Arc<Shared>> {
+        self.map()
+            .get(name)
+            .and_then(Weak::upgrade)
+            .filter(|s| s.header().unlinked.load(Ordering::Relaxed) == 0)
+    }
+
+    fn insert(&self, shared: &Arc<Shared>) {
+        self.map()
+            .insert(shared.name.clone(), Arc::downgrade(shared));
+    }
+
+    /// Drops the entry for `name` if nobody uses it any more.
+    fn forget(&self, name: &str) {
+        let mut map = self.map();
+        if map.get(name).is_some_and(|w| w.strong_count() == 0) {
+            map.remove(name);
+        }
+    }
+}
 
 /// This process's attachment to one queue.
 pub(crate) struct Shared {
@@ -102,8 +198,16 @@ pub(crate) struct Shared {
     name: String,
     /// The mapping.
     seg: Segment,
-    /// This process, as recorded in its slot.
-    me: ProcessId,
+    /// This attachment's liveness token (its lock stamp and slot owner).
+    token: Token,
+    /// This process's pid (for messages; recorded in the slot).
+    pid: u32,
+    /// [`fork_generation`] when attached: in a forked child this attachment
+    /// (its token, its slot) is the parent's and must not be used.
+    generation: u64,
+    /// An inspection-only attachment: no slot, and its locks give up after
+    /// [`LOCK_PATIENCE`].
+    inspector: bool,
     /// Index of this process's slot.
     slot: usize,
     /// Kind, read once from the validated header.
@@ -122,9 +226,9 @@ pub(crate) struct Shared {
     spin_budget: AtomicU32,
 }
 
-// SAFETY: all shared-memory access goes through atomics, the process-shared
-// pthread mutex or byte copies made while holding it; the raw pointers in
-// `Segment` stay valid for the life of `Shared`.
+// SAFETY: all shared-memory access goes through atomics or byte copies made
+// while holding the queue lock; the raw pointers in `Segment` stay valid for
+// the life of `Shared`.
 unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
@@ -137,12 +241,30 @@ fn monotonic_ns() -> u64 {
         .saturating_add(t.tv_nsec as u64)
 }
 
-/// Whether the process creating a segment may still be initializing it:
-/// unknown (pid not written yet) or alive.
-fn creator_may_be_alive(h: &Header) -> bool {
-    match h.creator_pid.load(Ordering::Relaxed) {
-        0 => true,
-        pid => ProcessId::pid_exists(pid),
+/// Opens the token descriptor of queue `name` (mapped by `seg`).
+fn live_fd(name: &str, seg: &Segment) -> Result<LiveFd> {
+    let path = format!("/{}{name}", crate::shm::PREFIX);
+    LiveFd::open(&path, seg.fd()).map_err(|e| match e.raw_os_error() {
+        Some(libc::ESTALE) => Error::invalid(name, "its name now refers to another file"),
+        Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
+        _ => Error::io(format!("opening queue {name:?} for its liveness lock"), e),
+    })
+}
+
+/// Tells [`sync::RobustLock`] whether a stamp's owner lives, from this
+/// attachment's point of view.
+struct Oracle<'a> {
+    token: &'a Token,
+    table: &'a [TokenCell],
+}
+
+impl Holders for Oracle<'_> {
+    fn holder(&self, stamp: u32) -> Holder {
+        self.token.holder_of(self.table, stamp)
+    }
+
+    fn is_valid(&self, stamp: u32) -> bool {
+        Token::stamp_is_valid(stamp)
     }
 }
 
@@ -173,7 +295,16 @@ impl Shared {
         let min_capacity = opts.min_capacity.min(max_capacity);
         debug_assert!(max_capacity.is_power_of_two() && min_capacity.is_power_of_two());
         let seg = Segment::create(name, DATA_OFFSET + max_capacity, DATA_OFFSET + min_capacity)?;
-        let me = ProcessId::current();
+        let pid = std::process::id();
+        let fail = |e: Error| {
+            let _ = Segment::unlink(name);
+            e
+        };
+        let fd = live_fd(name, &seg).map_err(fail)?;
+        // Openers wait while this is held rather than take the zeroed
+        // header for a dead creator's.
+        fd.begin_init()
+            .map_err(|e| fail(Error::io("locking a new queue for its creation", e)))?;
         // SAFETY: see `header()`; the segment is brand new and zero-filled.
         let h = unsafe { &*(seg.base() as *const Header) };
         h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
@@ -189,13 +320,11 @@ impl Shared {
         h.min_capacity.store(min_capacity, Ordering::Relaxed);
         h.max_capacity.store(max_capacity, Ordering::Relaxed);
         h.data_offset.store(DATA_OFFSET, Ordering::Relaxed);
-        h.creator_pid.store(me.pid, Ordering::Relaxed);
+        h.creator_pid.store(pid, Ordering::Relaxed);
         h.created_unix_ms.store(now_unix_ms(), Ordering::Relaxed);
-        // SAFETY: nobody can use the lock before `magic` is published below.
-        if let Err(e) = unsafe { sync::RobustMutex::init(&h.lock) } {
-            let _ = Segment::unlink(name);
-            return Err(Error::io("pthread_mutex_init", e));
-        }
+        // The lock word is zero (free) in a fresh segment.
+        let token = Token::claim(fd, &h.tokens, pid)
+            .map_err(|e| fail(Error::io("claiming a liveness token", e)))?;
         h.states[0].store(&State {
             ring: Ring::new(min_capacity),
             ..State::default()
@@ -204,16 +333,20 @@ impl Shared {
         // A persistent queue is owned by nobody: it has no slot to release.
         let slot = if opts.persistent { usize::MAX } else { 0 };
         if !opts.persistent {
-            h.slots[0]
-                .start_time
-                .store(me.start_time, Ordering::Relaxed);
-            h.slots[0].pid.store(me.pid, Ordering::Relaxed);
+            let (owner, gen) = token.owner();
+            h.slots[0].pid.store(pid, Ordering::Relaxed);
+            h.slots[0].owner_gen.store(gen, Ordering::Relaxed);
+            h.slots[0].owner.store(owner, Ordering::Relaxed);
         }
         h.magic.store(MAGIC, Ordering::Release);
+        token.fd().end_init();
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             seg,
-            me,
+            token,
+            pid,
+            generation: fork_generation(),
+            inspector: false,
             slot,
             kind: opts.kind,
             maxsize: opts.maxsize,
@@ -223,7 +356,7 @@ impl Shared {
             spin_budget: AtomicU32::new(SPIN_MAX / 4),
         });
         if !opts.persistent {
-            register(&shared);
+            registry().insert(&shared);
         }
         Ok(shared)
     }
@@ -231,16 +364,26 @@ impl Shared {
     /// Attaches to an existing queue, reusing this process's attachment.
     pub(crate) fn open(name: &str, expect: Expect) -> Result<Arc<Shared>> {
         crate::shm::validate_name(name)?;
-        let pid = std::process::id();
-        let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-        let map = reg.get_or_insert_with(HashMap::new);
-        if let Some(existing) = map.get(name).and_then(Weak::upgrade) {
-            if existing.me.pid == pid && existing.header().unlinked.load(Ordering::Relaxed) == 0 {
-                existing.check_expect(expect)?;
-                return Ok(existing);
-            }
+        let reg = registry();
+        if let Some(existing) = reg.get(name) {
+            existing.check_expect(expect)?;
+            return Ok(existing);
         }
+        // Attach without holding the registry: attaching waits for the
+        // queue lock, and a fork meanwhile must find the registry free.
         let shared = Arc::new(Shared::attach(name, expect, true)?);
+        let mut map = reg.map();
+        if let Some(raced) = map
+            .get(name)
+            .and_then(Weak::upgrade)
+            .filter(|s| s.header().unlinked.load(Ordering::Relaxed) == 0)
+        {
+            // Another thread attached meanwhile: use its attachment (ours
+            // detaches when dropped, after the registry is unlocked).
+            drop(map);
+            drop(shared);
+            return Ok(raced);
+        }
         map.insert(name.to_owned(), Arc::downgrade(&shared));
         Ok(shared)
     }
@@ -265,14 +408,19 @@ impl Shared {
         }
         // SAFETY: the mapping covers the header (checked just above).
         let h = unsafe { &*(seg.base() as *const Header) };
-        // The creator publishes `magic` last; give a racing creator a moment.
+        let fd = live_fd(name, &seg)?;
+        // The creator publishes `magic` last, then drops its init lock: wait
+        // while it holds that lock (and a moment for it to take it).
         let started = Instant::now();
         loop {
             match h.magic.load(Ordering::Acquire) {
                 MAGIC => break,
-                0 if started.elapsed() < Duration::from_secs(2) && creator_may_be_alive(h) => {
+                0 if started.elapsed() < Duration::from_millis(200)
+                    || (started.elapsed() < INIT_PATIENCE && fd.init_in_progress()) =>
+                {
                     std::thread::sleep(Duration::from_millis(1))
                 }
+                0 if h.magic.load(Ordering::Acquire) == MAGIC => break,
                 0 => {
                     return Err(Error::invalid(
                         name,
@@ -311,10 +459,17 @@ impl Shared {
         {
             return Err(Error::invalid(name, "header limits are inconsistent"));
         }
+        let pid = std::process::id();
+        // Validated enough to write to: claim a token in its table.
+        let token = Token::claim(fd, &h.tokens, pid)
+            .map_err(|e| Error::io(format!("claiming a liveness token of queue {name:?}"), e))?;
         let mut shared = Shared {
             name: name.to_owned(),
             seg,
-            me: ProcessId::current(),
+            token,
+            pid,
+            generation: fork_generation(),
+            inspector: !claim,
             slot: usize::MAX,
             kind,
             maxsize: h.maxsize.load(Ordering::Relaxed),
@@ -328,7 +483,7 @@ impl Shared {
             return Ok(shared);
         }
         let slot = {
-            let mut g = shared.lock()?;
+            let mut g = shared.lock_until(within(ATTACH_PATIENCE))?;
             if shared.header().unlinked.load(Ordering::Relaxed) != 0 {
                 return Err(Error::NotFound(name.to_owned()));
             }
@@ -374,17 +529,34 @@ impl Shared {
         self.max_capacity - RECORD_HEADER
     }
 
-    /// Takes the lock, repairing the queue if its last holder died.
+    /// [`fork_generation`] this attachment belongs to.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Takes the lock, repairing the queue if its last holder died: waits
+    /// as long as a live holder keeps it, or, for an inspection-only
+    /// attachment, [`LOCK_PATIENCE`].
     pub(crate) fn lock(&self) -> Result<Locked<'_>> {
+        self.lock_until(self.inspector.then(|| Instant::now() + LOCK_PATIENCE))
+    }
+
+    /// Takes the lock, waiting for a live holder until `deadline` (`None`:
+    /// without limit), and repairs the queue if its last holder died.
+    pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Result<Locked<'_>> {
         let h = self.header();
-        let acquired = h.lock.lock(self.me.pid).map_err(|e| match e {
-            LockError::NotRecoverable => Error::invalid(&self.name, "lock is unrecoverable"),
-            LockError::DeadHolder(pid) => Error::invalid(
-                &self.name,
-                format!("lock held by dead process {pid} and not recoverable"),
-            ),
-            LockError::Os(e) => Error::io("pthread_mutex_lock", e),
-        })?;
+        let oracle = Oracle {
+            token: &self.token,
+            table: &h.tokens,
+        };
+        let acquired = h
+            .lock
+            .lock(self.token.stamp(), deadline, &oracle)
+            .map_err(|busy| Error::LockBusy {
+                name: self.name.clone(),
+                pid: Token::pid_of(&h.tokens, busy.stamp),
+                waited: busy.waited,
+            })?;
         let mut g = Locked {
             sh: self,
             state: h.state(),
@@ -396,12 +568,9 @@ impl Shared {
             h.counters.recoveries.fetch_add(1, Ordering::Relaxed);
             // The committed state is consistent by construction; what is left
             // is the journal and the slots of processes that died.
-            let result = g.validate().map(|()| {
-                g.apply_journal();
-                g.sweep();
-            });
-            h.lock.mark_consistent();
-            result?;
+            g.validate()?;
+            g.apply_journal();
+            g.sweep();
             // Whatever the dead process was about to announce, announce it.
             g.wake_items = true;
             g.wake_space = true;
@@ -414,12 +583,13 @@ impl Shared {
     /// Puts one encoded item.
     pub(crate) fn push(&self, item: &Encoded<'_>, block: Block, closed: &AtomicBool) -> Result<()> {
         self.check_size(item.len())?;
+        let lock_deadline = block.lock_deadline();
         let mut waiter = Waiter::new(self, block, Want::Space);
         loop {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            let mut g = self.lock()?;
+            let mut g = self.lock_until(lock_deadline)?;
             if g.try_push(item)? {
                 waiter.succeeded();
                 return Ok(());
@@ -441,12 +611,13 @@ impl Shared {
             self.check_size(item.len())?;
         }
         let mut done = 0;
+        let lock_deadline = block.lock_deadline();
         let mut waiter = Waiter::new(self, block, Want::Space);
         while done < items.len() {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            let mut g = self.lock()?;
+            let mut g = self.lock_until(lock_deadline)?;
             let mut held = 0u64;
             while done < items.len() && held < BATCH_BYTES && g.try_push(&items[done])? {
                 held += items[done].len();
@@ -487,12 +658,13 @@ impl Shared {
         closed: &AtomicBool,
         mut f: F,
     ) -> Result<usize> {
+        let lock_deadline = block.lock_deadline();
         let mut waiter = Waiter::new(self, block, Want::Items);
         loop {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            let mut g = self.lock()?;
+            let mut g = self.lock_until(lock_deadline)?;
             let n = g.pop_into(max, &mut f)?;
             if n > 0 {
                 waiter.succeeded();
@@ -505,6 +677,12 @@ impl Shared {
     }
 
     /// Marks one task done.
+    ///
+    /// The task is credited to this process's slot if it took any, else to
+    /// any process that did: `multiprocessing` lets one process `get` and
+    /// another call `task_done`, and a task must not be counted done again
+    /// when its getter leaves. So `unfinished` stays equal to the items in
+    /// the ring plus the tasks taken and not done over all slots.
     pub(crate) fn task_done(&self) -> Result<()> {
         let mut g = self.lock()?;
         let s = &mut g.state;
@@ -512,11 +690,24 @@ impl Shared {
             return Err(Error::TaskDoneTooOften);
         }
         s.unfinished -= 1;
-        let taken = self
+        let h = self.header();
+        let taken = |slot: &Slot| {
+            (slot.owner.load(Ordering::Relaxed) != 0)
+                .then(|| slot.tasks.load(Ordering::Relaxed))
+                .filter(|&t| t > 0)
+        };
+        let credited = self
             .slot_ref()
-            .map_or(0, |slot| slot.tasks.load(Ordering::Relaxed) as u32);
-        if taken > 0 {
-            g.journal(self.slot, OP_DONE, 1);
+            .and_then(taken)
+            .map(|t| (self.slot, t))
+            .or_else(|| {
+                h.slots
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, slot)| taken(slot).map(|t| (i, t)))
+            });
+        if let Some((i, t)) = credited {
+            g.journal(i, OP_SET, t - 1);
         }
         g.wake_done = g.state.unfinished == 0;
         g.commit();
@@ -525,11 +716,12 @@ impl Shared {
 
     /// Waits until every item put has been marked done.
     pub(crate) fn join(&self, block: Block, closed: &AtomicBool) -> Result<()> {
+        let lock_deadline = block.lock_deadline();
         loop {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            let mut g = self.lock()?;
+            let mut g = self.lock_until(lock_deadline)?;
             if g.state.unfinished == 0 {
                 return Ok(());
             }
@@ -552,9 +744,10 @@ impl Shared {
         }
     }
 
-    /// The committed state (takes the lock: exact).
+    /// The committed state (takes the lock: exact; gives up with
+    /// `LockBusy` after [`LOCK_PATIENCE`]).
     pub(crate) fn state(&self) -> Result<State> {
-        Ok(self.lock()?.state)
+        Ok(self.lock_until(within(LOCK_PATIENCE))?.state)
     }
 
     /// Wakes every waiter of this queue (used by `close`).
@@ -602,7 +795,7 @@ impl Shared {
 
     /// Live statistics, for inspection.
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
-        let mut g = self.lock()?;
+        let mut g = self.lock_until(within(LOCK_PATIENCE))?;
         g.shrink_if_idle();
         let h = self.header();
         let mut attached = 0;
@@ -612,13 +805,10 @@ impl Shared {
             for (total, v) in traffic.iter_mut().zip(slot.traffic.get()) {
                 *total = total.wrapping_add(v);
             }
-            let pid = slot.pid.load(Ordering::Relaxed);
-            if pid != 0 {
-                let id = ProcessId {
-                    pid,
-                    start_time: slot.start_time.load(Ordering::Relaxed),
-                };
-                if id.is_alive() {
+            let owner = slot.owner.load(Ordering::Relaxed);
+            if owner != 0 {
+                let gen = slot.owner_gen.load(Ordering::Relaxed);
+                if self.token.is_alive(&h.tokens, owner, gen) {
                     attached += 1;
                 } else {
                     dead += 1;
@@ -664,26 +854,17 @@ pub(crate) struct Snapshot {
     pub(crate) reclaimed: u64,
 }
 
-fn register(shared: &Arc<Shared>) {
-    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    reg.get_or_insert_with(HashMap::new)
-        .insert(shared.name.clone(), Arc::downgrade(shared));
-}
-
 impl Drop for Shared {
     fn drop(&mut self) {
         // A forked child inherits the parent's attachment but not its slot.
-        if self.slot == usize::MAX || self.me.pid != std::process::id() {
+        if self.slot == usize::MAX || self.generation != fork_generation() {
             return;
         }
-        if let Ok(mut reg) = REGISTRY.lock() {
-            if let Some(map) = reg.as_mut() {
-                if map.get(&self.name).is_some_and(|w| w.strong_count() == 0) {
-                    map.remove(&self.name);
-                }
-            }
-        }
-        let Ok(mut g) = self.lock() else { return };
+        registry().forget(&self.name);
+        // Bounded: a slot left behind is reclaimed once this process is gone.
+        let Ok(mut g) = self.lock_until(within(ATTACH_PATIENCE)) else {
+            return;
+        };
         g.shrink_if_idle();
         // Tasks this process took and never finished are written off, as
         // for a process that died: `join` must not wait for them forever.
@@ -821,7 +1002,7 @@ pub(crate) struct Locked<'a> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         let h = self.sh.header();
-        h.lock.unlock();
+        h.lock.unlock(self.sh.token.stamp());
         if self.wake_items {
             h.items.notify_all();
         }
@@ -873,18 +1054,24 @@ impl Locked<'_> {
         }
     }
 
-    /// Records a slot adjustment to apply right after the next commit.
+    /// Records a slot update to apply right after the next commit.
     fn journal(&mut self, slot: usize, op: u64, arg: u64) {
         if slot >= MAX_SLOTS {
             return; // persistent creators have no slot
         }
         self.state.journal_slot = slot as u64 + 1;
         self.state.journal_op = op;
-        self.state.journal_arg = arg;
+        // The journal keeps 32 bits of argument.
+        self.state.journal_arg = arg.min(u64::from(u32::MAX));
         self.state.journal_gen = 0; // filled in by `commit`
     }
 
     /// Applies the committed journal entry to its slot unless already done.
+    ///
+    /// Idempotent: the entry holds the slot's new count (not a change to
+    /// it), and the slot records the full 64-bit generation of the last entry
+    /// it applied *after* applying it, so a replay after a crash between the
+    /// two stores only stores the same values again.
     fn apply_journal(&self) {
         let s = &self.state;
         let Some(slot) = (s.journal_slot as usize)
@@ -893,46 +1080,41 @@ impl Locked<'_> {
         else {
             return;
         };
-        let word = slot.tasks.load(Ordering::Relaxed);
-        let gen32 = s.journal_gen as u32;
-        if (word >> 32) as u32 == gen32 {
+        if slot.applied.load(Ordering::Relaxed) == s.journal_gen {
             return;
         }
-        let taken = word as u32;
-        let taken = match s.journal_op {
-            OP_TAKE => taken.saturating_add(s.journal_arg as u32),
-            OP_DONE => taken.saturating_sub(s.journal_arg as u32),
-            _ => 0,
-        };
-        slot.tasks.store(
-            (u64::from(gen32) << 32) | u64::from(taken),
-            Ordering::Relaxed,
-        );
-        if s.journal_op == OP_RECLAIM {
-            slot.start_time.store(0, Ordering::Relaxed);
-            slot.pid.store(0, Ordering::Relaxed);
+        match s.journal_op {
+            OP_SET => slot.tasks.store(s.journal_arg, Ordering::Relaxed),
+            OP_RECLAIM => {
+                slot.tasks.store(0, Ordering::Relaxed);
+                slot.pid.store(0, Ordering::Relaxed);
+                slot.owner_gen.store(0, Ordering::Relaxed);
+                slot.owner.store(0, Ordering::Relaxed);
+            }
+            _ => {}
         }
+        slot.applied.store(s.journal_gen, Ordering::Relaxed);
     }
 
     /// Claims a free slot for the calling process.
     fn claim_slot(&mut self) -> Result<usize> {
-        let me = self.sh.me;
+        let (owner, gen) = self.sh.token.owner();
         for attempt in 0..2 {
             let slots = &self.sh.header().slots;
             if let Some(i) = slots
                 .iter()
-                .position(|s| s.pid.load(Ordering::Relaxed) == 0)
+                .position(|s| s.owner.load(Ordering::Relaxed) == 0)
             {
                 let slot = &slots[i];
                 // A fresh slot has "seen" the current journal entry, so a
                 // later recovery never replays an old entry onto it.
-                slot.tasks.store(
-                    u64::from(self.state.journal_gen as u32) << 32,
-                    Ordering::Relaxed,
-                );
+                slot.tasks.store(0, Ordering::Relaxed);
+                slot.applied
+                    .store(self.state.journal_gen, Ordering::Relaxed);
                 slot.traffic.retire_into(&self.sh.header().counters.retired);
-                slot.start_time.store(me.start_time, Ordering::Relaxed);
-                slot.pid.store(me.pid, Ordering::Relaxed);
+                slot.pid.store(self.sh.pid, Ordering::Relaxed);
+                slot.owner_gen.store(gen, Ordering::Relaxed);
+                slot.owner.store(owner, Ordering::Relaxed);
                 return Ok(i);
             }
             if attempt == 0 {
@@ -945,20 +1127,18 @@ impl Locked<'_> {
         ))
     }
 
-    /// Reclaims the slots of processes that are no longer alive.
+    /// Reclaims the slots of processes that are no longer alive (their
+    /// liveness tokens are gone: see `liveness`).
     pub(crate) fn sweep(&mut self) {
         let h = self.sh.header();
         for i in 0..MAX_SLOTS {
             let slot = &h.slots[i];
-            let pid = slot.pid.load(Ordering::Relaxed);
-            if pid == 0 || (pid == self.sh.me.pid && i == self.sh.slot) {
+            let owner = slot.owner.load(Ordering::Relaxed);
+            if owner == 0 || i == self.sh.slot {
                 continue;
             }
-            let id = ProcessId {
-                pid,
-                start_time: slot.start_time.load(Ordering::Relaxed),
-            };
-            if !id.is_alive() {
+            let gen = slot.owner_gen.load(Ordering::Relaxed);
+            if !self.sh.token.is_alive(&h.tokens, owner, gen) {
                 self.reclaim(i);
                 h.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
             }
@@ -972,7 +1152,7 @@ impl Locked<'_> {
             return;
         };
         slot.traffic.retire_into(&h.counters.retired);
-        let taken = u64::from(slot.tasks.load(Ordering::Relaxed) as u32);
+        let taken = slot.tasks.load(Ordering::Relaxed);
         let s = &mut self.state;
         let before = s.unfinished;
         s.unfinished = s.unfinished.saturating_sub(taken).max(s.ring.count);
@@ -1094,7 +1274,8 @@ impl Locked<'_> {
             self.state.empty_since = monotonic_ns();
         }
         if sh.kind == Kind::Joinable {
-            self.journal(sh.slot, OP_TAKE, n as u64);
+            let taken = sh.slot_ref().map_or(0, |s| s.tasks.load(Ordering::Relaxed));
+            self.journal(sh.slot, OP_SET, taken.saturating_add(n as u64));
         }
         self.commit();
         self.wake_space = true;
@@ -1286,18 +1467,90 @@ mod hostile {
         assert_eq!(q.get_nowait().unwrap(), vec![2; 10]);
     }
 
+    /// Forges the queue lock's word, as a hostile or corrupted segment could.
+    fn forge_lock(name: &str, word: u32) {
+        poke(name, offset_of!(Header, lock), &word.to_le_bytes());
+    }
+
     #[test]
-    fn a_lock_held_by_a_dead_pid_without_robust_handover_is_reported() {
-        let (name, q, _cleanup) = queue("deadlock");
-        // Forge a mutex that looks held by a thread that does not exist (what
-        // a corrupted segment could contain), with a dead owner pid stamped.
-        let m = offset_of!(Header, lock);
-        let dead: u32 = 0x3fff_fff0;
-        poke(&name, m, &dead.to_le_bytes()); // glibc's __lock word: held
-        poke(&name, m + crate::sync::OWNER_OFFSET, &dead.to_le_bytes()); // procq's owner stamp
-        let t = Instant::now();
-        let msg = expect_invalid(q.get_nowait());
-        assert!(msg.contains("dead process"), "{msg}");
-        assert!(t.elapsed() < Duration::from_secs(10), "reported, not hung");
+    fn a_forged_lock_word_naming_nobody_is_taken_over_at_once() {
+        let (name, q, _cleanup) = queue("forged");
+        q.put(&vec![1; 10]).unwrap();
+        // Stamp 0 with the waiter bit and a stamp with token index 0 name no
+        // holder at all; all-ones garbage names a token nobody holds.
+        for word in [1u32, 1 << 20, 0xffff_fffe, 0xffff_ffff] {
+            forge_lock(&name, word);
+            let t = Instant::now();
+            assert_eq!(q.get_nowait().unwrap(), vec![1; 10], "{word:#x}");
+            q.put(&vec![1; 10]).unwrap();
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "{word:#x}: {:?}",
+                t.elapsed()
+            );
+        }
+        assert!(q.stats().unwrap().recoveries >= 4);
+        let st = crate::stats(&name).unwrap();
+        assert_eq!((st.items, st.attached_processes), (1, 1));
+    }
+
+    #[test]
+    fn a_lock_word_naming_a_dead_or_reissued_token_is_taken_over() {
+        let (name, q, _cleanup) = queue("deadstamp");
+        q.put(&vec![1; 10]).unwrap();
+        let sh = q.handle.shared();
+        let h = sh.header();
+        // A token nobody holds (index 2000), with its recorded generation,
+        // and one whose generation has moved on.
+        let cell = &h.tokens[1999];
+        cell.gen.store(5, Ordering::Relaxed);
+        for gen in [5u32, 4] {
+            forge_lock(&name, (gen << 11 | 2000) << 1);
+            let t = Instant::now();
+            assert_eq!(q.get_timeout(Duration::from_secs(30)).unwrap(), vec![1; 10]);
+            q.put(&vec![1; 10]).unwrap();
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        }
+        // A word naming this very attachment's own token in a slot that
+        // no thread holds is a live holder as far as anyone can tell: calls
+        // with a deadline give up with LockBusy, naming this process.
+        forge_lock(&name, sh.token.stamp() << 1);
+        match q.get_nowait() {
+            Err(Error::LockBusy { pid, .. }) => assert_eq!(pid, std::process::id()),
+            other => panic!("expected LockBusy, got {other:?}"),
+        }
+        forge_lock(&name, 0);
+    }
+
+    #[test]
+    fn a_slot_replays_a_journal_entry_exactly_2_pow_32_commits_newer() {
+        let name = format!("hostile-journal-{}", std::process::id());
+        let _cleanup = Cleanup(name.clone());
+        let q = crate::Builder::new()
+            .name(&name)
+            .build_joinable::<Vec<u8>>()
+            .unwrap();
+        q.put(&vec![1]).unwrap();
+        q.put(&vec![2]).unwrap();
+        q.get_nowait().unwrap();
+        let sh = q.handle.shared();
+        let h = sh.header();
+        let slot = &h.slots[sh.slot];
+        assert_eq!(slot.tasks.load(Ordering::Relaxed), 1);
+        let seen = slot.applied.load(Ordering::Relaxed);
+        // A committed entry (its process died before applying it) whose
+        // generation matches what the slot saw in its low 32 bits only.
+        let mut s = h.state();
+        s.gen = seen + (1 << 32);
+        s.journal_gen = s.gen;
+        s.journal_slot = sh.slot as u64 + 1;
+        s.journal_op = OP_SET;
+        s.journal_arg = 2;
+        let cur = h.current.load(Ordering::Relaxed) as usize;
+        h.states[cur].store(&s);
+        forge_lock(&name, 1); // the dead process's lock, taken over next
+        assert_eq!(q.unfinished_tasks().unwrap(), 2);
+        assert_eq!(slot.tasks.load(Ordering::Relaxed), 2, "entry replayed");
+        assert_eq!(slot.applied.load(Ordering::Relaxed), seen + (1 << 32));
     }
 }

@@ -141,6 +141,13 @@ impl Segment {
         }
     }
 
+    /// The segment's descriptor (to check that another descriptor refers
+    /// to the same file).
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
     /// Length of the mapping in bytes.
     pub(crate) fn len(&self) -> usize {
         self.map.len()

@@ -1,192 +1,292 @@
 //! Inter-process lock and wait primitives that live in shared memory.
 //!
-//! * [`RobustMutex`]: a process-shared, robust `pthread_mutex_t`. When its
-//!   holder dies, the kernel's robust-futex list hands the lock to the next
-//!   locker with `EOWNERDEAD`; procq repairs the queue state and calls
-//!   `pthread_mutex_consistent` (the advice in the design notes: get
-//!   robustness from glibc, never paper over it). The owner's pid is stamped
-//!   beside the mutex so that a waiter can tell a slow holder from a dead one
-//!   even when the kernel could not recover the lock (a corrupted segment).
+//! * [`RobustLock`]: a futex mutex whose word holds only plain values — the
+//!   holder's *owner stamp* and a "someone sleeps" bit — and that survives a
+//!   holder dying at any instant. It never keeps or follows a pointer in
+//!   shared memory (a glibc robust `pthread_mutex_t` keeps the owner's
+//!   robust-list pointers inside the mutex, so whoever can write the segment
+//!   could turn an unlock into an arbitrary memory write).
 //! * [`EventCount`]: a futex sequence word on which waiters sleep. Unlike a
 //!   pthread condvar in shared memory (glibc ≥ 2.25 hangs after a crashed
 //!   waiter, sourceware 21422; Boost.Interprocess #69/#163), a dead waiter
 //!   leaves nothing behind but one "someone may be waiting" bit, which the
 //!   next notification clears.
 //!
+//! # The lock
+//!
+//! The word is `0` when free, else `stamp << 1 | PARKED`. The algorithm is
+//! Drepper's three-state futex mutex ("Futexes Are Tricky", mutex 3) with
+//! the "locked" state replaced by the holder's stamp, in the shape of
+//! parking_lot's `RawMutex` (fast path inline, slow path apart):
+//!
+//! * **lock**: one compare-and-swap `0 → stamp`. If that fails, spin
+//!   *reading* the word (test-and-test-and-set: a failed CAS would pull the
+//!   cache line away from the holder) and retry while it looks free, ending
+//!   the spin with a few `sched_yield`s; then set `PARKED` and `FUTEX_WAIT`.
+//!   A locker that slept takes the lock as `stamp | PARKED`, since others
+//!   may still sleep.
+//! * **unlock**: one compare-and-swap `stamp → 0`; only if `PARKED` was set,
+//!   one `FUTEX_WAKE` of one waiter. No syscall when nobody sleeps.
+//! * **robustness**: a holder that dies cannot unlock, and no kernel list
+//!   announces its death (the kernel's robust-futex list is per thread and
+//!   owned by glibc). So a sleeping locker wakes up every few milliseconds
+//!   (a backoff from 1 to 50 ms) and, if the word has not changed, asks its
+//!   [`Holders`] oracle whether the stamp's owner still lives (procq answers
+//!   with kernel-tracked file locks, see `liveness`). A dead or unidentifiable
+//!   owner's lock is taken over with one compare-and-swap from the exact
+//!   stale word, so of several lockers only one wins; the winner gets
+//!   [`Acquired::OwnerDied`] and repairs the protected state before using it.
+//!   A stamp that cannot name any owner (garbage, a forged word) is taken over
+//!   at once.
+//! * **deadlines**: every wait takes an optional deadline on the monotonic
+//!   clock (futex timeouts are relative `CLOCK_MONOTONIC` waits). A *live*
+//!   holder that does not let go — stopped with SIGSTOP inside its critical
+//!   section — is indistinguishable from a slow one, so only the caller's
+//!   deadline bounds that wait: the locker gives up with
+//!   [`Busy`] naming the holder. Without a deadline it sleeps (never spins)
+//!   until the holder lets go or dies.
+//!
+//! Several locks may live in one segment (each is one cache line); the
+//! stamp and the oracle are the caller's, so one process can use one stamp
+//! for all of them.
+//!
 //! Futex calls never pass `FUTEX_PRIVATE_FLAG`: a private wake is invisible
-//! to other processes. Timeouts are relative, measured on `CLOCK_MONOTONIC`.
+//! to other processes.
 
-use std::cell::UnsafeCell;
 use std::hint;
-use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 
-use crate::liveness::ProcessId;
-
-/// Owner-stamp checks before sleeping on a contended lock, the last
+/// Reads of the word before sleeping on a contended lock, the last
 /// [`LOCK_YIELDS`] of them with a `sched_yield` in between.
 const LOCK_SPINS: u32 = 200;
 const LOCK_YIELDS: u32 = 8;
+/// How long a waiter sleeps before it looks at the holder again, at first
+/// and at most (it doubles in between): a dead holder is noticed within
+/// about 1 ms at first, and a long wait costs a wake-up every 50 ms.
+const FIRST_NAP: Duration = Duration::from_millis(1);
+const LONGEST_NAP: Duration = Duration::from_millis(50);
 
-/// Room reserved for a `pthread_mutex_t` (40 bytes on x86_64, 48 on aarch64).
-const MUTEX_BYTES: usize = 48;
-const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= MUTEX_BYTES);
+/// Bit 0 of the word: a locker may be sleeping on it.
+const PARKED: u32 = 1;
+/// Largest owner stamp (31 bits; bit 0 of the word is [`PARKED`]).
+pub(crate) const MAX_STAMP: u32 = u32::MAX >> 1;
 
-/// A robust, process-shared mutex stored in shared memory.
+/// A robust mutex in shared memory: one word of plain values, on a cache
+/// line of its own.
 #[repr(C, align(64))]
-pub(crate) struct RobustMutex {
-    /// The glibc mutex; only ever touched through `pthread_mutex_*`.
-    mutex: UnsafeCell<[u64; MUTEX_BYTES / 8]>,
-    /// Pid of the current holder, 0 when free. Written by the holder right
-    /// after locking and cleared right before unlocking. On the mutex's own
-    /// cache line: taking the lock moves one line, not two.
-    owner: AtomicU32,
+pub(crate) struct RobustLock {
+    /// `0` when free, else `stamp << 1 | PARKED`.
+    word: AtomicU32,
 }
-const _: () = assert!(std::mem::size_of::<RobustMutex>() == 64);
-
-/// Offset of the owner stamp inside [`RobustMutex`] (for tests that forge one).
-#[cfg(test)]
-pub(crate) const OWNER_OFFSET: usize = std::mem::offset_of!(RobustMutex, owner);
-
-// SAFETY: the mutex is only touched through `pthread_mutex_*`, which is
-// thread- and process-safe for a PTHREAD_PROCESS_SHARED mutex, and `owner`
-// is atomic.
-unsafe impl Sync for RobustMutex {}
-// SAFETY: as above; it holds no thread-affine state.
-unsafe impl Send for RobustMutex {}
+const _: () = assert!(std::mem::size_of::<RobustLock>() == 64);
 
 /// How a lock was acquired.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Acquired {
     /// The previous holder released it normally.
     Clean,
-    /// The previous holder died while holding it: the protected state is as
-    /// the dead process left it and must be repaired before `mark_consistent`.
+    /// The previous holder died holding it (or the word named no live
+    /// holder): the protected state is as it was left and must be repaired.
     OwnerDied,
 }
 
-/// Why a lock could not be acquired.
-#[derive(Debug)]
-pub(crate) enum LockError {
-    /// A previous repair was abandoned; the mutex can never be locked again.
-    NotRecoverable,
-    /// The recorded holder is dead but the lock was not handed over: the
-    /// segment was corrupted or written by something that is not procq.
-    DeadHolder(u32),
-    /// Any other error code from glibc (e.g. `EINVAL` for a garbage mutex).
-    Os(io::Error),
+/// What the owner of a stamp is, as far as the lock's user can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Alive (or cannot be proven dead): wait for it.
+    Alive,
+    /// Dead: take the lock over.
+    Dead,
+    /// The stamp names nobody (garbage or forged): take the lock over.
+    Unknown,
 }
 
-impl RobustMutex {
-    /// Initializes the mutex in place.
-    ///
-    /// # Safety
-    /// `this` must point to writable, suitably aligned shared memory that no
-    /// other process uses yet.
-    pub(crate) unsafe fn init(this: *const RobustMutex) -> io::Result<()> {
-        let m = (*this).mutex.get().cast::<libc::pthread_mutex_t>();
-        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        let check = |rc: i32| {
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(rc))
-            }
-        };
-        check(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
-        let attr_ptr = attr.as_mut_ptr();
-        let result = (|| {
-            check(libc::pthread_mutexattr_setpshared(
-                attr_ptr,
-                libc::PTHREAD_PROCESS_SHARED,
-            ))?;
-            check(libc::pthread_mutexattr_setrobust(
-                attr_ptr,
-                libc::PTHREAD_MUTEX_ROBUST,
-            ))?;
-            check(libc::pthread_mutex_init(m, attr_ptr))
-        })();
-        libc::pthread_mutexattr_destroy(attr_ptr);
-        (*this).owner.store(0, Ordering::Relaxed);
-        result
+/// Answers who holds a lock, for [`RobustLock::lock`].
+pub(crate) trait Holders {
+    /// Whether the owner of `stamp` lives. Only called after the word stayed
+    /// unchanged for a while, so it may make a syscall.
+    fn holder(&self, stamp: u32) -> Holder;
+    /// Whether `stamp` can name an owner at all; must be cheap (no syscall).
+    fn is_valid(&self, stamp: u32) -> bool;
+}
+
+/// The lock was still held by a live process when the deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Busy {
+    /// The holder's stamp.
+    pub(crate) stamp: u32,
+    /// How long this locker waited.
+    pub(crate) waited: Duration,
+}
+
+impl RobustLock {
+    /// Takes the lock as `stamp` (non-zero, at most [`MAX_STAMP`]), waiting
+    /// until `deadline` (`None`: as long as the holder lives).
+    #[inline]
+    pub(crate) fn lock(
+        &self,
+        stamp: u32,
+        deadline: Option<Instant>,
+        holders: &impl Holders,
+    ) -> Result<Acquired, Busy> {
+        debug_assert!(stamp != 0 && stamp <= MAX_STAMP);
+        // AcqRel: the holder's earlier writes (e.g. its identity in the
+        // segment) are visible to whoever reads its stamp here.
+        if self
+            .word
+            .compare_exchange(0, stamp << 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(Acquired::Clean);
+        }
+        self.lock_slow(stamp, deadline, holders)
     }
 
-    fn raw(&self) -> *mut libc::pthread_mutex_t {
-        self.mutex.get().cast()
-    }
-
-    /// Locks, waiting as long as the holder is alive.
-    ///
-    /// `me` is stamped as owner. Spins briefly with `trylock` first: the
-    /// critical sections are short, and a futex sleep costs microseconds.
-    pub(crate) fn lock(&self, me: u32) -> Result<Acquired, LockError> {
-        // Test-and-test-and-set: a failed `trylock` is an atomic RMW that
-        // pulls the mutex's cache line away from the holder and slows down
-        // its unlock. So spin *reading* the owner stamp (a shared read) and
-        // only try when the lock looks free.
-        for i in 0..LOCK_SPINS {
-            if self.owner.load(Ordering::Relaxed) == 0 {
-                // SAFETY: the mutex was initialized by `init` in a mapping
-                // that outlives `self`; glibc does its own synchronization.
-                match unsafe { libc::pthread_mutex_trylock(self.raw()) } {
-                    libc::EBUSY => {}
-                    rc => return self.finish(rc, me),
+    #[cold]
+    fn lock_slow(
+        &self,
+        stamp: u32,
+        deadline: Option<Instant>,
+        holders: &impl Holders,
+    ) -> Result<Acquired, Busy> {
+        // Spin while the holder is (probably) running: critical sections are
+        // a bounds check and a memcpy, far shorter than a futex sleep.
+        if crate::sync::may_spin() {
+            for i in 0..LOCK_SPINS {
+                let v = self.word.load(Ordering::Relaxed);
+                if v == 0 {
+                    if self
+                        .word
+                        .compare_exchange_weak(0, stamp << 1, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        return Ok(Acquired::Clean);
+                    }
+                } else if !holders.is_valid(v >> 1) {
+                    break; // garbage: handled below
+                }
+                if i < LOCK_SPINS - LOCK_YIELDS {
+                    hint::spin_loop();
+                } else {
+                    // Let a descheduled holder run (processes may outnumber cores).
+                    std::thread::yield_now();
                 }
             }
-            if i < LOCK_SPINS - LOCK_YIELDS {
-                hint::spin_loop();
-            } else {
-                // Let a descheduled holder run (processes may outnumber cores).
-                std::thread::yield_now();
-            }
         }
+        let started = Instant::now();
+        let mut nap = FIRST_NAP;
+        // The word as it was when a nap ended without a wake-up: if it is
+        // still the same after the next look, its holder is examined.
+        let mut unchanged: Option<u32> = None;
         loop {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
+            let v = self.word.load(Ordering::Acquire);
+            if v == 0 {
+                // Others may be asleep: keep PARKED so that our unlock wakes one.
+                match self.word.compare_exchange(
+                    0,
+                    stamp << 1 | PARKED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(Acquired::Clean),
+                    Err(_) => continue,
+                }
+            }
+            let holder = v >> 1;
+            let verdict = if !holders.is_valid(holder) {
+                Holder::Unknown
+            } else if unchanged == Some(v) {
+                holders.holder(holder)
+            } else {
+                Holder::Alive
             };
-            // SAFETY: plain out-parameter call.
-            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-            ts.tv_sec += 1;
-            // SAFETY: as above; `ts` is a valid absolute deadline.
-            match unsafe { libc::pthread_mutex_timedlock(self.raw(), &ts) } {
-                libc::ETIMEDOUT => {
-                    let holder = self.owner.load(Ordering::Relaxed);
-                    if holder != 0 && holder != me && !ProcessId::pid_exists(holder) {
-                        return Err(LockError::DeadHolder(holder));
+            if verdict != Holder::Alive {
+                // Take over from the exact stale word: if it changed (the
+                // holder was alive after all, or another locker won), look again.
+                match self.word.compare_exchange(
+                    v,
+                    stamp << 1 | (v & PARKED),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(Acquired::OwnerDied),
+                    Err(_) => {
+                        unchanged = None;
+                        continue;
                     }
                 }
-                rc => return self.finish(rc, me),
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if now >= d => {
+                    return Err(Busy {
+                        stamp: holder,
+                        waited: now - started,
+                    })
+                }
+                Some(d) => (d - now).min(nap),
+                None => nap,
+            };
+            if v & PARKED == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | PARKED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                unchanged = None;
+                continue;
+            }
+            match futex::wait(
+                &self.word,
+                futex::Flags::empty(),
+                v | PARKED,
+                Some(&timespec(left)),
+            ) {
+                Err(rustix::io::Errno::TIMEDOUT) => {
+                    // Nobody woke us: if the word is still the same, its
+                    // holder gets examined on the next look.
+                    unchanged = Some(v | PARKED);
+                    nap = (nap * 2).min(LONGEST_NAP);
+                }
+                _ => unchanged = None,
             }
         }
     }
 
-    fn finish(&self, rc: i32, me: u32) -> Result<Acquired, LockError> {
-        let acquired = match rc {
-            0 => Acquired::Clean,
-            libc::EOWNERDEAD => Acquired::OwnerDied,
-            libc::ENOTRECOVERABLE => return Err(LockError::NotRecoverable),
-            rc => return Err(LockError::Os(io::Error::from_raw_os_error(rc))),
-        };
-        self.owner.store(me, Ordering::Relaxed);
-        Ok(acquired)
+    /// Releases the lock taken as `stamp`. Returns `false` (and leaves the
+    /// word alone) if the lock is no longer ours: another locker took it
+    /// over, believing us dead.
+    #[inline]
+    pub(crate) fn unlock(&self, stamp: u32) -> bool {
+        match self
+            .word
+            .compare_exchange(stamp << 1, 0, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => true,
+            Err(_) => self.unlock_slow(stamp),
+        }
     }
 
-    /// Declares the state repaired after [`Acquired::OwnerDied`].
-    pub(crate) fn mark_consistent(&self) {
-        // SAFETY: called by the current holder after EOWNERDEAD.
-        unsafe { libc::pthread_mutex_consistent(self.raw()) };
+    #[cold]
+    fn unlock_slow(&self, stamp: u32) -> bool {
+        if self
+            .word
+            .compare_exchange(stamp << 1 | PARKED, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        let _ = futex::wake(&self.word, futex::Flags::empty(), 1);
+        true
     }
 
-    /// Unlocks. Must be called by the holder.
-    pub(crate) fn unlock(&self) {
-        self.owner.store(0, Ordering::Relaxed);
-        // SAFETY: the calling thread holds the lock (guaranteed by the guard
-        // types in `queue`).
-        unsafe { libc::pthread_mutex_unlock(self.raw()) };
+    /// The raw word (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn word(&self) -> u32 {
+        self.word.load(Ordering::Relaxed)
     }
 }
 
@@ -337,26 +437,128 @@ mod tests {
         h.join().unwrap();
     }
 
-    #[test]
-    fn robust_mutex_survives_a_dead_holder_thread() {
-        // A thread that exits holding a robust mutex leaves EOWNERDEAD, just
-        // like a dead process does (the kernel walks each thread's list).
-        let m: Arc<RobustMutex> = Arc::new(RobustMutex {
-            mutex: UnsafeCell::new([0; MUTEX_BYTES / 8]),
-            owner: AtomicU32::new(0),
-        });
-        // SAFETY: freshly allocated, not shared yet.
-        unsafe { RobustMutex::init(&*m).unwrap() };
-        let m2 = m.clone();
-        std::thread::spawn(move || {
-            assert_eq!(m2.lock(1).unwrap(), Acquired::Clean);
+    /// Stamps 1..=100 are valid; `dead` holds the ones whose owner died.
+    struct Table {
+        dead: std::sync::Mutex<Vec<u32>>,
+    }
+
+    impl Holders for Table {
+        fn holder(&self, stamp: u32) -> Holder {
+            if self.dead.lock().unwrap().contains(&stamp) {
+                Holder::Dead
+            } else {
+                Holder::Alive
+            }
+        }
+        fn is_valid(&self, stamp: u32) -> bool {
+            (1..=100).contains(&stamp)
+        }
+    }
+
+    fn table() -> Arc<Table> {
+        Arc::new(Table {
+            dead: std::sync::Mutex::new(Vec::new()),
         })
-        .join()
-        .unwrap();
-        assert_eq!(m.lock(2).unwrap(), Acquired::OwnerDied);
-        m.mark_consistent();
-        m.unlock();
-        assert_eq!(m.lock(2).unwrap(), Acquired::Clean);
-        m.unlock();
+    }
+
+    fn new_lock() -> Arc<RobustLock> {
+        Arc::new(RobustLock {
+            word: AtomicU32::new(0),
+        })
+    }
+
+    #[test]
+    fn uncontended_lock_stamps_the_word_and_unlock_clears_it() {
+        let (l, t) = (new_lock(), table());
+        assert_eq!(l.lock(5, None, &*t), Ok(Acquired::Clean));
+        assert_eq!(l.word(), 5 << 1);
+        assert!(l.unlock(5));
+        assert_eq!(l.word(), 0);
+        assert!(!l.unlock(5), "not ours any more");
+    }
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let (l, t) = (new_lock(), table());
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let handles: Vec<_> = (1..=4u32)
+            .map(|stamp| {
+                let (l, t, counter) = (l.clone(), t.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        l.lock(stamp, None, &*t).unwrap();
+                        // A non-atomic read-modify-write: torn if two hold it.
+                        let v = counter.load(Ordering::Relaxed);
+                        counter.store(v + 1, Ordering::Relaxed);
+                        assert!(l.unlock(stamp));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(counter.load(Ordering::Relaxed), 80_000);
+        assert_eq!(l.word(), 0);
+    }
+
+    #[test]
+    fn a_live_holder_times_out_waiters_at_their_deadline() {
+        let (l, t) = (new_lock(), table());
+        l.lock(1, None, &*t).unwrap();
+        let start = Instant::now();
+        let busy = l
+            .lock(2, Some(start + Duration::from_millis(100)), &*t)
+            .unwrap_err();
+        assert_eq!(busy.stamp, 1);
+        assert!(busy.waited >= Duration::from_millis(90), "{busy:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(l.unlock(1));
+    }
+
+    #[test]
+    fn a_dead_holder_is_taken_over_once() {
+        let (l, t) = (new_lock(), table());
+        l.lock(1, None, &*t).unwrap();
+        t.dead.lock().unwrap().push(1);
+        let deadline = Some(Instant::now() + Duration::from_secs(10));
+        assert_eq!(l.lock(2, deadline, &*t), Ok(Acquired::OwnerDied));
+        assert!(!l.unlock(1), "the dead holder's unlock must not release it");
+        assert!(l.unlock(2));
+        assert_eq!(l.lock(3, deadline, &*t), Ok(Acquired::Clean));
+        assert!(l.unlock(3));
+    }
+
+    #[test]
+    fn a_garbage_word_is_taken_over_at_once() {
+        let (l, t) = (new_lock(), table());
+        for garbage in [1u32, 0xffff_fffe, 0xdead_beef, 101 << 1] {
+            l.word.store(garbage, Ordering::Relaxed);
+            let start = Instant::now();
+            assert_eq!(
+                l.lock(7, None, &*t),
+                Ok(Acquired::OwnerDied),
+                "{garbage:#x}"
+            );
+            assert!(start.elapsed() < Duration::from_secs(2));
+            assert!(l.unlock(7));
+        }
+    }
+
+    #[test]
+    fn a_sleeping_waiter_is_woken_by_unlock() {
+        let (l, t) = (new_lock(), table());
+        l.lock(1, None, &*t).unwrap();
+        let (l2, t2) = (l.clone(), t.clone());
+        let h = std::thread::spawn(move || {
+            let r = l2.lock(2, None, &*t2);
+            assert!(l2.unlock(2));
+            r
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(l.word() & PARKED, PARKED, "the waiter sleeps");
+        assert!(l.unlock(1));
+        assert_eq!(h.join().unwrap(), Ok(Acquired::Clean));
+        assert_eq!(l.word(), 0);
     }
 }

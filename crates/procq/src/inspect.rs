@@ -94,6 +94,10 @@ pub(crate) fn stats_of(shared: &Shared) -> Result<Stats> {
 
 /// Statistics of the queue called `name`, without attaching to it.
 ///
+/// Takes the queue's lock for an exact read-out, waiting at most about a
+/// second: a queue whose lock another live process keeps (one stopped
+/// inside its critical section, say) gives [`Error::LockBusy`].
+///
 /// ```
 /// let q = procq::Queue::new(0)?;
 /// q.put(&5u8)?;
@@ -142,7 +146,9 @@ pub fn list_redis(server: &str) -> Result<Vec<String>> {
 }
 
 /// Removes a queue's name at once, whoever uses it. Processes that have it
-/// open keep working with it; nobody can open it any more.
+/// open keep working with it; nobody can open it any more. A queue whose
+/// lock is wedged (held by a stopped process) is removed too, after about
+/// a second.
 ///
 /// ```
 /// let name = format!("doc-remove-{}", std::process::id());
@@ -169,7 +175,10 @@ pub fn remove(name: &str) -> Result<()> {
 
 /// Removes every queue whose processes are all dead (and that is not
 /// persistent); returns their names. A queue with any live user is never
-/// touched.
+/// touched. Never blocks on one queue: a queue whose lock another live
+/// process keeps (one stopped inside its critical section, say) is skipped
+/// after about a second, and the others are still collected (see
+/// [`collect_garbage_report`] to learn which were skipped and why).
 ///
 /// ```
 /// let q = procq::Queue::<u8>::new(0)?;
@@ -178,14 +187,43 @@ pub fn remove(name: &str) -> Result<()> {
 /// # Ok::<(), procq::Error>(())
 /// ```
 pub fn collect_garbage() -> Result<Vec<String>> {
-    let mut removed = Vec::new();
+    Ok(collect_garbage_report()?.removed)
+}
+
+/// What [`collect_garbage_report`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Garbage {
+    /// Queues removed: every process that used them is dead.
+    pub removed: Vec<String>,
+    /// Queues that could not be examined, with the reason: a lock held
+    /// too long by a live process ([`Error::LockBusy`]), a file that is not
+    /// a valid queue, ... They were left alone.
+    pub skipped: Vec<(String, Error)>,
+}
+
+/// Like [`collect_garbage`], and also says which queues were skipped and
+/// why.
+///
+/// ```
+/// let report = procq::collect_garbage_report()?;
+/// for (name, why) in &report.skipped {
+///     eprintln!("skipped {name}: {why}");
+/// }
+/// # Ok::<(), procq::Error>(())
+/// ```
+pub fn collect_garbage_report() -> Result<Garbage> {
+    let mut report = Garbage::default();
     for name in list()? {
-        let Ok(shared) = Shared::inspect(&name) else {
-            continue;
-        };
-        if shared.collect_if_orphaned().unwrap_or(false) {
-            removed.push(name);
+        // An inspection attachment: its lock waits give up after ~1 s.
+        let outcome = Shared::inspect(&name).and_then(|shared| shared.collect_if_orphaned());
+        match outcome {
+            Ok(true) => report.removed.push(name),
+            Ok(false) => {}
+            // Removed meanwhile by someone else: nothing to report.
+            Err(Error::NotFound(_)) => {}
+            Err(e) => report.skipped.push((name, e)),
         }
     }
-    Ok(removed)
+    Ok(report)
 }

@@ -24,13 +24,15 @@
 //!   immediately false and exiting right after `put` never deadlocks;
 //! - [`Queue::qsize`] is exact on every platform;
 //! - a process killed at any instant, even holding the lock, never leaves
-//!   the queue locked or corrupt (robust mutex plus an atomic commit, see
-//!   the `layout` module and the README's "Guarantees");
+//!   the queue locked or corrupt (a robust futex lock plus an atomic
+//!   commit, see the `sync` and `layout` modules and the README's
+//!   "Guarantees"), and every call with a timeout returns in time even if
+//!   another process is stopped holding the lock ([`Error::LockBusy`]);
 //! - futex-based waiting with monotonic-clock timeouts, and no syscall when
 //!   nobody waits.
 //!
-//! Linux only for now; the OS-specific parts are in `shm` (segments) and
-//! `sync` (mutex and futex).
+//! Linux only for now; the OS-specific parts are in `shm` (segments),
+//! `sync` (futex lock and event counts) and `liveness` (file locks).
 
 #![warn(missing_docs)]
 
@@ -57,7 +59,7 @@ mod sync;
 pub use error::{Error, Result};
 #[cfg(feature = "redis")]
 pub use inspect::list_redis;
-pub use inspect::{collect_garbage, list, remove, stats, Stats};
+pub use inspect::{collect_garbage, collect_garbage_report, list, remove, stats, Garbage, Stats};
 pub use joinable::JoinableQueue;
 pub use layout::Kind;
 pub use process::{__enable_test_mode, init, Process, ProcessError, StartMethod, Target};

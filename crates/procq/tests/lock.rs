@@ -196,12 +196,22 @@ fn a_holder_stopped_inside_the_lock_bounds_every_call_with_a_deadline() {
     ready.get_timeout(LIMIT).unwrap();
     o.0.kill().unwrap();
     o.0.wait().unwrap();
-    let (removed, took) = within(LIMIT, || timed(procq::collect_garbage));
-    let removed = removed.unwrap();
-    assert!(removed.contains(&orphan), "orphan collected: {removed:?}");
+    let (report, took) = within(LIMIT, || timed(procq::collect_garbage_report));
+    let report = report.unwrap();
     assert!(
-        !removed.contains(&name),
+        report.removed.contains(&orphan),
+        "orphan collected: {report:?}"
+    );
+    assert!(
+        !report.removed.contains(&name),
         "a queue in use is never collected"
+    );
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|(n, e)| n == &name && matches!(e, Error::LockBusy { .. })),
+        "the wedged queue is reported busy: {report:?}"
     );
     assert!(took < SLACK * 2, "gc took {took:?}");
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use procq::{Builder, JoinableQueue, Queue};
+use procq::{Builder, Error, JoinableQueue, Queue};
 use serde::{Deserialize, Serialize};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -85,6 +85,24 @@ fn child_entry() {
                 q.task_done().unwrap();
             }
         }
+        // Takes the lock as often as it can: put, get, task_done and qsize
+        // in a loop, checking every item it gets. Runs until killed.
+        "hammer" => {
+            let q = JoinableQueue::<Option<Item>>::open(&args[0]).unwrap();
+            let id: u32 = args[1].parse().unwrap();
+            for seq in 0.. {
+                q.put(&Some(item(id, seq % 64))).unwrap();
+                if let Some(it) = q.get_timeout(LIMIT).unwrap() {
+                    assert_eq!(
+                        it.checksum,
+                        checksum(it.producer, it.seq, &it.payload),
+                        "torn item"
+                    );
+                }
+                q.task_done().unwrap();
+                let _ = q.qsize();
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -128,6 +146,11 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: signals our own child, which we have not reaped yet.
+    unsafe { libc::kill(child.id() as i32, sig) };
 }
 
 fn kill(child: &mut Child) {
@@ -255,6 +278,158 @@ fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
     eprintln!(
         "torture: {kills} kills in {rounds} rounds, {delivered} items delivered intact, {lost} taken by killed consumers, \
          {recoveries} lock recoveries, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn seed_and_kills(default: usize) -> (Rng, usize) {
+    let kills: usize = std::env::var("PROCQ_TORTURE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(default, |n: usize| (n / 4).max(default));
+    let seed = std::env::var("PROCQ_TORTURE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("seed {seed} (PROCQ_TORTURE_SEED to replay)");
+    (Rng(seed), kills)
+}
+
+/// Empties the queue checking every item, marks them done, and checks that
+/// the task count and the lock are sound afterwards.
+fn drain_and_check(q: &JoinableQueue<Option<Item>>) -> usize {
+    let mut n = 0;
+    while let Ok(it) = q.get_timeout(Duration::from_millis(10)) {
+        let it = it.expect("only items were put");
+        assert_eq!(
+            it.checksum,
+            checksum(it.producer, it.seq, &it.payload),
+            "torn item"
+        );
+        q.task_done().unwrap();
+        n += 1;
+    }
+    // Dead hammers' tasks are written off: join returns, nothing is left.
+    q.join_timeout(LIMIT).expect("join after kills");
+    assert_eq!(q.qsize(), 0);
+    assert_eq!(q.unfinished_tasks().unwrap(), 0);
+    q.put(&None).unwrap();
+    assert!(q.get().unwrap().is_none());
+    q.task_done().unwrap();
+    n
+}
+
+/// Kills aimed at the lock: every process takes it four times per loop
+/// with tiny critical sections, so SIGKILLs land while holding it, while
+/// spinning for it and while asleep on it.
+#[test]
+fn sigkill_of_lock_holders_and_waiters_is_recovered() {
+    let (mut rng, total) = seed_and_kills(100);
+    let started = Instant::now();
+    let (mut kills, mut recoveries, mut drained) = (0, 0, 0);
+    while kills < total {
+        let q = Builder::new()
+            .maxsize(16)
+            .capacity_bytes(4096)
+            .build_joinable::<Option<Item>>()
+            .unwrap();
+        let mut next = 0u32;
+        let spawn = |next: &mut u32| {
+            *next += 1;
+            common::spawn("hammer", &[q.name(), &next.to_string()])
+        };
+        let mut hammers: Vec<Child> = (0..4).map(|_| spawn(&mut next)).collect();
+        for _ in 0..(total - kills).min(25) {
+            std::thread::sleep(Duration::from_micros(rng.below(5_000)));
+            let i = rng.below(hammers.len() as u64) as usize;
+            kill(&mut hammers[i]);
+            hammers[i] = spawn(&mut next);
+            kills += 1;
+        }
+        for h in &mut hammers {
+            kill(h);
+        }
+        drained += drain_and_check(&q);
+        recoveries += q.stats().unwrap().recoveries;
+        let name = q.name().to_owned();
+        drop(q);
+        assert!(!common::segment_exists(&name), "queue {name} leaked");
+    }
+    eprintln!(
+        "lock torture: {kills} kills, {recoveries} lock recoveries, {drained} items left intact, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Holders stopped with SIGSTOP at random moments (some killed while
+/// stopped): calls with a timeout still return in time — with their result,
+/// `Empty`/`Full`, or `LockBusy` — and the queue stays sound.
+#[test]
+fn sigstop_of_lock_holders_bounds_calls_with_timeouts() {
+    let (mut rng, total) = seed_and_kills(100);
+    let started = Instant::now();
+    let q = Builder::new()
+        .maxsize(16)
+        .capacity_bytes(4096)
+        .build_joinable::<Option<Item>>()
+        .unwrap();
+    let mut next = 0u32;
+    let spawn = |next: &mut u32| {
+        *next += 1;
+        common::spawn("hammer", &[q.name(), &next.to_string()])
+    };
+    let mut hammers: Vec<Child> = (0..4).map(|_| spawn(&mut next)).collect();
+    let (mut stops, mut busy, mut slowest) = (0, 0, Duration::ZERO);
+    let timeout = Duration::from_millis(20);
+    for round in 0..total {
+        let i = rng.below(hammers.len() as u64) as usize;
+        signal(&hammers[i], libc::SIGSTOP);
+        stops += 1;
+        // While it is stopped (perhaps inside the lock), calls with a
+        // timeout must come back within max(timeout, ~1 s) + slack.
+        for _ in 0..1 + rng.below(3) {
+            let t = Instant::now();
+            let r = match rng.below(3) {
+                0 => q.get_timeout(timeout).map(|it| {
+                    q.task_done().unwrap();
+                    drop(it)
+                }),
+                1 => q.put_timeout(&Some(item(0, round as u32)), timeout),
+                _ => q.stats().map(drop),
+            };
+            let took = t.elapsed();
+            slowest = slowest.max(took);
+            assert!(
+                took < Duration::from_secs(4),
+                "a call with a {timeout:?} timeout took {took:?}: {r:?}"
+            );
+            match r {
+                Ok(()) | Err(Error::Empty) | Err(Error::Full) => {}
+                Err(Error::LockBusy { .. }) => busy += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        if rng.below(4) == 0 {
+            kill(&mut hammers[i]); // SIGKILL while stopped
+            hammers[i] = spawn(&mut next);
+        } else {
+            signal(&hammers[i], libc::SIGCONT);
+        }
+    }
+    for h in &mut hammers {
+        kill(h);
+    }
+    let drained = drain_and_check(&q);
+    let recoveries = q.stats().unwrap().recoveries;
+    eprintln!(
+        "stop torture: {stops} stops, {busy} calls saw LockBusy, slowest call {slowest:?}, \
+         {recoveries} lock recoveries, {drained} items left intact, {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

@@ -88,7 +88,14 @@ fn child_entry() {
         // Takes the lock as often as it can: put, get, task_done and qsize
         // in a loop, checking every item it gets. Runs until killed.
         "hammer" => {
-            let q = JoinableQueue::<Option<Item>>::open(&args[0]).unwrap();
+            // Attaching gives up (LockBusy) after a few seconds of a holder
+            // that does not let go; the SIGSTOP round makes that happen.
+            let q = loop {
+                match JoinableQueue::<Option<Item>>::open(&args[0]) {
+                    Err(Error::LockBusy { .. }) => continue,
+                    other => break other.unwrap(),
+                }
+            };
             let id: u32 = args[1].parse().unwrap();
             for seq in 0.. {
                 q.put(&Some(item(id, seq % 64))).unwrap();
@@ -372,7 +379,9 @@ fn sigkill_of_lock_holders_and_waiters_is_recovered() {
 /// `Empty`/`Full`, or `LockBusy` — and the queue stays sound.
 #[test]
 fn sigstop_of_lock_holders_bounds_calls_with_timeouts() {
+    // A stop may cost its calls a second each: keep the long mode short.
     let (mut rng, total) = seed_and_kills(100);
+    let total = total.min(300);
     let started = Instant::now();
     let q = Builder::new()
         .maxsize(16)
@@ -393,7 +402,7 @@ fn sigstop_of_lock_holders_bounds_calls_with_timeouts() {
         stops += 1;
         // While it is stopped (perhaps inside the lock), calls with a
         // timeout must come back within max(timeout, ~1 s) + slack.
-        for _ in 0..1 + rng.below(3) {
+        for _ in 0..1 + rng.below(2) {
             let t = Instant::now();
             let r = match rng.below(3) {
                 0 => q.get_timeout(timeout).map(|it| {

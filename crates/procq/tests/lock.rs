@@ -170,6 +170,13 @@ fn a_holder_stopped_inside_the_lock_bounds_every_call_with_a_deadline() {
         zero,
         pid,
     );
+    let q6 = q.clone();
+    assert_busy(
+        "put_nowait",
+        within(LIMIT, move || timed(|| q6.put_nowait(&Trap(8)))),
+        zero,
+        pid,
+    );
     assert_busy(
         "put_timeout",
         within(LIMIT, move || timed(|| q3.put_timeout(&Trap(8), one))),

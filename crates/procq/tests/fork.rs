@@ -55,6 +55,14 @@ fn children_forked_while_another_thread_attaches_can_use_the_queue() {
     // A queue nobody in this process keeps open: every `open` attaches
     // afresh (maps it, takes its lock, claims a slot) and every drop detaches.
     let other = format!("fork-other-{}", std::process::id());
+    /// Removes the persistent queue even if the test fails.
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = procq::remove(&self.0);
+        }
+    }
+    let _remove = Remove(other.clone());
     let keeper = Builder::new()
         .name(&other)
         .persistent(true)
@@ -97,7 +105,6 @@ fn children_forked_while_another_thread_attaches_can_use_the_queue() {
     assert_eq!(got, (0..children).collect::<Vec<_>>());
     eprintln!("{children} forks during {attaches} attaches");
     drop(keeper);
-    procq::remove(&other).unwrap();
 }
 
 #[test]

@@ -76,6 +76,28 @@ pub enum Error {
         /// What check failed.
         reason: String,
     },
+    /// The segment behind the name may not be used by this process: it is
+    /// owned by another user, readable or writable by group or others, not
+    /// a regular file, a symbolic link, or has more than one name. A queue
+    /// is shared by the processes of one user (effective uid); anything
+    /// else in `/dev/shm` is refused without being mapped, locked or
+    /// removed. Tools map it like a permission error (the `procq` command
+    /// exits with code 2, Python raises `PermissionError`).
+    ///
+    /// ```
+    /// let err = procq::Error::PermissionDenied {
+    ///     name: "jobs".into(),
+    ///     reason: "owned by uid 65534, not by this process's uid 0".into(),
+    /// };
+    /// assert!(err.to_string().contains("owned by uid 65534"));
+    /// ```
+    #[error("queue {name:?} refused: {reason}")]
+    PermissionDenied {
+        /// Name of the queue.
+        name: String,
+        /// What is wrong with the segment (owner, mode, file type).
+        reason: String,
+    },
     /// `task_done()` was called more times than there were items.
     #[error("task_done() called too many times")]
     TaskDoneTooOften,
@@ -109,6 +131,13 @@ impl Error {
         Error::Io {
             context: context.into(),
             source: source.into(),
+        }
+    }
+
+    pub(crate) fn denied(name: &str, reason: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            name: name.to_owned(),
+            reason: reason.into(),
         }
     }
 

@@ -167,10 +167,23 @@ pub fn remove(name: &str) -> Result<()> {
         #[cfg(not(feature = "redis"))]
         return Err(crate::queue::redis_disabled(name));
     }
-    if let Ok(shared) = Shared::inspect(name) {
-        shared.mark_unlinked();
+    // Only a segment this process may use is removed (never another user's,
+    // never through a symbolic link), and only while the name refers to the
+    // file that was checked.
+    let removed = match Shared::inspect(name) {
+        Ok(shared) => shared.remove()?,
+        Err(
+            e @ (Error::NotFound(_) | Error::PermissionDenied { .. } | Error::InvalidName { .. }),
+        ) => return Err(e),
+        // Not a usable queue (foreign magic, other version, never
+        // initialized): still ours to remove.
+        Err(_) => Segment::remove_unusable(name)?,
+    };
+    if removed {
+        Ok(())
+    } else {
+        Err(Error::NotFound(name.to_owned()))
     }
-    Segment::unlink(name)
 }
 
 /// Removes every queue whose processes are all dead (and that is not

@@ -297,7 +297,7 @@ impl Shared {
         let seg = Segment::create(name, DATA_OFFSET + max_capacity, DATA_OFFSET + min_capacity)?;
         let pid = std::process::id();
         let fail = |e: Error| {
-            let _ = Segment::unlink(name);
+            let _ = seg.unlink_if_same(name);
             e
         };
         let fd = live_fd(name, &seg).map_err(fail)?;
@@ -768,16 +768,25 @@ impl Shared {
         if persistent || h.slots.iter().any(|s| s.pid.load(Ordering::Relaxed) != 0) {
             return Ok(false);
         }
-        h.unlinked.store(1, Ordering::Relaxed);
-        Segment::unlink(&self.name)?;
-        Ok(true)
+        g.retire_name()
     }
 
-    /// Flags the queue as removed so that racing `open`s refuse it.
-    pub(crate) fn mark_unlinked(&self) {
-        if let Ok(_g) = self.lock() {
-            self.header().unlinked.store(1, Ordering::Relaxed);
-        }
+    /// Removes the queue's name (`procq::remove`), whoever uses it, if the
+    /// name still refers to this segment; flags the segment as removed so
+    /// that racing `open`s refuse it. Returns whether the name was removed
+    /// (`false`: it was gone, or names a queue created since).
+    pub(crate) fn remove(&self) -> Result<bool> {
+        // A queue whose lock cannot be taken (corrupt, or its memory gone)
+        // is removed all the same: the lock only orders this against other
+        // procq removals of the same segment.
+        let _g = self.lock().ok();
+        let h = self.header();
+        // Unlike the last detacher and `collect_garbage`, an explicit remove
+        // also finishes a removal that flagged the segment but did not get
+        // to unlink it: the name was looked up and checked just now.
+        let removed = self.seg.unlink_if_same(&self.name)?;
+        h.unlinked.store(1, Ordering::Relaxed);
+        Ok(removed)
     }
 
     /// Where this process counts its traffic: its slot, or the retired
@@ -873,8 +882,7 @@ impl Drop for Shared {
         let h = self.header();
         let persistent = h.flags.load(Ordering::Relaxed) & FLAG_PERSISTENT != 0;
         if !persistent && h.slots.iter().all(|s| s.pid.load(Ordering::Relaxed) == 0) {
-            h.unlinked.store(1, Ordering::Relaxed);
-            let _ = Segment::unlink(&self.name);
+            let _ = g.retire_name();
         }
     }
 }
@@ -1035,6 +1043,27 @@ impl Locked<'_> {
             return Err(self.corrupt("bad journal entry"));
         }
         Ok(())
+    }
+
+    /// Removes the name of a queue nobody uses any more, exactly once: only
+    /// the process that flags the segment as removed (under the lock) may,
+    /// and only while the name still refers to this segment. A holder of a
+    /// queue that was removed meanwhile (`procq::remove`) finds it flagged
+    /// and leaves the name alone — it may belong to a new queue by now.
+    /// The name goes before the flag is set, so a process killed in between
+    /// leaves a nameless segment (harmless), never a flagged one that
+    /// blocks the name.
+    fn retire_name(&mut self) -> Result<bool> {
+        let sh = self.sh;
+        let h = sh.header();
+        if h.unlinked.load(Ordering::Relaxed) != 0 {
+            return Ok(false);
+        }
+        // On an error (the name could not be looked up or removed) the
+        // segment stays openable, for `collect_garbage` to try again.
+        let removed = sh.seg.unlink_if_same(&sh.name)?;
+        h.unlinked.store(1, Ordering::Relaxed);
+        Ok(removed)
     }
 
     /// Publishes the working state.
@@ -1388,6 +1417,14 @@ mod hostile {
     fn foreign_files_are_refused() {
         let name = format!("hostile-foreign-{}", std::process::id());
         let _cleanup = Cleanup(name.clone());
+        // Owner-only, as procq makes them: what is checked is the content.
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path(&name))
+            .unwrap();
         std::fs::write(path(&name), vec![0xA5u8; 200_000]).unwrap();
         let msg = expect_invalid(Queue::<u8>::open(&name));
         assert!(msg.contains("not a procq queue"), "{msg}");

@@ -5,6 +5,26 @@
 //! mapped memory lives here or in [`crate::sync`]; the rest of the crate sees
 //! bounds-checked copies.
 //!
+//! # Who may use a segment
+//!
+//! A queue is shared by the processes of **one user**. `/dev/shm` is
+//! writable by everybody, so a name there proves nothing: every path that
+//! opens an existing segment ([`Segment::open`]) refuses, with
+//! `Error::PermissionDenied`, anything that is not a regular file owned by
+//! the effective uid with no group or other permission bits and a single
+//! name. It opens with `O_NOFOLLOW` (a symbolic link is never followed) and
+//! checks the *descriptor* with `fstat`, so the file checked is the file
+//! mapped. Root gets no exception: a queue another user made is not root's.
+//!
+//! # Removing a name
+//!
+//! Names are recycled: after a queue is removed, a new one may be created
+//! under the same name while processes still hold the old one. So a name is
+//! only ever removed through [`Segment::unlink_if_same`], which removes it
+//! only while it still refers to the mapped file (device and inode).
+//!
+//! # Segments are sparse
+//!
 //! Segments are sparse: the file is sized for the largest ring the queue may
 //! ever grow to, but tmpfs only backs pages that were allocated. Pages are
 //! reserved with `fallocate` before they are written, so a full `/dev/shm`
@@ -17,8 +37,8 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use memmap2::{MmapOptions, MmapRaw};
-use rustix::fs::{FallocateFlags, Mode};
-use rustix::shm;
+use rustix::fs::{FallocateFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
@@ -61,14 +81,65 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn object_name(name: &str) -> String {
-    format!("/{PREFIX}{name}")
+/// The segment's file: `/dev/shm/procq-<name>` (what `shm_open` would use,
+/// opened directly so that `O_NOFOLLOW` applies).
+fn file_path(name: &str) -> String {
+    format!("/dev/shm/{PREFIX}{name}")
+}
+
+/// Flags every open of a segment uses: never follow a link, never make it
+/// a controlling terminal, never block (on a FIFO someone put there).
+fn open_flags() -> OFlags {
+    OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC
+}
+
+/// Why `st` may not be used as a queue by this process, if it may not.
+fn refusal(st: &Stat) -> Option<String> {
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::RegularFile {
+        return Some(match kind {
+            FileType::Symlink => {
+                "is a symbolic link (procq never follows links in /dev/shm)".to_owned()
+            }
+            other => format!("is not a regular file but a {other:?}"),
+        });
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if st.st_uid != euid {
+        return Some(format!(
+            "owned by uid {}, not by this process's effective uid {euid} \
+             (a queue is shared by the processes of one user)",
+            st.st_uid
+        ));
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o077 != 0 {
+        return Some(format!(
+            "mode {mode:04o} lets other users read or write it (procq queues are 0600)"
+        ));
+    }
+    if st.st_nlink > 1 {
+        return Some(format!("has {} names (hard links)", st.st_nlink));
+    }
+    None
+}
+
+/// Whether the name refers to a segment this process may use, judged from
+/// the directory entry alone (`lstat`: nothing is opened or followed).
+/// `Ok(())` also when there is no such name: opening reports that.
+pub(crate) fn check_entry(name: &str) -> Result<()> {
+    validate_name(name)?;
+    match rustix::fs::lstat(file_path(name).as_str()) {
+        Ok(st) => refusal(&st).map_or(Ok(()), |why| Err(Error::denied(name, why))),
+        Err(_) => Ok(()),
+    }
 }
 
 /// A mapped shared-memory segment. Unmapped and closed on drop; the name is
-/// only removed by [`Segment::unlink`].
+/// only removed by [`Segment::unlink_if_same`].
 pub(crate) struct Segment {
-    /// Kept open so that pages can be reserved and released later.
+    /// Kept open so that pages can be reserved and released later, and to
+    /// tell this file from another one under the same name.
     fd: OwnedFd,
     /// The whole file, mapped read-write and shared.
     map: MmapRaw,
@@ -79,38 +150,39 @@ impl Segment {
     /// the name is taken. The first `reserve` bytes are allocated up front.
     pub(crate) fn create(name: &str, len: u64, reserve: u64) -> Result<Segment> {
         validate_name(name)?;
-        let path = object_name(name);
-        let fd = match shm::open(
+        let path = file_path(name);
+        // O_EXCL never follows a link either: a planted link is "taken".
+        let fd = match rustix::fs::open(
             path.as_str(),
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            open_flags() | OFlags::CREATE | OFlags::EXCL,
             Mode::RUSR | Mode::WUSR,
         ) {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::EXIST) => return Err(Error::AlreadyExists(name.to_owned())),
-            Err(e) => return Err(Error::io(format!("shm_open({path})"), e)),
+            Err(Errno::EXIST) => return Err(Error::AlreadyExists(name.to_owned())),
+            Err(e) => return Err(Error::io(format!("creating {path}"), e)),
         };
         let setup = || -> Result<Segment> {
+            // 0600 whatever the umask (which may have removed our own bits).
+            rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR).map_err(|e| Error::io("fchmod", e))?;
             rustix::fs::ftruncate(&fd, len).map_err(|e| Error::io("ftruncate", e))?;
             rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, reserve)
                 .map_err(|e| Error::io(format!("reserving {reserve} bytes in /dev/shm"), e))?;
             Segment::map(fd.try_clone().map_err(|e| Error::io("dup", e))?, len)
         };
         setup().inspect_err(|_| {
-            let _ = shm::unlink(path.as_str());
+            let _ = unlink_if_same_file(name, &fd);
         })
     }
 
     /// Opens and maps an existing segment. The caller validates the header
     /// before trusting anything in it.
+    ///
+    /// Refuses (`Error::PermissionDenied`) a segment this process may not
+    /// use (see the module docs) before mapping it: the entry is checked
+    /// with `lstat` before it is opened (so a foreign file or a FIFO is
+    /// never even opened), then the opened descriptor with `fstat`.
     pub(crate) fn open(name: &str, max_len: u64) -> Result<Segment> {
-        validate_name(name)?;
-        let path = object_name(name);
-        let fd = match shm::open(path.as_str(), shm::OFlags::RDWR, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Err(Error::NotFound(name.to_owned())),
-            Err(e) => return Err(Error::io(format!("shm_open({path})"), e)),
-        };
-        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e))?;
+        let (fd, st) = open_checked(name)?;
         let len = st.st_size as u64;
         if len > max_len {
             return Err(Error::invalid(
@@ -131,14 +203,26 @@ impl Segment {
         Ok(Segment { fd, map })
     }
 
-    /// Removes the name; processes that have it mapped keep working.
-    pub(crate) fn unlink(name: &str) -> Result<()> {
-        validate_name(name)?;
-        match shm::unlink(object_name(name).as_str()) {
-            Ok(()) => Ok(()),
-            Err(rustix::io::Errno::NOENT) => Err(Error::NotFound(name.to_owned())),
-            Err(e) => Err(Error::io("shm_unlink", e)),
-        }
+    /// Removes the name, but only while it still refers to this segment's
+    /// file: `Ok(true)` if removed, `Ok(false)` if the name is gone or now
+    /// names another file (a queue created since under the same name).
+    /// Processes that have the segment mapped keep working.
+    ///
+    /// The name is looked up with `O_PATH | O_NOFOLLOW` and compared by
+    /// device and inode with the mapped descriptor. Between that comparison
+    /// and the unlink only a process that removes the name *without* procq
+    /// (procq removes names under the queue's lock, which the caller holds)
+    /// could swap the file.
+    pub(crate) fn unlink_if_same(&self, name: &str) -> Result<bool> {
+        unlink_if_same_file(name, &self.fd)
+    }
+
+    /// Removes the name of a segment that is not a usable queue (foreign
+    /// contents, another layout version) but that this process may use by
+    /// the ownership rules: `Ok(false)` if the name went away meanwhile.
+    pub(crate) fn remove_unusable(name: &str) -> Result<bool> {
+        let (fd, _) = open_checked(name)?;
+        unlink_if_same_file(name, &fd)
     }
 
     /// The segment's descriptor (to check that another descriptor refers
@@ -185,6 +269,55 @@ impl Segment {
         rustix::fs::fstat(&self.fd)
             .map(|st| st.st_blocks as u64 * 512)
             .unwrap_or(0)
+    }
+}
+
+/// Opens an existing segment's file after the checks of [`Segment::open`].
+fn open_checked(name: &str) -> Result<(OwnedFd, Stat)> {
+    check_entry(name)?;
+    let path = file_path(name);
+    let fd = match rustix::fs::open(path.as_str(), open_flags(), Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(Error::NotFound(name.to_owned())),
+        Err(Errno::LOOP) => {
+            return Err(Error::denied(
+                name,
+                "is a symbolic link (procq never follows links in /dev/shm)",
+            ))
+        }
+        Err(e @ (Errno::ACCESS | Errno::PERM)) => {
+            return Err(Error::denied(name, format!("cannot be opened: {e}")))
+        }
+        Err(e) => return Err(Error::io(format!("opening {path}"), e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e))?;
+    if let Some(why) = refusal(&st) {
+        return Err(Error::denied(name, why));
+    }
+    Ok((fd, st))
+}
+
+/// See [`Segment::unlink_if_same`].
+fn unlink_if_same_file(name: &str, fd: &OwnedFd) -> Result<bool> {
+    validate_name(name)?;
+    let path = file_path(name);
+    let mine = rustix::fs::fstat(fd).map_err(|e| Error::io("fstat", e))?;
+    let there = match rustix::fs::open(
+        path.as_str(),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(f) => rustix::fs::fstat(&f).map_err(|e| Error::io("fstat", e))?,
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(Error::io(format!("looking up {path}"), e)),
+    };
+    if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino) {
+        return Ok(false);
+    }
+    match rustix::fs::unlink(path.as_str()) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(Error::io(format!("removing {path}"), e)),
     }
 }
 
@@ -331,7 +464,8 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert!(seg.resident_bytes() >= 4096);
         seg.release(0, 4096).unwrap();
-        Segment::unlink(&name).unwrap();
+        assert!(seg.unlink_if_same(&name).unwrap());
+        assert!(!seg.unlink_if_same(&name).unwrap(), "already gone");
         assert!(matches!(
             Segment::open(&name, 1 << 30),
             Err(Error::NotFound(_))

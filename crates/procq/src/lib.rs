@@ -54,6 +54,7 @@ mod redis_backend;
 mod ring;
 mod shared;
 mod shm;
+mod sigbus;
 mod sync;
 
 pub use error::{Error, Result};

@@ -41,6 +41,9 @@ const SHRINK_AFTER: Duration = Duration::from_millis(20);
 /// Bounds of the adaptive spin before a waiter sleeps (iterations).
 const SPIN_MIN: u32 = 16;
 const SPIN_MAX: u32 = 2048;
+/// How often a blocked `put`/`get` wakes to check that its segment still
+/// exists (a truncated file's waiters can never be woken otherwise).
+const INTACT_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often `join` re-checks for dead consumers while it waits.
 const JOIN_SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// How long a call with a shorter (or no: `_nowait`) timeout, and an
@@ -415,8 +418,9 @@ impl Shared {
         loop {
             match h.magic.load(Ordering::Acquire) {
                 MAGIC => break,
-                0 if started.elapsed() < Duration::from_millis(200)
-                    || (started.elapsed() < INIT_PATIENCE && fd.init_in_progress()) =>
+                0 if !seg.faulted()
+                    && (started.elapsed() < Duration::from_millis(200)
+                        || (started.elapsed() < INIT_PATIENCE && fd.init_in_progress())) =>
                 {
                     std::thread::sleep(Duration::from_millis(1))
                 }
@@ -564,6 +568,7 @@ impl Shared {
             wake_space: false,
             wake_done: false,
         };
+        self.check_intact()?;
         if acquired == Acquired::OwnerDied {
             h.counters.recoveries.fetch_add(1, Ordering::Relaxed);
             // The committed state is consistent by construction; what is left
@@ -789,6 +794,18 @@ impl Shared {
         Ok(removed)
     }
 
+    /// Whether the mapping lost its file's pages, as an error.
+    fn check_intact(&self) -> Result<()> {
+        if self.seg.faulted() {
+            return Err(Error::invalid(
+                &self.name,
+                "segment file was truncated by another process (or a page could not be \
+                 allocated in /dev/shm): the queue's contents are gone",
+            ));
+        }
+        Ok(())
+    }
+
     /// Where this process counts its traffic: its slot, or the retired
     /// totals for a slotless (persistent-creator or inspecting) attachment.
     fn traffic(&self) -> &Traffic {
@@ -986,10 +1003,16 @@ impl<'a> Waiter<'a> {
         } else {
             &h.space
         };
+        // Nobody can wake a sleeper whose futex word's page was truncated
+        // away: wake up now and then to notice (the next lock reports it).
+        let tick = Instant::now() + INTACT_CHECK_EVERY;
+        let until = Some(until.map_or(tick, |d| d.min(tick)));
         let key = ev.prepare();
         drop(g);
         self.spun = false;
-        if ev.wait(key, until) == Wake::TimedOut && until == self.block.deadline() {
+        let woke = ev.wait(key, until);
+        self.sh.check_intact()?;
+        if woke == Wake::TimedOut && until == self.block.deadline() {
             h.counters.timeouts.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
@@ -1213,6 +1236,8 @@ impl Locked<'_> {
         if !mem.write(off, item.head) || !mem.write(off + item.head.len() as u64, item.body) {
             return Err(self.corrupt("payload out of bounds"));
         }
+        // The copy may have run into a truncated file (see `sigbus`).
+        sh.check_intact()?;
         let s = &mut self.state;
         s.ring.commit_push(&plan);
         s.unfinished = s.unfinished.saturating_add(1);
@@ -1279,6 +1304,8 @@ impl Locked<'_> {
             let accepted = mem
                 .read_with(front.off, front.len, &mut *f)
                 .ok_or_else(|| self.corrupt("item out of bounds"))?;
+            // What `f` saw may be zeros from a truncated file (see `sigbus`).
+            sh.check_intact()?;
             if !accepted && n > 0 {
                 break;
             }

@@ -41,6 +41,7 @@ use rustix::fs::{FallocateFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
+use crate::sigbus;
 
 /// Every procq segment's file name in `/dev/shm` starts with this.
 pub(crate) const PREFIX: &str = "procq-";
@@ -141,6 +142,9 @@ pub(crate) struct Segment {
     /// Kept open so that pages can be reserved and released later, and to
     /// tell this file from another one under the same name.
     fd: OwnedFd,
+    /// Registers the mapping with the `SIGBUS` handler. Declared before
+    /// `map` so that it is dropped (unregistered) before the unmapping.
+    guard: sigbus::Guard,
     /// The whole file, mapped read-write and shared.
     map: MmapRaw,
 }
@@ -200,7 +204,8 @@ impl Segment {
             .len(len)
             .map_raw(&fd)
             .map_err(|e| Error::io("mmap", e))?;
-        Ok(Segment { fd, map })
+        let guard = sigbus::register(map.as_mut_ptr(), map.len());
+        Ok(Segment { fd, guard, map })
     }
 
     /// Removes the name, but only while it still refers to this segment's
@@ -230,6 +235,14 @@ impl Segment {
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.fd.as_fd()
+    }
+
+    /// Whether the mapping lost its file's pages (the file was truncated by
+    /// another process, or a page could not be allocated): the `SIGBUS`
+    /// this caused was turned into zero-filled private memory, so the
+    /// segment's contents are gone for this process.
+    pub(crate) fn faulted(&self) -> bool {
+        self.guard.faulted()
     }
 
     /// Length of the mapping in bytes.

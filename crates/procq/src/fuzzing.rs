@@ -10,7 +10,7 @@
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::layout::{Header, DATA_OFFSET};
+use crate::layout::{Header, StateCell, DATA_OFFSET};
 use crate::{Builder, RawQueue};
 
 /// Bytes of the header the fuzzer may overwrite: everything before the lock
@@ -26,10 +26,68 @@ fn patchable(offset: usize, len: usize) -> bool {
     (offset >= 8 && offset + len <= lock) || offset >= lock_end
 }
 
+/// Values near the integer limits, where position and count arithmetic
+/// overflows if anything is unchecked.
+const NEAR_LIMITS: [u64; 8] = [
+    u64::MAX,
+    1 << 63,
+    i64::MAX as u64,
+    1 << 48,
+    1 << 40,
+    1 << 32,
+    u32::MAX as u64,
+    0,
+];
+
+/// A value near one of [`NEAR_LIMITS`]: `bytes[0]` picks the base (bit 7:
+/// add instead of subtract, bit 6: keep the result 16-byte aligned), the
+/// next up to four bytes are the distance (LE).
+fn near_limit(bytes: &[u8]) -> u64 {
+    let pick = bytes.first().copied().unwrap_or(0);
+    let mut d = [0u8; 8];
+    let rest = bytes.get(1..).unwrap_or_default();
+    let n = rest.len().min(4);
+    d[..n].copy_from_slice(&rest[..n]);
+    let delta = u64::from_le_bytes(d);
+    let base = NEAR_LIMITS[usize::from(pick) % NEAR_LIMITS.len()];
+    let v = if pick & 0x80 != 0 {
+        base.wrapping_add(delta)
+    } else {
+        base.wrapping_sub(delta)
+    };
+    if pick & 0x40 != 0 {
+        v & !15
+    } else {
+        v
+    }
+}
+
+/// Byte offset of word `word` (0–7) of state cell `cell` (0–1).
+fn state_word(cell: usize, word: usize) -> usize {
+    std::mem::offset_of!(Header, states) + cell * std::mem::size_of::<StateCell>() + word * 8
+}
+
+/// Overwrites word `word` (0 head, 1 tail, 2 count, 3 unfinished, 4
+/// empty-since, 5 packed capacity/journal, 6 journal generation, 7
+/// generation) of *both* committed-state cells of queue `name` with
+/// `value`, as a hostile process of the same user could. For tests.
+pub fn poke_state(name: &str, word: usize, value: u64) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/procq-{name}"))?;
+    for cell in 0..2 {
+        file.write_all_at(&value.to_le_bytes(), state_word(cell, word % 8) as u64)?;
+    }
+    Ok(())
+}
+
 /// Applies patches from `data` to a fresh queue, then runs every operation.
 ///
-/// `data` is a list of patches: `[region][offset: u16 LE][len: u8][bytes]`,
-/// region 0 = header (offset scaled ×8 to reach the state), 1 = ring.
+/// `data` is a list of patches: `[region][offset: u16 LE][len: u8][bytes]`.
+/// By `region % 4`: 0 = header bytes (offset scaled ×8 to reach the
+/// state), 1 and 3 = ring bytes, 2 = one committed-state word (offset % 16:
+/// cell × 8 + word, independent of where the layout puts the state) set to
+/// a value near an integer limit (see [`near_limit`]).
 ///
 /// ```
 /// procq::__fuzzing::segment(&[1, 0, 0, 4, b'J', b'U', b'N', b'K']);
@@ -64,14 +122,19 @@ pub fn segment(mut data: &[u8]) {
         let len = usize::from(*len).min(rest.len());
         let (bytes, tail) = rest.split_at(len);
         let offset = usize::from(u16::from_le_bytes([*o0, *o1]));
-        let at = match region % 2 {
+        data = tail;
+        let at = match region % 4 {
             0 => offset * 8 % DATA_OFFSET as usize,
+            2 => {
+                let at = state_word(offset / 8 % 2, offset % 8);
+                let _ = file.write_all_at(&near_limit(bytes).to_le_bytes(), at as u64);
+                continue;
+            }
             _ => DATA_OFFSET as usize + offset,
         };
         if patchable(at, len) {
             let _ = file.write_all_at(bytes, at as u64);
         }
-        data = tail;
     }
     exercise(&q, &name);
     drop(q);
@@ -102,6 +165,16 @@ mod tests {
             n += 1;
         }
         assert!(n > 0, "empty corpus");
+    }
+
+    #[test]
+    fn near_limit_values_cover_both_sides_of_each_base() {
+        assert_eq!(super::near_limit(&[]), u64::MAX);
+        assert_eq!(super::near_limit(&[0]), u64::MAX);
+        assert_eq!(super::near_limit(&[0, 15]), u64::MAX - 15);
+        assert_eq!(super::near_limit(&[0x40, 0, 1]), (u64::MAX - 256) & !15);
+        assert_eq!(super::near_limit(&[0x81, 1]), (1 << 63) + 1);
+        assert_eq!(super::near_limit(&[7, 1]), u64::MAX); // 0 - 1 wraps
     }
 
     #[test]

@@ -25,8 +25,11 @@
 //!
 //! Everything read back from memory is checked: the state comes from shared
 //! memory that another process may have corrupted, so every length and
-//! offset is validated and bad data yields [`Corrupt`], never a panic or an
-//! out-of-bounds access.
+//! offset is validated and bad data yields [`Corrupt`], never a panic, an
+//! out-of-bounds access or a long loop. Positions must leave
+//! [`headroom`] below `u64::MAX` (a queue would have to move 16 EiB to get
+//! there), so no position arithmetic of a valid ring can overflow; it is
+//! checked all the same, and every loop is bounded by a constant.
 
 /// Size of a record header in bytes.
 pub(crate) const RECORD_HEADER: u64 = 16;
@@ -35,6 +38,13 @@ pub(crate) const ALIGN: u64 = 16;
 
 const KIND_DATA: u32 = u32::from_le_bytes(*b"ITEM");
 const KIND_PAD: u32 = u32::from_le_bytes(*b"PAD_");
+
+/// How far below `u64::MAX` every position of a valid ring must stay: room
+/// for a push (padding up to `cap`, then a record of up to `max_cap`) and a
+/// growth, with margin.
+pub(crate) fn headroom(max_cap: u64) -> u64 {
+    max_cap.saturating_mul(4)
+}
 
 /// Byte storage the ring lives in. Implementations check bounds themselves
 /// and report failure instead of panicking.
@@ -118,7 +128,7 @@ impl Ring {
 
     /// Bytes between head and tail, padding included.
     pub(crate) fn used(&self) -> u64 {
-        self.tail - self.head
+        self.tail.saturating_sub(self.head)
     }
 
     /// Checks the invariants that hold between operations.
@@ -128,6 +138,9 @@ impl Ring {
         }
         if self.tail < self.head || self.tail - self.head > self.cap {
             return Err(Corrupt("head and tail are inconsistent"));
+        }
+        if self.tail > u64::MAX - headroom(max_cap) {
+            return Err(Corrupt("positions too close to the integer limit"));
         }
         if !self.head.is_multiple_of(ALIGN) || !self.tail.is_multiple_of(ALIGN) {
             return Err(Corrupt("head or tail misaligned"));
@@ -269,16 +282,30 @@ impl Ring {
             .checked_mul(2)
             .filter(|&c| c <= mem.size())
             .ok_or(Corrupt("cannot grow"))?;
+        if self.tail < self.head || self.tail - self.head > self.cap {
+            return Err(Corrupt("head and tail are inconsistent"));
+        }
         let mut pos = self.head;
-        while pos < self.tail {
+        // The live bytes span at most `cap` bytes, so they touch at most two
+        // blocks of `cap`: two rounds, whatever the state says.
+        for _ in 0..2 {
+            if pos >= self.tail {
+                break;
+            }
             // A run that stays within one block of `cap` has a constant
             // `cap` bit, so it either stays or moves as a whole.
-            let block_end = (pos / self.cap + 1) * self.cap;
+            let block_end = (pos / self.cap)
+                .checked_add(1)
+                .and_then(|b| b.checked_mul(self.cap))
+                .ok_or(Corrupt("positions overflow"))?;
             let end = block_end.min(self.tail);
             if pos & self.cap != 0 && !mem.copy_within(pos % self.cap, pos % new_cap, end - pos) {
                 return Err(Corrupt("relocation out of bounds"));
             }
             pos = end;
+        }
+        if pos < self.tail {
+            return Err(Corrupt("live bytes span more than the capacity"));
         }
         self.cap = new_cap;
         Ok(())
@@ -399,6 +426,19 @@ pub(crate) mod tests {
         }
 
         #[test]
+        fn extreme_positions_never_panic(head in prop_oneof![any::<u64>(), (0u64..1 << 20).prop_map(|d| u64::MAX - d)], used in 0u64..600, count in 0u64..40, cap_log in 4u32..10) {
+            let cap = 1u64 << cap_log;
+            let mem = VecMemory(RefCell::new(vec![0x5a; 1 << 12]));
+            let mut ring = Ring { head: head & !15, tail: (head & !15).saturating_add(used & !15), cap, count };
+            let valid = ring.validate(mem.size()).is_ok();
+            let _ = ring.front(&mem);
+            let _ = ring.plan_push(used);
+            if ring.grow(&mem).is_ok() && valid {
+                ring.validate(mem.size()).unwrap();
+            }
+        }
+
+        #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 256), head in 0u64..512, used in 0u64..300, count in 0u64..20) {
             let mem = VecMemory(RefCell::new(bytes));
             let ring = Ring { head: head & !15, tail: (head & !15) + (used & !15), cap: 256, count };
@@ -406,6 +446,59 @@ pub(crate) mod tests {
                 let _ = ring.front(&mem);
             }
         }
+    }
+
+    /// A ring whose positions sit just below `u64::MAX - gap`, with one
+    /// record in it (what a hostile process can write into the state).
+    fn ring_near_the_limit(gap: u64, cap: u64) -> Ring {
+        let head = (u64::MAX - gap) & !(cap - 1);
+        Ring {
+            head,
+            tail: head + 32,
+            cap,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn positions_near_the_integer_limit_are_refused_not_looped_on() {
+        let mem = VecMemory(RefCell::new(vec![0; 1 << 16]));
+        let max = mem.size();
+        for gap in [0, 15, 16, 4095, 4096, max, 2 * max, 4 * max - 1] {
+            let mut ring = ring_near_the_limit(gap, 4096);
+            // Before: this ring passed `validate`, and `grow` overflowed in
+            // `(pos / cap + 1) * cap` (a panic with overflow checks, ~2^52
+            // rounds under the lock without).
+            assert!(ring.validate(max).is_err(), "gap {gap}");
+            // Even unvalidated, nothing overflows or loops.
+            let _ = ring.grow(&mem);
+            let _ = ring.plan_push(100);
+            let _ = ring.front(&mem);
+        }
+        // Far enough from the limit: valid, and it works.
+        let mut ring = ring_near_the_limit(4 * max + 4096, 4096);
+        ring.validate(max).unwrap();
+        let mut data = [0u8; RECORD_HEADER as usize];
+        data[0..4].copy_from_slice(&KIND_DATA.to_le_bytes());
+        data[8..16].copy_from_slice(&16u64.to_le_bytes());
+        assert!(mem.write(ring.head % 4096, &data));
+        assert!(push(&mut ring, &mem, &[9; 8000]));
+        ring.validate(max).unwrap();
+        assert_eq!(ring.cap, 8192);
+        assert_eq!(pop(&mut ring, &mem), Some(vec![0; 16]));
+        assert_eq!(pop(&mut ring, &mem), Some(vec![9; 8000]));
+    }
+
+    #[test]
+    fn grow_refuses_a_span_wider_than_the_capacity() {
+        let mem = VecMemory(RefCell::new(vec![0; 1 << 12]));
+        let mut ring = Ring {
+            head: 0,
+            tail: 2048,
+            cap: 256,
+            count: 1,
+        };
+        assert!(ring.grow(&mem).is_err());
     }
 
     #[test]

@@ -40,6 +40,7 @@
 #[path = "fuzzing.rs"]
 pub mod __fuzzing;
 mod codec;
+mod entry;
 mod error;
 mod inspect;
 mod joinable;
@@ -63,7 +64,9 @@ pub use inspect::list_redis;
 pub use inspect::{collect_garbage, collect_garbage_report, list, remove, stats, Garbage, Stats};
 pub use joinable::JoinableQueue;
 pub use layout::Kind;
-pub use process::{__enable_test_mode, init, Process, ProcessError, StartMethod, Target};
+pub use process::{
+    __enable_test_mode, __process_payload, init, Process, ProcessError, StartMethod, Target,
+};
 pub use queue::{Builder, Queue};
 pub use raw::RawQueue;
 pub use shm::{validate_name, MAX_NAME_LEN};

@@ -30,17 +30,23 @@
 //!
 //! The child must learn which function to run. Rust has no names for
 //! functions at run time, so procq sends the *distance in bytes* between a
-//! monomorphized entry function (`entry::<F, Args, R>`, which decodes the
-//! arguments, calls the target and encodes its result) and a fixed anchor
-//! function of this module. Both lie in the same executable image, so the
+//! per-instantiation entry descriptor (for `entry::<F, Args, R>`, which
+//! decodes the arguments, calls the target and encodes its result) and a
+//! fixed data anchor of procq. Both lie in the same executable image, so the
 //! distance is the same in every process that runs that image, whatever
-//! address ASLR loads it at. This is the technique of the `procspawn` crate
-//! (mitsuhiko/procspawn, `src/core.rs`). Before jumping, the child checks
-//! that it runs the same file as its parent (device and inode of
-//! `/proc/self/exe`), that a second known function lies at the same distance
-//! from the anchor as in the parent, and the entry function itself checks a
-//! hash of its type signature, so a mismatch is reported as an error instead
-//! of a jump into the unknown.
+//! address ASLR loads it at. The offset idea is the `procspawn` crate's
+//! (mitsuhiko/procspawn, `src/core.rs`), which sends a function's offset.
+//! Since the environment and the descriptors come from outside the program,
+//! the child checks everything *before* it calls anything (see the `entry`
+//! module): it refuses to act on the marker in a setuid/setgid or
+//! capability-raised program (`AT_SECURE`), requires the payload to be a
+//! memfd sealed against any change, and accepts the offset only if it
+//! designates a genuine descriptor — aligned, inside the read-only data of
+//! its own loaded image, carrying procq's magic number — whose signature
+//! hash equals the parent's. An offset to any other address, such as a
+//! function or the middle of one, is an error and never a jump. It also
+//! checks that it runs the same file as its parent (device and inode of
+//! `/proc/self/exe`) for a clearer message when it does not.
 //!
 //! The target is any *non-capturing* function or closure `Fn(A, B, ..) -> R`
 //! (up to 6 arguments, passed as a tuple as in Python's `args=(..)`). Such
@@ -56,8 +62,9 @@
 //! # The protocol
 //!
 //! * **Arguments** travel in a `memfd` (an anonymous in-memory file): the
-//!   parent writes the header and the postcard-encoded arguments, the child
-//!   reads it with `pread`. There is no size limit and the parent never
+//!   parent writes the header and the postcard-encoded arguments and seals
+//!   it (`F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`), the
+//!   child checks the seals and reads it with `pread`. There is no size limit and the parent never
 //!   blocks on a child that does not read. Queues serialize as their names
 //!   and deserialize by opening them, so they arrive as working handles.
 //! * **Outcome**: a pipe from child to parent carries framed messages:
@@ -105,6 +112,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use crate::entry::{self, Descriptor};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions};
 use serde::de::DeserializeOwned;
@@ -114,7 +123,7 @@ use serde::{Deserialize, Serialize};
 /// `1:<payload fd>:<result fd>`.
 const MARKER: &str = "PROCQ_PROCESS_CHILD";
 /// Version of the marker and payload format.
-const PROTOCOL: u32 = 1;
+const PROTOCOL: u32 = 2;
 /// Name of the hidden test [`test_support!`] defines.
 const TEST_ENTRY: &str = "__procq_child";
 /// Poll interval when no pidfd is available.
@@ -179,6 +188,15 @@ pub fn init() {
     // thread is parked waiting for the one test.
     std::env::remove_var(MARKER);
     restore_stdout();
+    if entry::privileged_exec() {
+        // setuid, setgid or file capabilities: the environment (and the
+        // descriptors it names) come from a less privileged user.
+        eprintln!(
+            "procq: refusing {MARKER} in a program started with raised privileges \
+             (setuid/setgid/capabilities, AT_SECURE); use the fork start method there"
+        );
+        std::process::exit(EXIT_FAILED);
+    }
     let code = run_child(&marker);
     // `exit` flushes stdout; destructors of the target's locals have run.
     std::process::exit(code);
@@ -517,8 +535,7 @@ enum State {
     /// Not started: the encoded payload (or why it failed to encode) and the
     /// arguments, kept alive until the child has opened its queues.
     Ready {
-        entry: EntryFn,
-        signature: u64,
+        descriptor: &'static Descriptor<EntryFn>,
         args: std::result::Result<Vec<u8>, postcard::Error>,
         keep: Box<dyn Any + Send>,
     },
@@ -572,8 +589,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         let _ = target; // a zero-sized value: the child makes its own
         Process {
             state: State::Ready {
-                entry: entry::<F, Args, R>,
-                signature: signature::<F, Args, R>(),
+                descriptor: EntryPoint::<F, Args, R>::DESCRIPTOR,
                 args: postcard::to_stdvec(&args),
                 keep: Box::new(args),
             },
@@ -723,8 +739,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             return Err(ProcessError::NotInitialized);
         }
         let State::Ready {
-            entry,
-            signature,
+            descriptor,
             args,
             keep,
         } = std::mem::replace(&mut self.state, State::Broken)
@@ -736,8 +751,8 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             source,
         })?;
         let running = match self.method {
-            StartMethod::Spawn => self.start_spawn(entry, signature, &args, keep)?,
-            StartMethod::Fork => self.start_fork(entry, signature, &args, keep)?,
+            StartMethod::Spawn => self.start_spawn(descriptor, &args, keep)?,
+            StartMethod::Fork => self.start_fork(descriptor, &args, keep)?,
         };
         self.state = State::Running(running);
         Ok(())
@@ -745,29 +760,19 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
 
     fn start_spawn(
         &self,
-        entry: EntryFn,
-        signature: u64,
+        descriptor: &'static Descriptor<EntryFn>,
         args: &[u8],
         keep: Box<dyn Any + Send>,
     ) -> Result<Running, ProcessError> {
         let exe = exe_path();
-        let header = Header {
-            protocol: PROTOCOL,
-            exe: exe_identity(&exe).map_err(io_err("inspecting the current executable"))?,
-            check: offset(child_main_address()),
-            entry: offset(entry as usize),
-            signature,
-        };
-        let mut payload = postcard::to_stdvec(&header).map_err(|source| ProcessError::Codec {
-            context: "encoding the process header",
-            source,
-        })?;
-        payload.extend_from_slice(args);
-        let memfd = rustix::fs::memfd_create("procq-process-args", rustix::fs::MemfdFlags::CLOEXEC)
-            .map_err(errno("creating the argument memfd"))?;
-        File::from(memfd.try_clone().map_err(io_err("duplicating the memfd"))?)
-            .write_all(&payload)
-            .map_err(io_err("writing the process arguments"))?;
+        let identity = exe_identity(&exe).map_err(io_err("inspecting the current executable"))?;
+        let payload = payload(identity, descriptor.offset(), descriptor.signature(), args)
+            .map_err(|source| ProcessError::Codec {
+                context: "encoding the process header",
+                source,
+            })?;
+        let memfd = entry::sealed_payload(&payload)
+            .map_err(io_err("writing the process arguments to a sealed memfd"))?;
         let (reader, writer) = result_pipe()?;
 
         let mut cmd = Command::new(&exe);
@@ -834,8 +839,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
 
     fn start_fork(
         &self,
-        entry: EntryFn,
-        signature: u64,
+        descriptor: &'static Descriptor<EntryFn>,
         args: &[u8],
         keep: Box<dyn Any + Send>,
     ) -> Result<Running, ProcessError> {
@@ -862,7 +866,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                 // ours: no header to check.
                 let mut reporter = Reporter(writer);
                 install_panic_hook(&reporter);
-                entry(&mut reporter, args, signature)
+                (descriptor.entry())(&mut reporter, args)
             };
             let _ = io::stdout().flush();
             let _ = io::stderr().flush();
@@ -1382,9 +1386,22 @@ fn exe_identity(path: &std::path::Path) -> io::Result<(u64, u64)> {
 
 // ----------------------------------------------------------------- child side
 
-/// Monomorphized entry point: `(result pipe, encoded args, signature) ->
-/// exit code`.
-type EntryFn = fn(&mut Reporter, &[u8], u64) -> i32;
+/// Monomorphized entry point: `(result pipe, encoded args) -> exit code`.
+type EntryFn = fn(&mut Reporter, &[u8]) -> i32;
+
+/// The descriptor of `entry::<F, Args, R>` (see the `entry` module): a
+/// promoted constant in the image's read-only data.
+struct EntryPoint<F, Args, R>(PhantomData<fn(F, Args) -> R>);
+
+impl<F, Args, R> EntryPoint<F, Args, R>
+where
+    F: Target<Args, R>,
+    Args: DeserializeOwned,
+    R: Serialize,
+{
+    const DESCRIPTOR: &'static Descriptor<EntryFn> =
+        &Descriptor::new(signature::<F, Args, R>, entry::<F, Args, R>);
+}
 
 /// Sent ahead of the arguments in the memfd.
 #[derive(Serialize, Deserialize)]
@@ -1395,23 +1412,55 @@ struct Header {
     /// Offset of [`child_main_address`]'s function from the anchor: equal in
     /// parent and child exactly when both run the same image.
     check: i64,
-    /// Offset of the entry function from the anchor.
-    entry: i64,
+    /// Offset of the entry's [`Descriptor`] from the anchor.
+    descriptor: i64,
     /// Hash of the entry's type signature.
     signature: u64,
 }
 
-/// The anchor all offsets are measured from.
-fn anchor() -> usize {
-    init as fn() as usize
+/// The payload the parent writes: header, then the encoded arguments.
+fn payload(
+    exe: (u64, u64),
+    descriptor: i64,
+    signature: u64,
+    args: &[u8],
+) -> Result<Vec<u8>, postcard::Error> {
+    let header = Header {
+        protocol: PROTOCOL,
+        exe,
+        check: entry::offset_of_address(child_main_address()),
+        descriptor,
+        signature,
+    };
+    let mut payload = postcard::to_stdvec(&header)?;
+    payload.extend_from_slice(args);
+    Ok(payload)
+}
+
+#[doc(hidden)]
+/// Test hook: a child payload as [`Process::start`] writes it for `target`,
+/// or, with `forged_address`, one that points the child at that address
+/// instead of a genuine entry descriptor (to test that it refuses).
+pub fn __process_payload<F, Args, R>(
+    target: F,
+    args: Args,
+    forged_address: Option<usize>,
+) -> Vec<u8>
+where
+    F: Target<Args, R>,
+    Args: Serialize + DeserializeOwned,
+    R: Serialize,
+{
+    let _ = target;
+    let d = EntryPoint::<F, Args, R>::DESCRIPTOR;
+    let offset = forged_address.map_or_else(|| d.offset(), entry::offset_of_address);
+    let exe = exe_identity(&exe_path()).unwrap_or((0, 0));
+    let args = postcard::to_stdvec(&args).expect("test arguments encode");
+    payload(exe, offset, d.signature(), &args).expect("header encodes")
 }
 
 fn child_main_address() -> usize {
     run_child as fn(&std::ffi::OsStr) -> i32 as usize
-}
-
-fn offset(addr: usize) -> i64 {
-    addr.wrapping_sub(anchor()) as i64
 }
 
 /// FNV-1a of the type names of target, arguments and return value.
@@ -1489,7 +1538,19 @@ fn run_child(marker: &std::ffi::OsStr) -> i32 {
         eprintln!("procq: {MARKER} names descriptors this process does not have");
         return EXIT_FAILED;
     };
+    // The result descriptor must be a pipe: nothing else is written to.
+    match rustix::fs::fstat(&result) {
+        Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo => {
+        }
+        _ => {
+            eprintln!("procq: {MARKER} names a result descriptor that is not a pipe");
+            return EXIT_FAILED;
+        }
+    }
     let mut reporter = Reporter(result);
+    if let Err(why) = entry::check_payload(&payload) {
+        return reporter.fail(&why);
+    }
     let payload = File::from(payload);
     let bytes = match payload.metadata().and_then(|m| {
         let mut buf = vec![0; m.len() as usize];
@@ -1509,19 +1570,23 @@ fn run_child(marker: &std::ffi::OsStr) -> i32 {
     match exe_identity(std::path::Path::new("/proc/self/exe")) {
         Ok(id) if id == header.exe => {}
         Ok(_) => return reporter.fail("the child runs a different executable than its parent"),
-        // Without /proc the address check below still guards the jump.
+        // Without /proc the descriptor check below still guards the call.
         Err(_) => {}
     }
-    if header.check != offset(child_main_address()) {
+    if header.check != entry::offset_of_address(child_main_address()) {
         return reporter.fail("the child's executable image differs from its parent's");
     }
-    let addr = anchor().wrapping_add(header.entry as usize);
-    // SAFETY: parent and child run the same image (checked above: same file,
-    // same distance between two known functions), so `addr` is the address
-    // of the `entry::<F, Args, R>` instance whose offset the parent took.
-    let entry: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(addr) };
+    // Nothing is called unless the offset designates a genuine entry
+    // descriptor of this image with the parent's signature.
+    let descriptor = match entry::resolve::<EntryFn>(header.descriptor) {
+        Ok(d) => d,
+        Err(why) => return reporter.fail(&why),
+    };
+    if descriptor.signature() != header.signature {
+        return reporter.fail("entry function signature mismatch");
+    }
     install_panic_hook(&reporter);
-    entry(&mut reporter, args, header.signature)
+    (descriptor.entry())(&mut reporter, args)
 }
 
 /// Records each panic's message and location for the parent; under
@@ -1560,15 +1625,12 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-fn entry<F, Args, R>(reporter: &mut Reporter, args: &[u8], sig: u64) -> i32
+fn entry<F, Args, R>(reporter: &mut Reporter, args: &[u8]) -> i32
 where
     F: Target<Args, R>,
     Args: DeserializeOwned,
     R: Serialize,
 {
-    if sig != signature::<F, Args, R>() {
-        return reporter.fail("entry function signature mismatch");
-    }
     let args: Args = match postcard::from_bytes(args) {
         Ok(a) => a,
         Err(e) => return reporter.fail(&format!("decoding the arguments: {e}")),
@@ -1632,8 +1694,8 @@ mod tests {
 
     #[test]
     fn marker_parsing_rejects_garbage() {
-        assert_eq!(parse_marker("1:5:6".as_ref()), Some((5, 6)));
-        for bad in ["", "1:5", "2:5:6", "1:5:6:7", "1:x:6", "a:b:c"] {
+        assert_eq!(parse_marker("2:5:6".as_ref()), Some((5, 6)));
+        for bad in ["", "2:5", "1:5:6", "2:5:6:7", "2:x:6", "a:b:c"] {
             assert_eq!(parse_marker(bad.as_ref()), None, "{bad}");
         }
     }

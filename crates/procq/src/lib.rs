@@ -32,7 +32,9 @@
 //!   nobody waits.
 //!
 //! Linux only for now; the OS-specific parts are in `shm` (segments),
-//! `sync` (futex lock and event counts) and `liveness` (file locks).
+//! `sigbus` (surviving truncated segments), `sync` (futex lock and event
+//! counts), `liveness` (file locks) and `entry` (how a `Process` child finds
+//! its target).
 
 #![warn(missing_docs)]
 

@@ -149,7 +149,18 @@ impl LiveFd {
             OPENING.fetch_sub(1, Ordering::SeqCst);
         }
         let opened = (|| {
-            let fd = rustix::shm::open(path, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty())?;
+            // Never through a symbolic link, never blocking on a FIFO planted
+            // under the name (the inode check below catches any other file).
+            use rustix::fs::OFlags;
+            let fd = rustix::fs::open(
+                format!("/dev/shm{path}").as_str(),
+                OFlags::RDWR
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?;
             let (a, b) = (rustix::fs::fstat(&fd)?, rustix::fs::fstat(mapped)?);
             if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
                 return Err(rustix::io::Errno::STALE);

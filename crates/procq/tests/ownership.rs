@@ -221,6 +221,18 @@ fn group_or_world_access_and_other_file_types_are_refused() {
     drop(q);
     assert!(!common::segment_exists(&name));
 
+    // A second name for a queue's file (a hard link): refused under both.
+    let name = common::unique("hardlink");
+    let q = procq::Builder::new().name(&name).build::<u8>().unwrap();
+    let link = common::unique("hardlink-2");
+    std::fs::hard_link(path(&name), path(&link)).unwrap();
+    expect_denied("link", procq::stats(&link), "2 names");
+    expect_denied("original", procq::stats(&name), "2 names");
+    std::fs::remove_file(path(&link)).unwrap();
+    assert_eq!(procq::stats(&name).unwrap().items, 0);
+    drop(q);
+    assert!(!common::segment_exists(&name));
+
     // A directory and a FIFO under a queue name: refused, never opened.
     let dir = common::unique("dir");
     std::fs::create_dir(path(&dir)).unwrap();

@@ -200,8 +200,21 @@ fn a_setuid_program_refuses_the_marker() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    // A setuid-root copy of this binary, run by uid 65534: AT_SECURE.
-    let dir = std::env::temp_dir().join(format!("procq-setuid-{}", std::process::id()));
+    // A setuid-root copy of this binary, run by uid 65534: AT_SECURE. It
+    // needs a file system that honours the setuid bit.
+    let Some(base) = [
+        std::env::temp_dir(),
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    ]
+    .into_iter()
+    .find(|d| {
+        rustix::fs::statvfs(d.as_path())
+            .is_ok_and(|v| !v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID))
+    }) else {
+        eprintln!("skipped: no temporary directory without nosuid");
+        return;
+    };
+    let dir = base.join(format!("procq-setuid-{}", std::process::id()));
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = dir.join("child");

@@ -1,0 +1,534 @@
+//! The Python classes `Queue`, `JoinableQueue` and `SimpleQueue`, with the
+//! standard library's signatures and docstrings, over [`Core`].
+
+use std::sync::atomic::Ordering;
+
+use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple, PyType};
+
+use crate::core::{Core, Kind, Options};
+use crate::errors::to_py;
+use crate::wait::Wait;
+
+/// Sorts out the first positional argument of `Queue(...)` and
+/// `JoinableQueue(...)`: an int is the stdlib's `maxsize`, a str is a queue
+/// URL (`Queue("redis://host:6379/0/jobs", maxsize=10)`) or name.
+fn first_arg(
+    first: Option<&Bound<'_, PyAny>>,
+    maxsize: Option<i64>,
+    name: Option<&str>,
+) -> PyResult<(Option<i64>, Option<String>)> {
+    let Some(first) = first else {
+        return Ok((maxsize, name.map(str::to_owned)));
+    };
+    if let Ok(url) = first.extract::<String>() {
+        if name.is_some() {
+            return Err(PyTypeError::new_err(
+                "give the queue's URL or name either first or as name=, not both",
+            ));
+        }
+        return Ok((maxsize, Some(url)));
+    }
+    if maxsize.is_some() {
+        return Err(PyTypeError::new_err(
+            "got multiple values for argument 'maxsize'",
+        ));
+    }
+    Ok((Some(first.extract::<i64>()?), name.map(str::to_owned)))
+}
+
+/// Which Python class a handle belongs to (kept when pickled).
+/// Makes `types.GenericAlias(cls, item)` for `procq.Queue[int]` annotations.
+fn generic_alias<'py>(
+    cls: &Bound<'py, PyType>,
+    item: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    py.import("types")?
+        .getattr("GenericAlias")?
+        .call1((cls, item))
+}
+
+/// A process-safe FIFO queue in shared memory: a drop-in for
+/// ``multiprocessing.Queue``.
+///
+/// Queue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None, max_bytes=None)
+///
+/// ``maxsize`` bounds the number of items (0 or less: unbounded). Items are
+/// any picklable objects; ``bytes``, ``str``, ``int``, ``float``, ``None``
+/// and ``bool`` skip pickle. With ``codec='bytes'`` items must be
+/// bytes-like and are stored verbatim (for sharing with non-Python
+/// processes). With ``codec='text'`` items are ``str`` (or ``bytes``) in the
+/// format of Rust's ``Queue<String>`` and the ``procq`` command (a varint
+/// length, then UTF-8); they come back as ``str`` (``bytes`` if not UTF-8). ``name`` picks the shared-memory name (default: a unique
+/// one); another process, in any language, can open the queue by it.
+/// ``capacity_bytes`` is the initial (and smallest) size of the
+/// shared-memory ring, 256 KiB by default; it grows as needed up to
+/// ``max_bytes`` (default: the size of ``/dev/shm``), the largest item
+/// that fits.
+///
+/// Differences from ``multiprocessing.Queue``: there is no feeder thread —
+/// ``put`` has finished when it returns, so ``empty()`` is false and
+/// ``qsize()`` counts the item at once, on every platform; an object that
+/// cannot be pickled makes ``put`` raise at once; a process killed while
+/// using the queue never corrupts or locks it for the others; the queue can
+/// be pickled and sent to another process by any route; ``put_many`` and
+/// ``get_many`` move batches.
+///
+/// Raises ``queue.Empty`` / ``queue.Full`` like the standard library, and
+/// ``ValueError`` once ``close()`` has been called.
+///
+/// Queue(url, maxsize=None, *, codec='pickle')
+///
+/// The same queue on a Redis server, for processes on several machines:
+/// ``url`` is ``redis://[user:password@]host:port/db/name`` (options
+/// ``?lease_ms=``, ``timeout_ms=``, ``heartbeat=0``; ``rediss://`` with the
+/// ``tls`` build feature). The queue is created if missing; with
+/// ``maxsize``, an existing queue must have that bound. Every method
+/// behaves as on shared memory; ``JoinableQueue`` delivers at least once
+/// (a consumer's unacknowledged items come back when it dies). Connection
+/// problems raise ``OSError``; the next call reconnects.
+#[pyclass(module = "procq", subclass, frozen)]
+pub struct Queue {
+    core: Core,
+}
+
+#[pymethods]
+impl Queue {
+    #[new]
+    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
+    fn new(
+        py: Python<'_>,
+        url_or_maxsize: Option<&Bound<'_, PyAny>>,
+        maxsize: Option<i64>,
+        codec: &str,
+        name: Option<&str>,
+        capacity_bytes: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> PyResult<Self> {
+        let (maxsize, name) = first_arg(url_or_maxsize, maxsize, name)?;
+        let opts = Options {
+            maxsize,
+            codec,
+            name: name.as_deref(),
+            capacity_bytes,
+            max_bytes,
+        };
+        Ok(Queue {
+            core: Core::create(py, Kind::Queue, opts)?,
+        })
+    }
+
+    /// Opens an existing queue by name (made by ``procq`` in any process,
+    /// or by Rust's ``procq::RawQueue``/``Queue``).
+    #[classmethod]
+    #[pyo3(signature = (name, *, codec="pickle"))]
+    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str, codec: &str) -> PyResult<Self> {
+        Ok(Queue {
+            core: Core::open(py, Kind::Queue, name, codec)?,
+        })
+    }
+
+    /// Put ``obj`` into the queue.
+    ///
+    /// If ``block`` is true and ``timeout`` is None (the default), block
+    /// until a free slot is available. If ``timeout`` is a positive number,
+    /// block at most ``timeout`` seconds and raise ``queue.Full`` if no slot
+    /// became free. Otherwise (``block`` false, or ``timeout`` ≤ 0) put the
+    /// item if a slot is free right now, else raise ``queue.Full``.
+    ///
+    /// The item is in shared memory when ``put`` returns. An object that
+    /// cannot be pickled raises here and leaves the queue unchanged.
+    #[pyo3(signature = (obj, block=true, timeout=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        self.core.put(py, obj, Wait::new(block, timeout)?)
+    }
+
+    /// Remove and return an item from the queue.
+    ///
+    /// If ``block`` is true and ``timeout`` is None (the default), block
+    /// until an item is available. If ``timeout`` is a positive number, block
+    /// at most ``timeout`` seconds and raise ``queue.Empty`` if no item
+    /// arrived. Otherwise (``block`` false, or ``timeout`` ≤ 0) return an
+    /// item if one is available right now, else raise ``queue.Empty``.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.core.get(py, Wait::new(block, timeout)?)
+    }
+
+    /// Equivalent to ``put(obj, False)``.
+    fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.core.put(py, obj, Wait::Now)
+    }
+
+    /// Equivalent to ``get(False)``.
+    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.core.get(py, Wait::Now)
+    }
+
+    /// Put every item of the iterable ``items``, in order, under as few lock
+    /// acquisitions as room allows (much faster than one ``put`` each for
+    /// small items). All items are pickled before any is put: one that
+    /// cannot be pickled raises and nothing is put. ``block`` and
+    /// ``timeout`` are as for ``put``; if time runs out, ``queue.Full`` is
+    /// raised and only the leading items it names were put.
+    #[pyo3(signature = (items, block=true, timeout=None))]
+    fn put_many(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        self.core.put_many(py, items, Wait::new(block, timeout)?)
+    }
+
+    /// Remove and return a list of up to ``max_items`` items (at least one).
+    ///
+    /// Waits for the first item as ``get`` does (``block``, ``timeout``,
+    /// ``queue.Empty``), then takes whatever else is there, up to
+    /// ``max_items``, without waiting.
+    #[pyo3(signature = (max_items, block=true, timeout=None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        max_items: usize,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.core
+            .get_many(py, max_items, Wait::new(block, timeout)?)
+    }
+
+    /// Return the number of items in the queue: exact at the instant it is
+    /// read, on every platform (never ``NotImplementedError``).
+    fn qsize(&self, py: Python<'_>) -> usize {
+        self.core.qsize(py)
+    }
+
+    /// Return True if the queue is empty. False as soon as any ``put`` has
+    /// returned, in any process.
+    fn empty(&self, py: Python<'_>) -> bool {
+        self.core.qsize(py) == 0
+    }
+
+    /// Return True if the queue holds ``maxsize`` items (never, if unbounded).
+    fn full(&self, py: Python<'_>) -> bool {
+        self.core.full(py)
+    }
+
+    /// Indicate that this handle will not be used again: later ``put`` and
+    /// ``get`` calls on it raise ``ValueError``, and calls blocked on it wake
+    /// up and raise ``ValueError``. Items already put stay in the queue for
+    /// other handles and processes; the queue is removed when the last
+    /// handle in any process is gone.
+    fn close(&self) {
+        self.core.close();
+    }
+
+    /// Join the background feeder thread. procq has none (``put`` writes
+    /// straight to shared memory), so this returns at once; as in the
+    /// standard library it may only be called after ``close()``.
+    fn join_thread(&self) -> PyResult<()> {
+        if !self.core.closed.load(Ordering::Relaxed) {
+            return Err(PyAssertionError::new_err(format!(
+                "Queue {:?} not closed",
+                self.core.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Do not wait for the feeder thread at exit. procq has none, so this
+    /// does nothing: data put is never lost nor waited for at exit.
+    fn cancel_join_thread(&self) {}
+
+    /// The queue's shared-memory name: ``Queue.open(name)`` in any process
+    /// (or Rust's ``procq::RawQueue::open(name)``) reaches the same queue.
+    #[getter]
+    fn name(&self) -> &str {
+        self.core.name()
+    }
+
+    /// The item bound; 0 means unbounded.
+    #[getter]
+    fn maxsize(&self) -> usize {
+        self.core.raw.maxsize()
+    }
+
+    /// How items are stored: ``'pickle'`` or ``'bytes'``.
+    #[getter]
+    fn codec(&self) -> &'static str {
+        self.core.codec.name()
+    }
+
+    /// Whether ``close()`` was called on this handle.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.closed.load(Ordering::Relaxed)
+    }
+
+    /// procq extension: a snapshot of the queue's counters as a dict
+    /// (items, unfinished_tasks, bytes_used, attached_processes,
+    /// dead_processes, items_put, items_got, recoveries, ...).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.core.stats(py)
+    }
+
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.core.reduce(py)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let class = slf.get_type().name()?.to_string();
+        Ok(slf.get().core.repr(&class))
+    }
+
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        generic_alias(cls, item)
+    }
+}
+
+/// A ``Queue`` that also counts unfinished tasks: a drop-in for
+/// ``multiprocessing.JoinableQueue``.
+///
+/// JoinableQueue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None, max_bytes=None)
+/// JoinableQueue(url, maxsize=None, *, codec='pickle')
+///
+/// Every ``put`` adds a task; ``task_done()`` marks one done; ``join()``
+/// blocks until every task put, in any process, is done. A process that
+/// dies after ``get`` and before ``task_done`` has its tasks written off, so
+/// ``join()`` never waits forever for a dead worker.
+#[pyclass(module = "procq", extends = Queue, subclass, frozen)]
+pub struct JoinableQueue {}
+
+impl JoinableQueue {
+    fn make(core: Core) -> PyClassInitializer<JoinableQueue> {
+        PyClassInitializer::from(Queue { core }).add_subclass(JoinableQueue {})
+    }
+}
+
+#[pymethods]
+impl JoinableQueue {
+    #[new]
+    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
+    fn new(
+        py: Python<'_>,
+        url_or_maxsize: Option<&Bound<'_, PyAny>>,
+        maxsize: Option<i64>,
+        codec: &str,
+        name: Option<&str>,
+        capacity_bytes: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let (maxsize, name) = first_arg(url_or_maxsize, maxsize, name)?;
+        let opts = Options {
+            maxsize,
+            codec,
+            name: name.as_deref(),
+            capacity_bytes,
+            max_bytes,
+        };
+        Ok(JoinableQueue::make(Core::create(py, Kind::Joinable, opts)?))
+    }
+
+    /// Opens an existing joinable queue by name.
+    #[classmethod]
+    #[pyo3(signature = (name, *, codec="pickle"))]
+    fn open(cls: &Bound<'_, PyType>, name: &str, codec: &str) -> PyResult<Py<JoinableQueue>> {
+        let py = cls.py();
+        Py::new(
+            py,
+            JoinableQueue::make(Core::open(py, Kind::Joinable, name, codec)?),
+        )
+    }
+
+    /// Indicate that a formerly enqueued task is complete.
+    ///
+    /// Used by queue consumers: for each ``get()`` used to fetch a task, a
+    /// subsequent ``task_done()`` tells the queue that the processing on the
+    /// task is complete. Raises ``ValueError`` if called more times than
+    /// there were items placed in the queue.
+    fn task_done(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.as_super().get().core.task_done(slf.py())
+    }
+
+    /// Block until all items in the queue have been gotten and processed.
+    ///
+    /// The count of unfinished tasks goes up whenever an item is added to
+    /// the queue and down whenever a consumer calls ``task_done()``. When it
+    /// drops to zero, ``join()`` unblocks.
+    ///
+    /// procq extension: with a ``timeout`` (seconds), give up after that
+    /// long. Returns True if every task is done, False on timeout.
+    #[pyo3(signature = (timeout=None))]
+    fn join(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
+        slf.as_super().get().core.join(slf.py(), timeout)
+    }
+
+    /// Number of tasks put and not yet marked done (items still in the
+    /// queue included).
+    #[getter]
+    fn unfinished_tasks(slf: &Bound<'_, Self>) -> PyResult<u64> {
+        slf.as_super().get().core.unfinished_tasks(slf.py())
+    }
+}
+
+/// A simplified, unbounded queue: a drop-in for
+/// ``multiprocessing.SimpleQueue`` (same shared-memory queue as ``Queue``).
+///
+/// SimpleQueue(*, codec='pickle', name=None, capacity_bytes=None, max_bytes=None)
+#[pyclass(module = "procq", subclass, frozen)]
+pub struct SimpleQueue {
+    core: Core,
+}
+
+#[pymethods]
+impl SimpleQueue {
+    #[new]
+    #[pyo3(signature = (*, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
+    fn new(
+        py: Python<'_>,
+        codec: &str,
+        name: Option<&str>,
+        capacity_bytes: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> PyResult<Self> {
+        let opts = Options {
+            maxsize: None,
+            codec,
+            name,
+            capacity_bytes,
+            max_bytes,
+        };
+        Ok(SimpleQueue {
+            core: Core::create(py, Kind::Simple, opts)?,
+        })
+    }
+
+    /// Put an item into the queue (never blocks: the queue is unbounded).
+    fn put(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.core.put(py, obj, Wait::Until(None))
+    }
+
+    /// Remove and return an item from the queue, blocking until there is
+    /// one.
+    ///
+    /// procq extension: with a ``timeout`` (seconds), raise ``queue.Empty``
+    /// if no item arrived in time.
+    #[pyo3(signature = (timeout=None))]
+    fn get<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        self.core.get(py, Wait::new(true, timeout)?)
+    }
+
+    /// Put every item of ``items``, in order (see ``Queue.put_many``).
+    fn put_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.core.put_many(py, items, Wait::Until(None))
+    }
+
+    /// Remove and return up to ``max_items`` items (see ``Queue.get_many``).
+    #[pyo3(signature = (max_items, timeout=None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        max_items: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.core.get_many(py, max_items, Wait::new(true, timeout)?)
+    }
+
+    /// Return True if the queue is empty.
+    fn empty(&self, py: Python<'_>) -> bool {
+        self.core.qsize(py) == 0
+    }
+
+    /// Return the number of items in the queue (procq extension).
+    fn qsize(&self, py: Python<'_>) -> usize {
+        self.core.qsize(py)
+    }
+
+    /// Close this handle: later ``put``/``get`` calls on it raise
+    /// ``ValueError``. The queue and its items stay for other handles.
+    fn close(&self) {
+        self.core.close();
+    }
+
+    /// The queue's shared-memory name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.core.name()
+    }
+
+    /// How items are stored: ``'pickle'`` or ``'bytes'``.
+    #[getter]
+    fn codec(&self) -> &'static str {
+        self.core.codec.name()
+    }
+
+    /// Whether ``close()`` was called on this handle.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.closed.load(Ordering::Relaxed)
+    }
+
+    /// procq extension: a snapshot of the queue's counters as a dict
+    /// (items, unfinished_tasks, bytes_used, attached_processes,
+    /// dead_processes, items_put, items_got, recoveries, ...).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.core.stats(py)
+    }
+
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.core.reduce(py)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let class = slf.get_type().name()?.to_string();
+        Ok(slf.get().core.repr(&class))
+    }
+
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        generic_alias(cls, item)
+    }
+}
+
+/// Unpickles a queue: opens it by name (see `__reduce__`).
+#[pyfunction]
+pub(crate) fn _rebuild(py: Python<'_>, kind: &str, name: &str, codec: &str) -> PyResult<Py<PyAny>> {
+    let kind = Kind::parse(kind)?;
+    let core = Core::open(py, kind, name, codec)?;
+    Ok(match kind {
+        Kind::Queue => Py::new(py, Queue { core })?.into_any(),
+        Kind::Joinable => Py::new(py, JoinableQueue::make(core))?.into_any(),
+        Kind::Simple => Py::new(py, SimpleQueue { core })?.into_any(),
+    })
+}
+
+/// Removes every queue whose processes all died (a queue whose last user
+/// was killed stays in ``/dev/shm`` until then); returns their names. A
+/// queue with any live user is never touched.
+#[pyfunction]
+pub(crate) fn collect_garbage(py: Python<'_>) -> PyResult<Vec<String>> {
+    py.detach(procq::collect_garbage)
+        .map_err(|e| to_py(py, "/dev/shm", e))
+}

@@ -29,9 +29,11 @@
 //!
 //! Large records are copied with the GIL released (see `LARGE`).
 
+use crate::abi::utf8;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyMemoryView, PyString};
 
 /// First byte of every pickle of protocol ≥ 2 (the `PROTO` opcode).
@@ -203,9 +205,7 @@ pub(crate) fn encode<'a, 'py>(
     }
     if codec == Codec::Text {
         if let Ok(s) = obj.cast::<PyString>() {
-            return Ok(Encoded::length_prefixed(Body::Borrowed(
-                s.to_str()?.as_bytes(),
-            )));
+            return Ok(Encoded::length_prefixed(Body::Borrowed(utf8(s)?)));
         }
         if let Ok(b) = obj.cast::<PyBytes>() {
             return Ok(Encoded::length_prefixed(Body::Borrowed(b.as_bytes())));
@@ -245,12 +245,8 @@ pub(crate) fn encode<'a, 'py>(
         ));
     } else if let Ok(s) = obj.cast_exact::<PyString>() {
         // A str with lone surrogates has no UTF-8 form: pickle keeps it.
-        if let Ok(text) = s.to_str() {
-            return Ok(Encoded::tagged(
-                TAG_STR,
-                &[],
-                Body::Borrowed(text.as_bytes()),
-            ));
+        if let Ok(text) = utf8(s) {
+            return Ok(Encoded::tagged(TAG_STR, &[], Body::Borrowed(text)));
         }
     }
     let dumps = PICKLE_DUMPS.get_or_try_init(py, || {

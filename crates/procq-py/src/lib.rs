@@ -44,6 +44,7 @@
 
 use pyo3::prelude::*;
 
+mod abi;
 mod classes;
 mod core;
 mod errors;

@@ -3,17 +3,20 @@
 
 use std::sync::atomic::Ordering;
 
-use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::exceptions::{PyAssertionError, PyFileNotFoundError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple, PyType};
+use pyo3::types::{PyBool, PyDict, PyList, PyTuple, PyType};
 
-use crate::core::{Core, Kind, Options};
+use crate::core::{is_url, Core, Kind, Options};
 use crate::errors::to_py;
+use crate::item::Codec;
 use crate::wait::Wait;
 
 /// Sorts out the first positional argument of `Queue(...)` and
 /// `JoinableQueue(...)`: an int is the stdlib's `maxsize`, a str is a queue
-/// URL (`Queue("redis://host:6379/0/jobs", maxsize=10)`) or name.
+/// URL (`Queue("redis://host:6379/0/jobs", maxsize=10)`). Any other str is
+/// refused: `Queue("10")` is a `TypeError` in the standard library, and a
+/// queue silently *named* "10" would hide the mistake.
 fn first_arg(
     first: Option<&Bound<'_, PyAny>>,
     maxsize: Option<i64>,
@@ -23,6 +26,13 @@ fn first_arg(
         return Ok((maxsize, name.map(str::to_owned)));
     };
     if let Ok(url) = first.extract::<String>() {
+        if !is_url(&url) {
+            return Err(PyTypeError::new_err(format!(
+                "the first argument of a procq queue is maxsize (an int) or a queue URL \
+                 (redis://host:port/db/name), not the str {url:?}; give a shared-memory name \
+                 as name={url:?}, or open an existing queue with .open({url:?})"
+            )));
+        }
         if name.is_some() {
             return Err(PyTypeError::new_err(
                 "give the queue's URL or name either first or as name=, not both",
@@ -38,7 +48,6 @@ fn first_arg(
     Ok((Some(first.extract::<i64>()?), name.map(str::to_owned)))
 }
 
-/// Which Python class a handle belongs to (kept when pickled).
 /// Makes `types.GenericAlias(cls, item)` for `procq.Queue[int]` annotations.
 fn generic_alias<'py>(
     cls: &Bound<'py, PyType>,
@@ -53,20 +62,27 @@ fn generic_alias<'py>(
 /// A process-safe FIFO queue in shared memory: a drop-in for
 /// ``multiprocessing.Queue``.
 ///
-/// Queue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None, max_bytes=None)
+/// Queue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None,
+///       max_bytes=None, dumps=None, loads=None)
 ///
 /// ``maxsize`` bounds the number of items (0 or less: unbounded). Items are
 /// any picklable objects; ``bytes``, ``str``, ``int``, ``float``, ``None``
-/// and ``bool`` skip pickle. With ``codec='bytes'`` items must be
-/// bytes-like and are stored verbatim (for sharing with non-Python
-/// processes). With ``codec='text'`` items are ``str`` (or ``bytes``) in the
-/// format of Rust's ``Queue<String>`` and the ``procq`` command (a varint
-/// length, then UTF-8); they come back as ``str`` (``bytes`` if not UTF-8). ``name`` picks the shared-memory name (default: a unique
-/// one); another process, in any language, can open the queue by it.
-/// ``capacity_bytes`` is the initial (and smallest) size of the
-/// shared-memory ring, 256 KiB by default; it grows as needed up to
-/// ``max_bytes`` (default: the size of ``/dev/shm``), the largest item
-/// that fits.
+/// and ``bool`` skip pickle, and the data of numpy arrays (anything that
+/// pickles through ``pickle.PickleBuffer``) goes into shared memory out of
+/// band, without a copy through pickle. With ``codec='bytes'`` items must
+/// be bytes-like and are stored verbatim (for sharing with non-Python
+/// processes). With ``codec='text'`` items are ``str`` (or ``bytes``) in
+/// the format of Rust's ``Queue<String>`` and the ``procq`` command (a
+/// varint length, then UTF-8); they come back as ``str`` (``bytes`` if not
+/// UTF-8). ``dumps`` and ``loads`` (given together, instead of ``codec``)
+/// replace pickle: a record is ``dumps(obj)`` (bytes-like) and ``get``
+/// returns ``loads(record)`` (cloudpickle for lambdas, orjson or msgpack
+/// for speed). ``name`` picks the shared-memory name (default: a unique
+/// one); another process, in any language, can open the queue by it with
+/// ``Queue.open(name)``. ``capacity_bytes`` is the initial (and smallest)
+/// size of the shared-memory ring, 256 KiB by default; it grows as needed
+/// up to ``max_bytes`` (default: the size of ``/dev/shm``), the largest
+/// item that fits.
 ///
 /// Differences from ``multiprocessing.Queue``: there is no feeder thread —
 /// ``put`` has finished when it returns, so ``empty()`` is false and
@@ -76,10 +92,17 @@ fn generic_alias<'py>(
 /// be pickled and sent to another process by any route; ``put_many`` and
 /// ``get_many`` move batches.
 ///
-/// Raises ``queue.Empty`` / ``queue.Full`` like the standard library, and
-/// ``ValueError`` once ``close()`` has been called.
+/// Raises ``queue.Empty`` / ``queue.Full`` like the standard library,
+/// ``ValueError`` from ``put``/``get`` once ``close()`` has been called and
+/// ``OSError`` from ``empty()`` then.
 ///
-/// Queue(url, maxsize=None, *, codec='pickle')
+/// Security: ``get()`` unpickles whatever a writer put in, and unpickling
+/// can run any code. A shared-memory queue is readable and writable only by
+/// its owner's user (mode 0600), as the processes of one program are. Do
+/// not open a queue that other users can write to with the pickle codec.
+///
+/// Queue(url, maxsize=None, *, codec='pickle', dumps=None, loads=None,
+///       trusted=False)
 ///
 /// The same queue on a Redis server, for processes on several machines:
 /// ``url`` is ``redis://[user:password@]host:port/db/name`` (options
@@ -88,7 +111,12 @@ fn generic_alias<'py>(
 /// ``maxsize``, an existing queue must have that bound. Every method
 /// behaves as on shared memory; ``JoinableQueue`` delivers at least once
 /// (a consumer's unacknowledged items come back when it dies). Connection
-/// problems raise ``OSError``; the next call reconnects.
+/// problems raise ``OSError``; the next call reconnects. Any client of the
+/// server can write into the queue, so with the pickle codec ``get()``
+/// would run code that anyone with access to the server chose: such a queue
+/// needs ``trusted=True`` (``ValueError`` without it), which says every
+/// writer is trusted. ``codec='bytes'``, ``codec='text'`` and a safe
+/// ``loads`` (``json.loads``) need no opt-in.
 #[pyclass(module = "procq", subclass, frozen)]
 pub struct Queue {
     core: Core,
@@ -97,7 +125,8 @@ pub struct Queue {
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
+    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn new(
         py: Python<'_>,
         url_or_maxsize: Option<&Bound<'_, PyAny>>,
@@ -106,14 +135,18 @@ impl Queue {
         name: Option<&str>,
         capacity_bytes: Option<u64>,
         max_bytes: Option<u64>,
+        dumps: Option<Bound<'_, PyAny>>,
+        loads: Option<Bound<'_, PyAny>>,
+        trusted: bool,
     ) -> PyResult<Self> {
         let (maxsize, name) = first_arg(url_or_maxsize, maxsize, name)?;
         let opts = Options {
             maxsize,
-            codec,
+            codec: Codec::new(codec, dumps, loads)?,
             name: name.as_deref(),
             capacity_bytes,
             max_bytes,
+            trusted,
         };
         Ok(Queue {
             core: Core::create(py, Kind::Queue, opts)?,
@@ -121,12 +154,23 @@ impl Queue {
     }
 
     /// Opens an existing queue by name (made by ``procq`` in any process,
-    /// or by Rust's ``procq::RawQueue``/``Queue``).
+    /// or by Rust's ``procq::RawQueue``/``Queue``). ``codec``, ``dumps``,
+    /// ``loads`` and ``trusted`` are as for the constructor: a queue does
+    /// not record how its items are encoded.
     #[classmethod]
-    #[pyo3(signature = (name, *, codec="pickle"))]
-    fn open(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str, codec: &str) -> PyResult<Self> {
+    #[pyo3(signature = (name, *, codec="pickle", dumps=None, loads=None, trusted=false))]
+    fn open(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        name: &str,
+        codec: &str,
+        dumps: Option<Bound<'_, PyAny>>,
+        loads: Option<Bound<'_, PyAny>>,
+        trusted: bool,
+    ) -> PyResult<Self> {
+        let codec = Codec::new(codec, dumps, loads)?;
         Ok(Queue {
-            core: Core::open(py, Kind::Queue, name, codec)?,
+            core: Core::open(py, Kind::Queue, name, codec, trusted)?,
         })
     }
 
@@ -195,21 +239,42 @@ impl Queue {
         self.core.put_many(py, items, Wait::new(block, timeout)?)
     }
 
-    /// Remove and return a list of up to ``max_items`` items (at least one).
+    /// Equivalent to ``put_many(items, False)``: puts the leading items
+    /// there is room for now, then raises ``queue.Full`` if any are left.
+    fn put_many_nowait(&self, py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.core.put_many(py, items, Wait::Now)
+    }
+
+    /// Remove and return a list of up to ``max_items`` items (at least one;
+    /// default: all there are now).
     ///
     /// Waits for the first item as ``get`` does (``block``, ``timeout``,
     /// ``queue.Empty``), then takes whatever else is there, up to
-    /// ``max_items``, without waiting.
-    #[pyo3(signature = (max_items, block=true, timeout=None))]
+    /// ``max_items``, without waiting. ``max_messages_to_get=`` is
+    /// faster-fifo's name for ``max_items``.
+    #[pyo3(signature = (max_items=None, block=true, timeout=None, *, max_messages_to_get=None))]
     fn get_many<'py>(
         &self,
         py: Python<'py>,
-        max_items: usize,
+        max_items: Option<&Bound<'py, PyAny>>,
         block: bool,
         timeout: Option<f64>,
+        max_messages_to_get: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        self.core
-            .get_many(py, max_items, Wait::new(block, timeout)?)
+        let max = max_items_arg(max_items, max_messages_to_get)?;
+        self.core.get_many(py, max, Wait::new(block, timeout)?)
+    }
+
+    /// Equivalent to ``get_many(max_items, False)``.
+    #[pyo3(signature = (max_items=None, *, max_messages_to_get=None))]
+    fn get_many_nowait<'py>(
+        &self,
+        py: Python<'py>,
+        max_items: Option<&Bound<'py, PyAny>>,
+        max_messages_to_get: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let max = max_items_arg(max_items, max_messages_to_get)?;
+        self.core.get_many(py, max, Wait::Now)
     }
 
     /// Return the number of items in the queue: exact at the instant it is
@@ -219,9 +284,10 @@ impl Queue {
     }
 
     /// Return True if the queue is empty. False as soon as any ``put`` has
-    /// returned, in any process.
-    fn empty(&self, py: Python<'_>) -> bool {
-        self.core.qsize(py) == 0
+    /// returned, in any process. ``OSError`` after ``close()``, as in the
+    /// standard library.
+    fn empty(&self, py: Python<'_>) -> PyResult<bool> {
+        self.core.empty(py)
     }
 
     /// Return True if the queue holds ``maxsize`` items (never, if unbounded).
@@ -268,7 +334,8 @@ impl Queue {
         self.core.raw.maxsize()
     }
 
-    /// How items are stored: ``'pickle'`` or ``'bytes'``.
+    /// How items are stored: ``'pickle'``, ``'bytes'``, ``'text'`` or ``'custom'``
+    /// (``dumps=``/``loads=``).
     #[getter]
     fn codec(&self) -> &'static str {
         self.core.codec.name()
@@ -308,8 +375,12 @@ impl Queue {
 /// A ``Queue`` that also counts unfinished tasks: a drop-in for
 /// ``multiprocessing.JoinableQueue``.
 ///
-/// JoinableQueue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None, max_bytes=None)
-/// JoinableQueue(url, maxsize=None, *, codec='pickle')
+/// JoinableQueue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None,
+///               max_bytes=None, dumps=None, loads=None)
+/// JoinableQueue(url, maxsize=None, *, codec='pickle', dumps=None, loads=None,
+///               trusted=False)
+///
+/// Arguments, and the security note, as for ``Queue``.
 ///
 /// Every ``put`` adds a task; ``task_done()`` marks one done; ``join()``
 /// blocks until every task put, in any process, is done. A process that
@@ -327,7 +398,8 @@ impl JoinableQueue {
 #[pymethods]
 impl JoinableQueue {
     #[new]
-    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
+    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn new(
         py: Python<'_>,
         url_or_maxsize: Option<&Bound<'_, PyAny>>,
@@ -336,26 +408,39 @@ impl JoinableQueue {
         name: Option<&str>,
         capacity_bytes: Option<u64>,
         max_bytes: Option<u64>,
+        dumps: Option<Bound<'_, PyAny>>,
+        loads: Option<Bound<'_, PyAny>>,
+        trusted: bool,
     ) -> PyResult<PyClassInitializer<Self>> {
         let (maxsize, name) = first_arg(url_or_maxsize, maxsize, name)?;
         let opts = Options {
             maxsize,
-            codec,
+            codec: Codec::new(codec, dumps, loads)?,
             name: name.as_deref(),
             capacity_bytes,
             max_bytes,
+            trusted,
         };
         Ok(JoinableQueue::make(Core::create(py, Kind::Joinable, opts)?))
     }
 
-    /// Opens an existing joinable queue by name.
+    /// Opens an existing joinable queue by name (arguments as for
+    /// ``Queue.open``).
     #[classmethod]
-    #[pyo3(signature = (name, *, codec="pickle"))]
-    fn open(cls: &Bound<'_, PyType>, name: &str, codec: &str) -> PyResult<Py<JoinableQueue>> {
+    #[pyo3(signature = (name, *, codec="pickle", dumps=None, loads=None, trusted=false))]
+    fn open(
+        cls: &Bound<'_, PyType>,
+        name: &str,
+        codec: &str,
+        dumps: Option<Bound<'_, PyAny>>,
+        loads: Option<Bound<'_, PyAny>>,
+        trusted: bool,
+    ) -> PyResult<Py<JoinableQueue>> {
         let py = cls.py();
+        let codec = Codec::new(codec, dumps, loads)?;
         Py::new(
             py,
-            JoinableQueue::make(Core::open(py, Kind::Joinable, name, codec)?),
+            JoinableQueue::make(Core::open(py, Kind::Joinable, name, codec, trusted)?),
         )
     }
 
@@ -363,8 +448,10 @@ impl JoinableQueue {
     ///
     /// Used by queue consumers: for each ``get()`` used to fetch a task, a
     /// subsequent ``task_done()`` tells the queue that the processing on the
-    /// task is complete. Raises ``ValueError`` if called more times than
-    /// there were items placed in the queue.
+    /// task is complete. Raises ``ValueError`` if no task is outstanding:
+    /// procq counts a task from the ``get()`` that took it (the standard
+    /// library counts from ``put()``), which is what lets it write off the
+    /// tasks of a consumer that died.
     fn task_done(slf: &Bound<'_, Self>) -> PyResult<()> {
         slf.as_super().get().core.task_done(slf.py())
     }
@@ -393,7 +480,11 @@ impl JoinableQueue {
 /// A simplified, unbounded queue: a drop-in for
 /// ``multiprocessing.SimpleQueue`` (same shared-memory queue as ``Queue``).
 ///
-/// SimpleQueue(*, codec='pickle', name=None, capacity_bytes=None, max_bytes=None)
+/// SimpleQueue(*, codec='pickle', name=None, capacity_bytes=None, max_bytes=None,
+///             dumps=None, loads=None, trusted=False)
+///
+/// Arguments, and the security note (``get()`` unpickles what a writer put
+/// in), as for ``Queue``.
 #[pyclass(module = "procq", subclass, frozen)]
 pub struct SimpleQueue {
     core: Core,
@@ -402,20 +493,25 @@ pub struct SimpleQueue {
 #[pymethods]
 impl SimpleQueue {
     #[new]
-    #[pyo3(signature = (*, codec="pickle", name=None, capacity_bytes=None, max_bytes=None))]
+    #[pyo3(signature = (*, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn new(
         py: Python<'_>,
         codec: &str,
         name: Option<&str>,
         capacity_bytes: Option<u64>,
         max_bytes: Option<u64>,
+        dumps: Option<Bound<'_, PyAny>>,
+        loads: Option<Bound<'_, PyAny>>,
+        trusted: bool,
     ) -> PyResult<Self> {
         let opts = Options {
             maxsize: None,
-            codec,
+            codec: Codec::new(codec, dumps, loads)?,
             name,
             capacity_bytes,
             max_bytes,
+            trusted,
         };
         Ok(SimpleQueue {
             core: Core::create(py, Kind::Simple, opts)?,
@@ -443,19 +539,22 @@ impl SimpleQueue {
     }
 
     /// Remove and return up to ``max_items`` items (see ``Queue.get_many``).
-    #[pyo3(signature = (max_items, timeout=None))]
+    #[pyo3(signature = (max_items=None, timeout=None, *, max_messages_to_get=None))]
     fn get_many<'py>(
         &self,
         py: Python<'py>,
-        max_items: usize,
+        max_items: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
+        max_messages_to_get: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        self.core.get_many(py, max_items, Wait::new(true, timeout)?)
+        let max = max_items_arg(max_items, max_messages_to_get)?;
+        self.core.get_many(py, max, Wait::new(true, timeout)?)
     }
 
-    /// Return True if the queue is empty.
-    fn empty(&self, py: Python<'_>) -> bool {
-        self.core.qsize(py) == 0
+    /// Return True if the queue is empty (``OSError`` after ``close()``,
+    /// as in the standard library).
+    fn empty(&self, py: Python<'_>) -> PyResult<bool> {
+        self.core.empty(py)
     }
 
     /// Return the number of items in the queue (procq extension).
@@ -463,8 +562,9 @@ impl SimpleQueue {
         self.core.qsize(py)
     }
 
-    /// Close this handle: later ``put``/``get`` calls on it raise
-    /// ``ValueError``. The queue and its items stay for other handles.
+    /// Close this handle: later ``put``/``get``/``empty`` calls on it raise
+    /// ``OSError``, as the standard library's do. The queue and its items
+    /// stay for other handles.
     fn close(&self) {
         self.core.close();
     }
@@ -475,7 +575,8 @@ impl SimpleQueue {
         self.core.name()
     }
 
-    /// How items are stored: ``'pickle'`` or ``'bytes'``.
+    /// How items are stored: ``'pickle'``, ``'bytes'``, ``'text'`` or ``'custom'``
+    /// (``dumps=``/``loads=``).
     #[getter]
     fn codec(&self) -> &'static str {
         self.core.codec.name()
@@ -514,9 +615,30 @@ impl SimpleQueue {
 
 /// Unpickles a queue: opens it by name (see `__reduce__`).
 #[pyfunction]
-pub(crate) fn _rebuild(py: Python<'_>, kind: &str, name: &str, codec: &str) -> PyResult<Py<PyAny>> {
+#[pyo3(signature = (kind, name, codec, dumps=None, loads=None, trusted=false))]
+pub(crate) fn _rebuild(
+    py: Python<'_>,
+    kind: &str,
+    name: &str,
+    codec: &str,
+    dumps: Option<Bound<'_, PyAny>>,
+    loads: Option<Bound<'_, PyAny>>,
+    trusted: bool,
+) -> PyResult<Py<PyAny>> {
     let kind = Kind::parse(kind)?;
-    let core = Core::open(py, kind, name, codec)?;
+    let codec = Codec::new(codec, dumps, loads)?;
+    let core = Core::open(py, kind, name, codec, trusted).map_err(|e| {
+        if e.is_instance_of::<PyFileNotFoundError>(py) {
+            PyFileNotFoundError::new_err(format!(
+                "cannot unpickle the procq queue {name:?}: a pickled queue is only its name, and \
+                 no queue of that name exists any more (a queue is removed when the last handle \
+                 to it, in any process, is closed or garbage-collected: keep the sender's handle \
+                 open until the receiver has opened it)"
+            ))
+        } else {
+            e
+        }
+    })?;
     Ok(match kind {
         Kind::Queue => Py::new(py, Queue { core })?.into_any(),
         Kind::Joinable => Py::new(py, JoinableQueue::make(core))?.into_any(),
@@ -531,4 +653,36 @@ pub(crate) fn _rebuild(py: Python<'_>, kind: &str, name: &str, codec: &str) -> P
 pub(crate) fn collect_garbage(py: Python<'_>) -> PyResult<Vec<String>> {
     py.detach(procq::collect_garbage)
         .map_err(|e| to_py(py, "/dev/shm", e))
+}
+
+/// `get_many`'s count: `max_items` or its faster-fifo name
+/// `max_messages_to_get`, at most one of them; `None` means no limit.
+/// A `bool` is refused: faster-fifo's first positional argument is `block`,
+/// and `get_many(True)` would otherwise quietly mean "one item".
+fn max_items_arg(
+    max_items: Option<&Bound<'_, PyAny>>,
+    max_messages_to_get: Option<&Bound<'_, PyAny>>,
+) -> PyResult<usize> {
+    let arg = match (max_items, max_messages_to_get) {
+        (Some(_), Some(_)) => {
+            return Err(PyTypeError::new_err(
+                "give max_items or max_messages_to_get (its faster-fifo name), not both",
+            ))
+        }
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return Ok(usize::MAX),
+    };
+    if arg.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(
+            "get_many's first argument is max_items (an int), not a bool: write \
+             get_many(block=..., timeout=...) for faster-fifo's get_many(block, timeout)",
+        ));
+    }
+    let n: i64 = arg.extract()?;
+    match usize::try_from(n) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "max_items must be at least 1, not {n}"
+        ))),
+    }
 }

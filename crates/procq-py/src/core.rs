@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use procq::{Builder, RawQueue};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::errors::{full_error, to_py};
-use crate::item::{build, encode, finish, Codec, LARGE};
+use crate::errors::{full_error, to_py, too_large};
+use crate::item::{build, build_landed, encode, finish, land, Codec, LARGE};
 use crate::wait::{
     blocking_sliced, is_empty, is_full, Step, Wait, JOIN_SLICE, REMOTE_SLICE, SLICE,
 };
@@ -37,11 +37,20 @@ fn return_scratch(buf: Vec<u8>) {
     }
 }
 
-/// Whether `name` is a Redis URL rather than a shared-memory name.
+/// Whether `name` is a queue URL (`redis://`, `rediss://`, ...) rather
+/// than a shared-memory name, which cannot contain `/`. The core checks the
+/// scheme.
 pub(crate) fn is_url(name: &str) -> bool {
-    name.starts_with("redis://") || name.starts_with("rediss://")
+    name.contains("://")
 }
 
+/// What `help(procq.Queue)` and the errors say about pickles from a server.
+const UNTRUSTED: &str = "get() unpickles whatever any client of that server put in, and \
+unpickling runs code: pass trusted=True if every writer with access to the server is \
+trusted, or store plain data with codec='bytes', codec='text', or dumps=/loads= such as \
+json.dumps/json.loads";
+
+/// Which Python class a handle belongs to (kept when pickled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Queue,
@@ -75,10 +84,12 @@ pub(crate) struct Options<'a> {
     /// `None`: not given (0 for a new queue; an existing Redis queue keeps
     /// its bound).
     pub(crate) maxsize: Option<i64>,
-    pub(crate) codec: &'a str,
+    pub(crate) codec: Codec,
     pub(crate) name: Option<&'a str>,
     pub(crate) capacity_bytes: Option<u64>,
     pub(crate) max_bytes: Option<u64>,
+    /// `trusted=`: pickles from a Redis server may be loaded.
+    pub(crate) trusted: bool,
 }
 
 /// One handle to a queue: what the three Python classes share.
@@ -94,6 +105,10 @@ pub(crate) struct Core {
     remote: bool,
     kind: Kind,
     pub(crate) codec: Codec,
+    /// `trusted=` as given (kept when pickled).
+    trusted: bool,
+    /// `max_bytes=` as given to the constructor, for error messages.
+    max_bytes: Option<u64>,
     /// Set by `close()`.
     pub(crate) closed: AtomicBool,
     /// Whether the last item got was large: then the next `get` skips the
@@ -109,8 +124,11 @@ impl Core {
             name,
             capacity_bytes,
             max_bytes,
+            trusted,
         } = opts;
-        let codec = Codec::parse(codec)?;
+        if let Some(name) = name {
+            check_trust(name, &codec, trusted)?;
+        }
         let mut builder = Builder::new();
         if let Some(maxsize) = maxsize {
             // As in multiprocessing, a maxsize ≤ 0 means unbounded.
@@ -132,11 +150,19 @@ impl Core {
                 _ => builder.build_raw(),
             })
             .map_err(|e| to_py(py, label, e))?;
-        Ok(Core::from_raw(raw, kind, codec))
+        let mut core = Core::from_raw(raw, kind, codec, trusted);
+        core.max_bytes = max_bytes;
+        Ok(core)
     }
 
-    pub(crate) fn open(py: Python<'_>, kind: Kind, name: &str, codec: &str) -> PyResult<Core> {
-        let codec = Codec::parse(codec)?;
+    pub(crate) fn open(
+        py: Python<'_>,
+        kind: Kind,
+        name: &str,
+        codec: Codec,
+        trusted: bool,
+    ) -> PyResult<Core> {
+        check_trust(name, &codec, trusted)?;
         let raw = py
             .detach(|| {
                 if kind == Kind::Joinable && is_url(name) {
@@ -152,16 +178,18 @@ impl Core {
                 "{name:?} is not a JoinableQueue"
             )));
         }
-        Ok(Core::from_raw(raw, kind, codec))
+        Ok(Core::from_raw(raw, kind, codec, trusted))
     }
 
-    fn from_raw(raw: RawQueue, kind: Kind, codec: Codec) -> Core {
+    fn from_raw(raw: RawQueue, kind: Kind, codec: Codec, trusted: bool) -> Core {
         Core {
             joiner: (kind == Kind::Joinable).then(|| raw.clone()),
             remote: is_url(raw.name()),
             raw,
             kind,
             codec,
+            trusted,
+            max_bytes: None,
             closed: AtomicBool::new(false),
             large: AtomicBool::new(false),
         }
@@ -186,22 +214,53 @@ impl Core {
     }
 
     fn err(&self, py: Python<'_>, e: procq::Error) -> PyErr {
-        to_py(py, &self.display_name(), e)
+        match e {
+            procq::Error::Closed => self.closed_error(),
+            procq::Error::TooLarge { size, limit } => {
+                let ring = py
+                    .detach(|| self.raw.stats())
+                    .map(|s| s.max_capacity_bytes)
+                    .ok();
+                too_large(size, limit, ring, self.max_bytes)
+            }
+            e => to_py(py, &self.display_name(), e),
+        }
+    }
+
+    /// What the standard library raises on a closed handle: `ValueError`
+    /// from `Queue`, `OSError` from `SimpleQueue` (its pipe is closed).
+    fn closed_error(&self) -> PyErr {
+        match self.kind {
+            Kind::Simple => PyOSError::new_err(format!(
+                "handle is closed (SimpleQueue {:?})",
+                self.display_name()
+            )),
+            _ => PyValueError::new_err(format!("Queue {:?} is closed", self.display_name())),
+        }
     }
 
     fn check_open(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
-            return Err(PyValueError::new_err(format!(
-                "Queue {:?} is closed",
-                self.display_name()
-            )));
+            return Err(self.closed_error());
         }
         Ok(())
     }
 
+    /// `empty()`: `OSError` on a closed handle, as the standard library's
+    /// three queues raise (their reading end is closed).
+    pub(crate) fn empty(&self, py: Python<'_>) -> PyResult<bool> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PyOSError::new_err(format!(
+                "handle is closed (queue {:?})",
+                self.display_name()
+            )));
+        }
+        Ok(self.qsize(py) == 0)
+    }
+
     pub(crate) fn put(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, wait: Wait) -> PyResult<()> {
         self.check_open()?;
-        let enc = encode(obj, self.codec)?;
+        let enc = encode(obj, &self.codec)?;
         let (head, body) = (enc.head(), enc.body());
         let large = enc.len() >= LARGE;
         // Tag and data are copied into shared memory piece by piece: no
@@ -230,32 +289,34 @@ impl Core {
             // Fast path: build the object straight from shared memory.
             let got = self.raw.get_with(Some(Duration::ZERO), |record| {
                 self.large.store(record.len() >= LARGE, Ordering::Relaxed);
-                build(py, record, self.codec, false)
+                build(py, record, &self.codec, false)
             });
             match got {
-                Ok(built) => return finish(py, built?),
+                Ok(built) => return finish(py, built?, &self.codec),
                 Err(procq::Error::Empty) if wait.waits() => {}
                 Err(e) => return Err(self.err(py, e)),
             }
         }
-        let raw = &self.raw;
+        let (raw, codec) = (&self.raw, &self.codec);
         let mut landing = take_scratch();
         let got = blocking_sliced(py, wait, self.slice(), is_empty, |step| {
+            // The record leaves shared memory here, without the GIL: the
+            // buffers of an out-of-band pickle straight into the memory
+            // their objects will use.
             raw.get_with(step.timeout(), |record| {
-                landing.clear();
-                landing.extend_from_slice(record);
+                (land(record, codec, &mut landing), record.len())
             })
         });
         let result = match got {
-            Ok(Ok(())) => {
-                self.large.store(landing.len() >= LARGE, Ordering::Relaxed);
-                build(py, &landing, self.codec, true)
+            Ok(Ok((taken, len))) => {
+                self.large.store(len >= LARGE, Ordering::Relaxed);
+                build_landed(py, taken, &landing, codec)
             }
             Ok(Err(e)) => Err(self.err(py, e)),
             Err(e) => Err(e),
         };
         return_scratch(landing);
-        finish(py, result?)
+        finish(py, result?, codec)
     }
 
     pub(crate) fn put_many(
@@ -272,7 +333,7 @@ impl Core {
         // before any item is put.
         let encoded = objs
             .iter()
-            .map(|o| encode(o, self.codec))
+            .map(|o| encode(o, &self.codec))
             .collect::<PyResult<Vec<_>>>()?;
         if encoded.is_empty() {
             return Ok(());
@@ -360,7 +421,7 @@ impl Core {
         let result = match got {
             Ok(Ok(_)) => Ok(records
                 .iter()
-                .map(|r| build(py, r, self.codec, true))
+                .map(|r| build(py, r, &self.codec, true))
                 .collect::<Vec<_>>()),
             Ok(Err(e)) => Err(self.err(py, e)),
             Err(e) => Err(e),
@@ -373,7 +434,7 @@ impl Core {
         let list = PyList::empty(py);
         let mut first_error = None;
         for b in built {
-            match b.and_then(|b| finish(py, b)) {
+            match b.and_then(|b| finish(py, b, &self.codec)) {
                 Ok(obj) => list.append(obj)?,
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -475,7 +536,20 @@ impl Core {
 
     pub(crate) fn reduce<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let rebuild = py.import("procq._procq")?.getattr("_rebuild")?;
-        let args = (self.kind.code(), self.name(), self.codec.name());
+        let (dumps, loads) = self.codec.custom(py).unzip();
+        let codec = match self.codec {
+            // Rebuilt from dumps and loads.
+            Codec::Custom { .. } => "pickle",
+            _ => self.codec.name(),
+        };
+        let args = (
+            self.kind.code(),
+            self.name(),
+            codec,
+            dumps,
+            loads,
+            self.trusted,
+        );
         PyTuple::new(py, [rebuild, args.into_pyobject(py)?.into_any()])
     }
 
@@ -494,4 +568,15 @@ impl Core {
             ),
         }
     }
+}
+
+/// Refuses to open a queue on a server with the pickle codec unless the
+/// caller said its writers are trusted (`trusted=True`).
+fn check_trust(name: &str, codec: &Codec, trusted: bool) -> PyResult<()> {
+    if is_url(name) && matches!(codec, Codec::Pickle) && !trusted {
+        return Err(PyValueError::new_err(format!(
+            "a procq queue on a server holds pickles by default, and {UNTRUSTED}"
+        )));
+    }
+    Ok(())
 }

@@ -33,7 +33,7 @@ pub(crate) fn to_py(py: Python<'_>, name: &str, e: procq::Error) -> PyErr {
         E::Empty => empty_error(py),
         E::Full => full_error(py, ()),
         E::Closed => PyValueError::new_err(format!("Queue {name:?} is closed")),
-        E::TaskDoneTooOften => PyValueError::new_err("task_done() called too many times"),
+        E::TaskDoneTooOften => PyValueError::new_err(TASK_DONE_TOO_OFTEN),
         E::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),
         E::AlreadyExists(_) => PyFileExistsError::new_err(e.to_string()),
         E::TooLarge { .. } | E::InvalidName { .. } | E::InvalidQueue { .. } => {
@@ -46,4 +46,34 @@ pub(crate) fn to_py(py: Python<'_>, name: &str, e: procq::Error) -> PyErr {
         },
         other => PyRuntimeError::new_err(other.to_string()),
     }
+}
+
+/// procq's rule for `task_done()`, which differs from the standard
+/// library's (that only counts puts).
+const TASK_DONE_TOO_OFTEN: &str = "task_done() called with no task outstanding: procq counts \
+a task from the get() that took it out of the queue (the standard library counts from put()), \
+and every item got from this queue is already marked done (on a Redis queue: every item got \
+through this handle)";
+
+/// `ValueError` for an item larger than the queue can ever hold, with the
+/// numbers the user chose: `size` the encoded item, `limit` the largest
+/// record, `ring` the largest ring (if known), `asked` the `max_bytes=` given.
+pub(crate) fn too_large(size: u64, limit: u64, ring: Option<u64>, asked: Option<u64>) -> PyErr {
+    let mut msg = format!(
+        "item too large for this queue: it encodes to {size} bytes, and the largest item the \
+         queue can hold is {limit} bytes"
+    );
+    if let Some(ring) = ring {
+        msg.push_str(&format!(
+            " (its ring grows to at most {ring} bytes, less {} bytes of framing per item",
+            ring.saturating_sub(limit)
+        ));
+        match asked {
+            Some(asked) if asked != ring => msg.push_str(&format!(
+                "; max_bytes={asked} was rounded up to a power of two, at least 4096)"
+            )),
+            _ => msg.push_str("; raise max_bytes= to hold larger items)"),
+        }
+    }
+    PyValueError::new_err(msg)
 }

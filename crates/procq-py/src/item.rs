@@ -17,6 +17,7 @@
 //!   | `b'f'` 0x66  | `float`       | 8 bytes, IEEE 754 binary64, little-endian |
 //!   | `b'N'` 0x4e  | `None`        | nothing                                 |
 //!   | `b'T'`/`b'F'`| `True`/`False`| nothing                                 |
+//!   | `b'o'` 0x6f  | any object with out-of-band buffers | see the `oob` module |
 //!
 //!   A pickle of protocol 2 or later always starts with the `PROTO` opcode
 //!   `0x80`, so pickles need no tag byte of their own and are stored as
@@ -24,17 +25,26 @@
 //!   The fast paths skip pickle for the commonest item types (pickle costs
 //!   ~1 µs per call) and give other languages a format they can read and
 //!   write without a pickle implementation.
+//!
+//!   Objects that hand pickle their data as `pickle.PickleBuffer`s (numpy
+//!   arrays) are pickled with those buffers out of band: they
+//!   go straight into the queue's memory and come back without a copy
+//!   through pickle (the `oob` module).
 //! * `"bytes"`: every item is a bytes-like object, stored verbatim, so a
 //!   Rust `procq::RawQueue` reads and writes exactly the bytes Python sees.
+//! * `"text"`: `str` in the wire format of Rust's `String` (see [`Codec`]).
+//! * custom (`dumps=`/`loads=`): the record is whatever `dumps(obj)`
+//!   returned, and `get` returns `loads(record)`.
 //!
 //! Large records are copied with the GIL released (see `LARGE`).
 
-use crate::abi::utf8;
+use crate::abi::{utf8, Exported};
+use crate::oob::{self, Landed, Layout, TAG_OOB};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyMemoryView, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyMemoryView, PyString};
 
 /// First byte of every pickle of protocol ≥ 2 (the `PROTO` opcode).
 pub(crate) const TAG_PICKLE: u8 = 0x80;
@@ -63,7 +73,7 @@ pub(crate) const LARGE: usize = 64 * 1024;
 const PICKLE_PROTOCOL: u8 = 5;
 
 /// How a queue turns Python objects into records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Codec {
     /// Any picklable object, with tagged fast paths (see the module docs).
     Pickle,
@@ -73,6 +83,14 @@ pub(crate) enum Codec {
     /// of the `procq` command: a LEB128 varint length, then the bytes.
     /// Items come back as `str` when they are valid UTF-8, else as `bytes`.
     Text,
+    /// The user's serializer: the record is `dumps(obj)` (bytes-like), and
+    /// an item is `loads(record)`.
+    Custom {
+        /// Object to bytes-like.
+        dumps: Py<PyAny>,
+        /// `bytes` to object.
+        loads: Py<PyAny>,
+    },
 }
 
 impl Codec {
@@ -88,12 +106,54 @@ impl Codec {
         }
     }
 
-    /// The name given to `codec=`.
-    pub(crate) fn name(self) -> &'static str {
+    /// The codec for the `codec=`, `dumps=` and `loads=` arguments.
+    pub(crate) fn new(
+        codec: &str,
+        dumps: Option<Bound<'_, PyAny>>,
+        loads: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Codec> {
+        match (dumps, loads) {
+            (None, None) => Codec::parse(codec),
+            (Some(dumps), Some(loads)) => {
+                if codec != "pickle" {
+                    return Err(PyValueError::new_err(
+                        "dumps= and loads= replace the codec: give either them or codec=, not both",
+                    ));
+                }
+                if !dumps.is_callable() || !loads.is_callable() {
+                    return Err(PyTypeError::new_err("dumps= and loads= must be callables"));
+                }
+                Ok(Codec::Custom {
+                    dumps: dumps.unbind(),
+                    loads: loads.unbind(),
+                })
+            }
+            _ => Err(PyTypeError::new_err(
+                "give dumps= and loads= together (a queue's items must come back out)",
+            )),
+        }
+    }
+
+    /// The name given to `codec=` (`'custom'` for `dumps=`/`loads=`).
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Codec::Pickle => "pickle",
             Codec::Bytes => "bytes",
             Codec::Text => "text",
+            Codec::Custom { .. } => "custom",
+        }
+    }
+
+    /// The user's `dumps` and `loads`, if any.
+    pub(crate) fn custom<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        match self {
+            Codec::Custom { dumps, loads } => {
+                Some((dumps.bind(py).clone(), loads.bind(py).clone()))
+            }
+            _ => None,
         }
     }
 }
@@ -108,28 +168,35 @@ enum Body<'a, 'py> {
     /// A `bytes` object made for this item (a pickle, or a copy of a
     /// mutable buffer).
     Made(Bound<'py, PyBytes>),
+    /// Any bytes-like object's memory, read in place (an out-of-band
+    /// pickle buffer, or what a custom `dumps` returned).
+    Exported(Exported<'py>),
 }
 
 /// One item, encoded: a short head (tag and fixed-size value) followed by
 /// a body. The record is `head ++ body`; it is only concatenated when it is
 /// copied, so a pickle or a `bytes_codec` item is never copied twice.
 pub(crate) struct Encoded<'a, 'py> {
-    /// Tag byte and, for numbers, their 8 bytes.
-    head: [u8; 9],
+    /// Tag byte and, for numbers, their 8 bytes (or a length prefix).
+    head: [u8; 10],
     /// How much of `head` is used.
     head_len: usize,
+    /// A longer head, used instead of `head` when not empty: the header,
+    /// pickle and leading buffers of an out-of-band record.
+    long_head: Vec<u8>,
     /// The rest.
     body: Body<'a, 'py>,
 }
 
 impl<'a, 'py> Encoded<'a, 'py> {
     fn tagged(tag: u8, value: &[u8], body: Body<'a, 'py>) -> Self {
-        let mut head = [0u8; 9];
+        let mut head = [0u8; 10];
         head[0] = tag;
         head[1..=value.len()].copy_from_slice(value);
         Encoded {
             head,
             head_len: 1 + value.len(),
+            long_head: Vec::new(),
             body,
         }
     }
@@ -150,15 +217,33 @@ impl<'a, 'py> Encoded<'a, 'py> {
 
     fn whole(body: Body<'a, 'py>) -> Self {
         Encoded {
-            head: [0; 9],
+            head: [0; 10],
             head_len: 0,
+            long_head: Vec::new(),
             body,
+        }
+    }
+
+    /// A pickle with out-of-band buffers (see the `oob` module): the last
+    /// buffer is the body, copied from the object straight into the queue.
+    fn out_of_band(pickle: &[u8], mut buffers: Vec<Exported<'py>>) -> Self {
+        let long_head = oob::head(pickle, &buffers);
+        let last = buffers.pop().map_or(Body::Empty, Body::Exported);
+        Encoded {
+            head: [0; 10],
+            head_len: 0,
+            long_head,
+            body: last,
         }
     }
 
     /// The leading bytes of the record (empty for pickles and raw bytes).
     pub(crate) fn head(&self) -> &[u8] {
-        &self.head[..self.head_len]
+        if self.long_head.is_empty() {
+            &self.head[..self.head_len]
+        } else {
+            &self.long_head
+        }
     }
 
     /// The trailing bytes of the record.
@@ -167,6 +252,7 @@ impl<'a, 'py> Encoded<'a, 'py> {
             Body::Empty => &[],
             Body::Borrowed(b) => b,
             Body::Made(b) => b.as_bytes(),
+            Body::Exported(b) => b.as_slice(),
         }
     }
 
@@ -183,10 +269,23 @@ static PICKLE_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// nothing) if the object cannot be encoded.
 pub(crate) fn encode<'a, 'py>(
     obj: &'a Bound<'py, PyAny>,
-    codec: Codec,
+    codec: &Codec,
 ) -> PyResult<Encoded<'a, 'py>> {
     let py = obj.py();
-    if codec == Codec::Bytes {
+    if let Codec::Custom { dumps, .. } = codec {
+        let out = dumps.bind(py).call1((obj,))?;
+        if let Ok(b) = out.cast::<PyBytes>() {
+            return Ok(Encoded::whole(Body::Made(b.clone())));
+        }
+        return match Exported::new(&out) {
+            Ok(view) => Ok(Encoded::whole(Body::Exported(view))),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "dumps= must return bytes or another bytes-like object, not {}",
+                out.get_type().name()?
+            ))),
+        };
+    }
+    if let Codec::Bytes = codec {
         if let Ok(b) = obj.cast::<PyBytes>() {
             return Ok(Encoded::whole(Body::Borrowed(b.as_bytes())));
         }
@@ -203,7 +302,7 @@ pub(crate) fn encode<'a, 'py>(
             obj.get_type().name()?
         )));
     }
-    if codec == Codec::Text {
+    if let Codec::Text = codec {
         if let Ok(s) = obj.cast::<PyString>() {
             return Ok(Encoded::length_prefixed(Body::Borrowed(utf8(s)?)));
         }
@@ -252,11 +351,11 @@ pub(crate) fn encode<'a, 'py>(
     let dumps = PICKLE_DUMPS.get_or_try_init(py, || {
         Ok::<_, PyErr>(py.import("pickle")?.getattr("dumps")?.unbind())
     })?;
-    let pickled = dumps
-        .bind(py)
-        .call1((obj, PICKLE_PROTOCOL))?
-        .cast_into::<PyBytes>()?;
-    Ok(Encoded::whole(Body::Made(pickled)))
+    let (pickled, buffers) = oob::dumps(dumps.bind(py), obj, PICKLE_PROTOCOL)?;
+    if buffers.is_empty() {
+        return Ok(Encoded::whole(Body::Made(pickled)));
+    }
+    Ok(Encoded::out_of_band(pickled.as_bytes(), buffers))
 }
 
 /// A record turned into a Python object, except that a pickle is not yet
@@ -267,6 +366,54 @@ pub(crate) enum Built<'py> {
     Done(Bound<'py, PyAny>),
     /// A pickle still to be loaded.
     Pickle(Bound<'py, PyBytes>),
+    /// A pickle still to be loaded, with its out-of-band buffers.
+    OutOfBand(Bound<'py, PyBytes>, Landed),
+    /// A record for the user's `loads`.
+    Custom(Bound<'py, PyBytes>),
+}
+
+/// A record taken out of the queue, when the taking must not make Python
+/// objects (the GIL is not held): see [`land`].
+pub(crate) enum Taken {
+    /// The whole record, copied into the caller's buffer.
+    Whole,
+    /// An out-of-band record: its pickle is in the caller's buffer, its
+    /// buffers in their own memory (no second copy later).
+    OutOfBand(Landed),
+    /// A record that cannot be an item (the error message).
+    Bad(&'static str),
+}
+
+/// Copies `record` out of the queue without the GIL: the whole of it into
+/// `into`, except that the buffers of an out-of-band pickle go straight to
+/// the memory their objects will use.
+pub(crate) fn land(record: &[u8], codec: &Codec, into: &mut Vec<u8>) -> Taken {
+    into.clear();
+    if matches!(codec, Codec::Pickle) && record.first() == Some(&TAG_OOB) {
+        return match Layout::parse(record) {
+            Ok(layout) => {
+                into.extend_from_slice(&record[layout.pickle.clone()]);
+                Taken::OutOfBand(Landed::copy(record, &layout))
+            }
+            Err(why) => Taken::Bad(why),
+        };
+    }
+    into.extend_from_slice(record);
+    Taken::Whole
+}
+
+/// Turns what [`land`] took into a [`Built`] item.
+pub(crate) fn build_landed<'py>(
+    py: Python<'py>,
+    taken: Taken,
+    landing: &[u8],
+    codec: &Codec,
+) -> PyResult<Built<'py>> {
+    match taken {
+        Taken::Whole => build(py, landing, codec, true),
+        Taken::OutOfBand(landed) => Ok(Built::OutOfBand(PyBytes::new(py, landing), landed)),
+        Taken::Bad(why) => Err(bad_record(why)),
+    }
 }
 
 /// Why a record cannot be an item (raised as `ValueError`).
@@ -315,15 +462,18 @@ pub(crate) fn new_bytes<'py>(
 pub(crate) fn build<'py>(
     py: Python<'py>,
     record: &[u8],
-    codec: Codec,
+    codec: &Codec,
     gil_free_copy: bool,
 ) -> PyResult<Built<'py>> {
-    if codec == Codec::Bytes {
+    if let Codec::Custom { .. } = codec {
+        return Ok(Built::Custom(new_bytes(py, record, gil_free_copy)?));
+    }
+    if let Codec::Bytes = codec {
         return Ok(Built::Done(
             new_bytes(py, record, gil_free_copy)?.into_any(),
         ));
     }
-    if codec == Codec::Text {
+    if let Codec::Text = codec {
         let (len, n) = leb128(record).ok_or_else(|| bad_record("bad length prefix"))?;
         let rest = &record[n..];
         if rest.len() as u64 != len {
@@ -343,6 +493,16 @@ pub(crate) fn build<'py>(
     };
     let obj = match tag {
         TAG_PICKLE => return Ok(Built::Pickle(new_bytes(py, record, gil_free_copy)?)),
+        TAG_OOB => {
+            let layout = Layout::parse(record).map_err(bad_record)?;
+            let pickle = PyBytes::new(py, &record[layout.pickle.clone()]);
+            let landed = if gil_free_copy && record.len() >= LARGE {
+                py.detach(|| Landed::copy(record, &layout))
+            } else {
+                Landed::copy(record, &layout)
+            };
+            return Ok(Built::OutOfBand(pickle, landed));
+        }
         TAG_BYTES => new_bytes(py, rest, gil_free_copy)?.into_any(),
         TAG_STR => {
             let text = std::str::from_utf8(rest).map_err(|_| bad_record("invalid UTF-8"))?;
@@ -372,15 +532,31 @@ fn leb128(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// Finishes a [`Built`] item: loads pickles.
-pub(crate) fn finish<'py>(py: Python<'py>, built: Built<'py>) -> PyResult<Bound<'py, PyAny>> {
+/// Finishes a [`Built`] item: loads pickles (runs Python code: never
+/// while the queue's lock is held).
+pub(crate) fn finish<'py>(
+    py: Python<'py>,
+    built: Built<'py>,
+    codec: &Codec,
+) -> PyResult<Bound<'py, PyAny>> {
+    let loads = || {
+        PICKLE_LOADS
+            .get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import("pickle")?.getattr("loads")?.unbind())
+            })
+            .map(|l| l.bind(py))
+    };
     match built {
         Built::Done(obj) => Ok(obj),
-        Built::Pickle(data) => {
-            let loads = PICKLE_LOADS.get_or_try_init(py, || {
-                Ok::<_, PyErr>(py.import("pickle")?.getattr("loads")?.unbind())
-            })?;
-            loads.bind(py).call1((data,))
+        Built::Pickle(data) => loads()?.call1((data,)),
+        Built::OutOfBand(data, landed) => {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("buffers", landed.frames(py)?)?;
+            loads()?.call((data,), Some(&kwargs))
         }
+        Built::Custom(data) => match codec {
+            Codec::Custom { loads, .. } => loads.bind(py).call1((data,)),
+            _ => Err(bad_record("a custom record on a queue without loads=")),
+        },
     }
 }

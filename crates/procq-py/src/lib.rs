@@ -49,6 +49,7 @@ mod classes;
 mod core;
 mod errors;
 mod item;
+mod oob;
 mod wait;
 
 use classes::{_rebuild, collect_garbage, JoinableQueue, Queue, SimpleQueue};

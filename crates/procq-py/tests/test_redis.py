@@ -6,6 +6,7 @@ missing) runs on a free 127.0.0.1 port without persistence for this module.
 These tests skip only when no ``redis-server`` binary exists at all.
 """
 
+import multiprocessing
 import os
 import pickle
 import queue
@@ -77,7 +78,7 @@ def url(base, label, options=""):
 
 
 def test_same_api_fifo_sizes_and_timeouts(base):
-    q = procq.Queue(url(base, "fifo"), maxsize=3)
+    q = procq.Queue(url(base, "fifo"), maxsize=3, trusted=True)
     assert (q.maxsize, q.qsize(), q.empty(), q.full()) == (3, 0, True, False)
     for item in ["Data A", b"raw", {"k": [1, 2]}]:
         q.put(item)
@@ -101,17 +102,17 @@ def test_same_api_fifo_sizes_and_timeouts(base):
 
 def test_constructor_forms(base):
     u = url(base, "forms")
-    a = procq.Queue(u, maxsize=2)
-    b = procq.Queue(u)  # no maxsize: takes the existing bound
-    c = procq.Queue(maxsize=2, name=u)
-    d = procq.Queue.open(u)
+    a = procq.Queue(u, maxsize=2, trusted=True)
+    b = procq.Queue(u, trusted=True)  # no maxsize: takes the existing bound
+    c = procq.Queue(maxsize=2, name=u, trusted=True)
+    d = procq.Queue.open(u, trusted=True)
     assert [x.maxsize for x in (a, b, c, d)] == [2, 2, 2, 2]
     with pytest.raises(ValueError, match="maxsize"):
-        procq.Queue(u, maxsize=5)
+        procq.Queue(u, maxsize=5, trusted=True)
     with pytest.raises(ValueError, match="Joinable"):
-        procq.JoinableQueue(u)
+        procq.JoinableQueue(u, trusted=True)
     with pytest.raises(TypeError):
-        procq.Queue(u, name=u)
+        procq.Queue(u, name=u, trusted=True)
     # stdlib forms still mean a shared-memory queue
     assert procq.Queue(4).maxsize == 4 and procq.Queue(maxsize=5).maxsize == 5
     with pytest.raises(TypeError):
@@ -123,13 +124,13 @@ def test_constructor_forms(base):
 def test_password_never_shown():
     u = "redis://user:hunter2@127.0.0.1:1/0/x?timeout_ms=200"
     with pytest.raises(OSError) as e:
-        procq.Queue(u)
+        procq.Queue(u, trusted=True)
     assert "hunter2" not in str(e.value)
 
 
 def test_repr_stats_and_pickle(base):
     u = url(base, "stats")
-    q = procq.JoinableQueue(u, maxsize=7)
+    q = procq.JoinableQueue(u, maxsize=7, trusted=True)
     q.put("job")
     st = q.stats()
     assert (st["kind"], st["maxsize"], st["items"], st["unfinished_tasks"]) == (
@@ -143,8 +144,8 @@ def test_repr_stats_and_pickle(base):
 
 
 def test_close_raises_value_error_and_wakes_own_waiter(base):
-    q = procq.Queue(url(base, "close"))
-    other = procq.Queue.open(q.name)
+    q = procq.Queue(url(base, "close"), trusted=True)
+    other = procq.Queue.open(q.name, trusted=True)
     errors = []
 
     def waiter():
@@ -173,13 +174,13 @@ def test_article_examples_across_processes(base, method):
 
     ctx = mp.get_context(method)
     # Token counter: two processes add 50 each to a value passed around.
-    tokens = procq.Queue(url(base, "tokens"))
+    tokens = procq.Queue(url(base, "tokens"), trusted=True)
     tokens.put(0)
     run_all([ctx.Process(target=workers.increment_worker, args=(tokens, 50))
              for _ in range(2)], timeout=60)
     assert tokens.get(timeout=WAIT) == 100
     # Producer-consumer with a None sentinel.
-    jobs, results = procq.Queue(url(base, "jobs"), maxsize=2), procq.Queue(url(base, "res"))
+    jobs, results = procq.Queue(url(base, "jobs"), maxsize=2, trusted=True), procq.Queue(url(base, "res"), trusted=True)
     run_all([ctx.Process(target=workers.producer, args=(jobs, 10, 0)),
              ctx.Process(target=workers.consumer, args=(jobs, results))], timeout=60)
     assert sorted(results.get_many(100, timeout=WAIT)) == sorted(
@@ -190,7 +191,7 @@ def test_joinable_join_across_processes(base):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    q = procq.JoinableQueue(url(base, "join"))
+    q = procq.JoinableQueue(url(base, "join"), trusted=True)
     procs = [ctx.Process(target=workers.joinable_worker, args=(q,)) for _ in range(2)]
     for p in procs:
         p.start()
@@ -209,8 +210,8 @@ def test_sigkilled_consumer_task_comes_back_and_join_waits(base):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    q = procq.JoinableQueue(url(base, "kill", "?lease_ms=500"))
-    ready = procq.Queue(url(base, "ready"))
+    q = procq.JoinableQueue(url(base, "kill", "?lease_ms=500"), trusted=True)
+    ready = procq.Queue(url(base, "ready"), trusted=True)
     q.put("task-1")
     q.put("task-2")
     p = ctx.Process(target=workers.consume_without_task_done, args=(q, ready, 1))
@@ -232,11 +233,60 @@ def test_live_slow_consumer_keeps_its_task(base):
     # The heartbeat renews the lease while the consumer lives: a task that
     # takes longer than the lease is not handed to anyone else.
     u = url(base, "slow", "?lease_ms=300")
-    slow = procq.JoinableQueue(u)
-    other = procq.JoinableQueue.open(u)
+    slow = procq.JoinableQueue(u, trusted=True)
+    other = procq.JoinableQueue.open(u, trusted=True)
     slow.put("long task")
     assert slow.get(timeout=WAIT) == "long task"
     with pytest.raises(queue.Empty):
         other.get(timeout=1.2)
     slow.task_done()
     assert other.join(timeout=WAIT)
+
+
+def test_pickles_from_a_server_need_trusted(base):
+    """get() unpickles what any client of the server put in, and unpickling
+    runs code: a queue on a server takes pickles only with trusted=True."""
+    u = url(base, "trust")
+    refused = [
+        lambda: procq.Queue(u),
+        lambda: procq.Queue(maxsize=1, name=u),
+        lambda: procq.Queue.open(u),
+        lambda: procq.JoinableQueue(url(base, "trust-j")),
+        lambda: procq.JoinableQueue.open(url(base, "trust-j")),
+        lambda: procq.SimpleQueue(name=url(base, "trust-s")),
+    ]
+    for make in refused:
+        with pytest.raises(ValueError, match="trusted=True"):
+            make()
+    # Plain data needs no opt-in: nothing is unpickled.
+    b = procq.Queue(u, codec="bytes")
+    b.put(b"raw")
+    assert b.get(timeout=WAIT) == b"raw"
+    t = procq.Queue(url(base, "trust-t"), codec="text")
+    t.put("text")
+    assert t.get(timeout=WAIT) == "text"
+    j = procq.Queue(url(base, "trust-json"), dumps=workers.json_dumps, loads=workers.json_loads)
+    j.put({"a": [1]})
+    assert j.get(timeout=WAIT) == {"a": [1]}
+
+
+def test_trusted_travels_with_a_pickled_queue(base):
+    q = procq.Queue(url(base, "trusted"), trusted=True)
+    again = pickle.loads(pickle.dumps(q))
+    q.put({"obj": 1})
+    assert again.get(timeout=WAIT) == {"obj": 1}
+    # A spawned child unpickles the queue: it must still take pickles.
+    jq = procq.JoinableQueue(url(base, "trusted-j"), trusted=True)
+    jq.put("task")
+    spawn = multiprocessing.get_context("spawn")
+    run_all([spawn.Process(target=workers.fork_child_task_done, args=(jq, 1))])
+    assert jq.join(timeout=WAIT)
+
+
+def test_out_of_band_buffers_through_redis(base):
+    np = pytest.importorskip("numpy")
+    q = procq.Queue(url(base, "numpy"), trusted=True)
+    arrays = [np.arange(10.0), np.arange(300_000, dtype=np.int32)]
+    q.put(arrays)
+    got = q.get(timeout=WAIT)
+    assert all(np.array_equal(a, b) and b.flags.writeable for a, b in zip(arrays, got))

@@ -142,3 +142,32 @@ def open_by_name(name, out_name):
     q = procq.Queue.open(name)
     out = procq.Queue.open(out_name)
     out.put(q.get(timeout=WAIT) * 2)
+
+
+# --- serializers and numpy ----------------------------------------------------
+
+def json_dumps(obj):
+    """A dumps= for tests: JSON as UTF-8 bytes."""
+    import json
+
+    return json.dumps(obj).encode()
+
+
+def json_loads(data):
+    import json
+
+    return json.loads(data)
+
+
+def echo_n(inbox, outbox, n):
+    """Gets n items and puts each back (numpy arrays come back doubled)."""
+    for _ in range(n):
+        item = inbox.get(timeout=WAIT)
+        if hasattr(item, "dtype"):
+            assert item.flags.writeable and item.ctypes.data % 64 == 0
+            item *= 2  # in place: the array owns writable memory
+        outbox.put(item)
+
+
+def forward_one(inbox, outbox):
+    outbox.put(inbox.get(timeout=WAIT))

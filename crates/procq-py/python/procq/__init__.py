@@ -14,6 +14,16 @@ killed at any instant, and waits use futexes with monotonic timeouts.
 ``procq.Queue``, ``procq.JoinableQueue`` and ``procq.SimpleQueue`` take the
 same arguments and raise the same exceptions (``queue.Empty``,
 ``queue.Full``, ``ValueError``) as their ``multiprocessing`` namesakes.
+numpy arrays travel without a copy through pickle (pickle protocol 5 with
+out-of-band buffers); ``dumps=``/``loads=`` replace pickle.
+
+Security: ``get()`` unpickles whatever a writer put in, and unpickling can
+run any code, exactly as with ``multiprocessing.Queue``. A shared-memory
+queue is readable and writable by its owner's user only (mode 0600). A
+queue on a Redis server can be written by any client of that server, so
+with pickle it needs ``trusted=True`` (else ``ValueError``); plain data
+(``codec='bytes'``, ``codec='text'``, ``loads=json.loads``) needs no
+opt-in.
 """
 
 from queue import Empty, Full

@@ -2,7 +2,7 @@
 
 from queue import Empty as Empty, Full as Full
 from types import GenericAlias
-from typing import Any, Generic, Iterable, Literal, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, Literal, TypeVar, overload
 
 __all__ = [
     "Queue",
@@ -18,6 +18,8 @@ __version__: str
 
 _T = TypeVar("_T")
 _Codec = Literal["pickle", "bytes", "text"]
+_Dumps = Callable[[Any], Any]  # returns bytes or another bytes-like object
+_Loads = Callable[[bytes], Any]
 
 def collect_garbage() -> list[str]:
     """Remove queues whose processes all died; return their names."""
@@ -34,6 +36,9 @@ class Queue(Generic[_T]):
         name: str | None = None,
         capacity_bytes: int | None = None,
         max_bytes: int | None = None,
+        dumps: _Dumps | None = None,
+        loads: _Loads | None = None,
+        trusted: bool = False,
     ) -> None:
         """A new shared-memory queue (``name``: a chosen name or a Redis URL)."""
     @overload
@@ -44,11 +49,23 @@ class Queue(Generic[_T]):
         maxsize: int | None = None,
         *,
         codec: _Codec = "pickle",
+        dumps: _Dumps | None = None,
+        loads: _Loads | None = None,
+        trusted: bool = False,
     ) -> None:
         """The queue at a Redis URL (``redis://[user:pw@]host:port/db/name``),
-        created if missing; ``maxsize`` (if given) must match an existing one."""
+        created if missing; ``maxsize`` (if given) must match an existing one.
+        With pickle (the default codec) it needs ``trusted=True``."""
     @classmethod
-    def open(cls, name: str, *, codec: _Codec = "pickle") -> Queue[Any]:
+    def open(
+        cls,
+        name: str,
+        *,
+        codec: _Codec = "pickle",
+        dumps: _Dumps | None = None,
+        loads: _Loads | None = None,
+        trusted: bool = False,
+    ) -> Queue[Any]:
         """Open an existing queue by name."""
     def put(self, obj: _T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj`` into the queue; ``queue.Full`` if no room in time."""
@@ -62,13 +79,26 @@ class Queue(Generic[_T]):
         self, items: Iterable[_T], block: bool = True, timeout: float | None = None
     ) -> None:
         """Put every item, in order, under as few lock acquisitions as possible."""
+    def put_many_nowait(self, items: Iterable[_T]) -> None:
+        """Equivalent to ``put_many(items, False)``."""
     def get_many(
-        self, max_items: int, block: bool = True, timeout: float | None = None
+        self,
+        max_items: int | None = None,
+        block: bool = True,
+        timeout: float | None = None,
+        *,
+        max_messages_to_get: int | None = None,
     ) -> list[_T]:
-        """Remove and return 1 to ``max_items`` items."""
+        """Remove and return 1 to ``max_items`` items (default: all there are);
+        ``max_messages_to_get`` is faster-fifo's name for ``max_items``."""
+    def get_many_nowait(
+        self, max_items: int | None = None, *, max_messages_to_get: int | None = None
+    ) -> list[_T]:
+        """Equivalent to ``get_many(max_items, False)``."""
     def qsize(self) -> int:
         """Exact number of items, on every platform."""
-    def empty(self) -> bool: ...
+    def empty(self) -> bool:
+        """True if the queue is empty; ``OSError`` after ``close()``."""
     def full(self) -> bool: ...
     def close(self) -> None:
         """Close this handle; ``put``/``get`` on it then raise ``ValueError``."""
@@ -83,7 +113,7 @@ class Queue(Generic[_T]):
     @property
     def maxsize(self) -> int: ...
     @property
-    def codec(self) -> _Codec: ...
+    def codec(self) -> _Codec | Literal["custom"]: ...
     @property
     def closed(self) -> bool: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
@@ -101,6 +131,9 @@ class JoinableQueue(Queue[_T]):
         name: str | None = None,
         capacity_bytes: int | None = None,
         max_bytes: int | None = None,
+        dumps: _Dumps | None = None,
+        loads: _Loads | None = None,
+        trusted: bool = False,
     ) -> None:
         """A new shared-memory queue (``name``: a chosen name or a Redis URL)."""
     @overload
@@ -111,11 +144,23 @@ class JoinableQueue(Queue[_T]):
         maxsize: int | None = None,
         *,
         codec: _Codec = "pickle",
+        dumps: _Dumps | None = None,
+        loads: _Loads | None = None,
+        trusted: bool = False,
     ) -> None:
         """The queue at a Redis URL (``redis://[user:pw@]host:port/db/name``),
-        created if missing; ``maxsize`` (if given) must match an existing one."""
+        created if missing; ``maxsize`` (if given) must match an existing one.
+        With pickle (the default codec) it needs ``trusted=True``."""
     @classmethod
-    def open(cls, name: str, *, codec: _Codec = "pickle") -> JoinableQueue[Any]: ...
+    def open(
+        cls,
+        name: str,
+        *,
+        codec: _Codec = "pickle",
+        dumps: _Dumps | None = None,
+        loads: _Loads | None = None,
+        trusted: bool = False,
+    ) -> JoinableQueue[Any]: ...
     def task_done(self) -> None:
         """Mark one task got from the queue as done; ``ValueError`` if none is."""
     def join(self, timeout: float | None = None) -> bool:
@@ -133,11 +178,20 @@ class SimpleQueue(Generic[_T]):
         name: str | None = None,
         capacity_bytes: int | None = None,
         max_bytes: int | None = None,
+        dumps: _Dumps | None = None,
+        loads: _Loads | None = None,
+        trusted: bool = False,
     ) -> None: ...
     def put(self, obj: _T) -> None: ...
     def get(self, timeout: float | None = None) -> _T: ...
     def put_many(self, items: Iterable[_T]) -> None: ...
-    def get_many(self, max_items: int, timeout: float | None = None) -> list[_T]: ...
+    def get_many(
+        self,
+        max_items: int | None = None,
+        timeout: float | None = None,
+        *,
+        max_messages_to_get: int | None = None,
+    ) -> list[_T]: ...
     def empty(self) -> bool: ...
     def qsize(self) -> int: ...
     def stats(self) -> dict[str, Any]: ...
@@ -145,7 +199,7 @@ class SimpleQueue(Generic[_T]):
     @property
     def name(self) -> str: ...
     @property
-    def codec(self) -> _Codec: ...
+    def codec(self) -> _Codec | Literal["custom"]: ...
     @property
     def closed(self) -> bool: ...
     def __reduce__(self) -> tuple[Any, ...]: ...

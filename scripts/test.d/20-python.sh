@@ -3,7 +3,7 @@
 # (scripts/wheel.sh: cp39-abi3, manylinux2014, into dist/), installs THAT
 # file into a fresh venv of the oldest and of the newest supported CPython,
 # and runs the pytest suite (tests/, which also runs every examples/*.py) in
-# each; then a few-second smoke run of the benchmark scripts in the newest.
+# each; then a few-second smoke run of both benchmark scripts in the newest.
 # tests/test_redis.py starts its own redis-server (installed here when
 # missing).
 #
@@ -116,6 +116,7 @@ say "benchmark smoke run (CPython ${tested[-1]})"
 "$newest_vpy" -m pip install -q --disable-pip-version-check faster-fifo \
     || say "faster-fifo did not install: the benchmarks skip it"
 "$newest_vpy" "$CRATE/bench/bench.py" --smoke
+"$newest_vpy" "$CRATE/bench/numpy_bench.py" --smoke
 
 if [ "${#missing[@]}" -gt 0 ]; then
     say "passed on CPython ${tested[*]}; NOT tested on ${missing[*]} (not found)"

@@ -15,9 +15,8 @@
 //! from 3.9 on. The test suite runs the wheel on the oldest and the newest
 //! CPython it supports (scripts/test.d/20-python.sh).
 
-use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ffi::{c_char, c_int, c_uint, c_void};
-use std::ptr::{self, NonNull};
+use std::ptr;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyBufferError, PyMemoryError};
@@ -25,6 +24,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
+
+use crate::slab::Slab;
 
 /// CPython's `Py_buffer` (`Include/pybuffer.h`), unchanged since 3.3.
 #[repr(C)]
@@ -146,53 +147,6 @@ impl Drop for Exported<'_> {
     }
 }
 
-/// Alignment of the memory behind `Frame`s: a cache line, enough for any
-/// numpy dtype and for SIMD loads.
-pub(crate) const FRAME_ALIGN: usize = 64;
-
-/// A slab of memory allocated without the GIL, to be filled while the
-/// queue's lock is held and then handed to Python as `Frame`s.
-pub(crate) struct Slab {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-// SAFETY: `Slab` owns its allocation outright (a `Box<[u8]>` in all but
-// alignment); nothing else points into it until frames are made, and frames
-// only read and write through the GIL-holding buffer protocol.
-unsafe impl Send for Slab {}
-// SAFETY: as above; `&Slab` gives no access to the bytes but through
-// `Frame` exports, which Python serializes with the GIL.
-unsafe impl Sync for Slab {}
-
-impl Slab {
-    /// A copy of `bytes` in fresh memory aligned to [`FRAME_ALIGN`].
-    pub(crate) fn copy_of(bytes: &[u8]) -> Slab {
-        let layout = Layout::from_size_align(bytes.len().max(1), FRAME_ALIGN)
-            .unwrap_or_else(|_| handle_alloc_error(Layout::new::<u8>()));
-        // SAFETY: `layout` has a non-zero size.
-        let raw = unsafe { alloc(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            handle_alloc_error(layout)
-        };
-        // SAFETY: `ptr` is a fresh allocation of at least `bytes.len()`
-        // bytes, disjoint from `bytes`.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-        Slab { ptr, layout }
-    }
-
-    fn len(&self) -> usize {
-        self.layout.size()
-    }
-}
-
-impl Drop for Slab {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `copy_of` with exactly this layout.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
-    }
-}
-
 /// The C layout of a `procq._procq.Frame` object.
 #[repr(C)]
 struct FrameObject {
@@ -285,7 +239,7 @@ pub(crate) fn frame<'py>(
             return Err(PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("Frame")));
         }
         let f = obj.cast::<FrameObject>();
-        (*f).data = slab.ptr.as_ptr().add(start);
+        (*f).data = slab.as_ptr().add(start);
         (*f).len = len as ffi::Py_ssize_t;
         (*f).slab = Arc::into_raw(Arc::clone(slab));
         Ok(Bound::from_owned_ptr(py, obj))

@@ -50,6 +50,7 @@ mod core;
 mod errors;
 mod item;
 mod oob;
+mod slab;
 mod wait;
 
 use classes::{_rebuild, collect_garbage, JoinableQueue, Queue, SimpleQueue};

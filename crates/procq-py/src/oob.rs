@@ -40,7 +40,8 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::abi::{frame, Exported, Slab, FRAME_ALIGN};
+use crate::abi::{frame, Exported};
+use crate::slab::{Slab, FRAME_ALIGN};
 
 /// First byte of a record with out-of-band buffers.
 pub(crate) const TAG_OOB: u8 = b'o';

@@ -9,6 +9,10 @@ hangs. Worker functions live in ``workers.py`` so that ``spawn`` and
 import gc
 import multiprocessing
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -78,3 +82,45 @@ ALL_START_METHODS = [
 def ctx(request):
     """A multiprocessing context for each start method the suite covers."""
     return multiprocessing.get_context(request.param)
+
+
+# --- a private redis-server ---------------------------------------------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ping(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def base():
+    """``redis://127.0.0.1:PORT/0`` of a private server."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (scripts/test.d/20-python.sh installs it)")
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="procq-py-redis-")
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not _ping(port):
+        assert server.poll() is None, "redis-server exited at start"
+        assert time.monotonic() < deadline, "redis-server did not answer PING"
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -183,3 +183,19 @@ def test_well_formed_hand_made_record_is_read():
     q = procq.Queue()
     raw_view(q).put(record)
     assert bytes(q.get(timeout=5)) == b"abc"
+
+
+@needs_numpy
+def test_reused_array_memory_never_changes_a_live_array():
+    # Freed array memory is kept for reuse (src/slab.rs): arrays still alive
+    # must keep their data while others come and go.
+    q = procq.Queue()
+    kept = []
+    for i in range(40):
+        q.put(np.full(300_000, float(i)))  # 2.4 MB: above the reuse threshold
+        a = q.get(timeout=5)
+        if i % 3 == 0:
+            kept.append((i, a))
+        del a
+    for i, a in kept:
+        assert a[0] == a[-1] == float(i) and a.min() == a.max()

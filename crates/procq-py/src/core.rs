@@ -274,7 +274,7 @@ impl Core {
             blocking_sliced(py, wait, self.slice(), is_full, attempt)?
         } else {
             match raw.put_parts(head, body, Some(Duration::ZERO)) {
-                Err(procq::Error::Full) if wait.waits() => {
+                Err(e) if wait.waits() && is_full(&e) => {
                     blocking_sliced(py, wait, self.slice(), is_full, attempt)?
                 }
                 other => other,
@@ -293,7 +293,7 @@ impl Core {
             });
             match got {
                 Ok(built) => return finish(py, built?, &self.codec),
-                Err(procq::Error::Empty) if wait.waits() => {}
+                Err(e) if wait.waits() && is_empty(&e) => {}
                 Err(e) => return Err(self.err(py, e)),
             }
         }
@@ -357,7 +357,7 @@ impl Core {
             blocking_sliced(py, wait, slice, is_full, &mut attempt)?
         } else {
             match attempt(Step::NoWait) {
-                Err(procq::Error::Full) if wait.waits() => {
+                Err(e) if wait.waits() && is_full(&e) => {
                     blocking_sliced(py, wait, slice, is_full, &mut attempt)?
                 }
                 other => other,
@@ -396,7 +396,7 @@ impl Core {
         if !self.large.load(Ordering::Relaxed) && !self.remote {
             match raw.get_many_into(max_items, Some(Duration::ZERO), &mut buf, &mut ends) {
                 Ok(n) => got = Some(Ok(n)),
-                Err(procq::Error::Empty) if wait.waits() => {}
+                Err(e) if wait.waits() && is_empty(&e) => {}
                 Err(e) => got = Some(Err(e)),
             }
         }
@@ -488,7 +488,9 @@ impl Core {
         let result = blocking_sliced(py, wait, slice, is_full, |step| jq.join(step.timeout()))?;
         match result {
             Ok(()) => Ok(true),
-            Err(procq::Error::Full) => Ok(false),
+            // Out of time, with tasks left or the lock held by a stopped
+            // process: not every task is known to be done.
+            Err(procq::Error::Full | procq::Error::LockBusy { .. }) => Ok(false),
             Err(e) => Err(self.err(py, e)),
         }
     }

@@ -1,7 +1,7 @@
 //! Errors: the exceptions the standard library raises, made from procq's.
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError,
+    PyFileExistsError, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -34,6 +34,10 @@ pub(crate) fn to_py(py: Python<'_>, name: &str, e: procq::Error) -> PyErr {
         E::Full => full_error(py, ()),
         E::Closed => PyValueError::new_err(format!("Queue {name:?} is closed")),
         E::TaskDoneTooOften => PyValueError::new_err(TASK_DONE_TOO_OFTEN),
+        // A live process keeps the lock (stopped inside its critical
+        // section): the caller's time ran out, but the queue is neither
+        // empty nor full, so not queue.Empty / queue.Full.
+        E::LockBusy { .. } => PyTimeoutError::new_err(e.to_string()),
         E::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),
         E::AlreadyExists(_) => PyFileExistsError::new_err(e.to_string()),
         E::TooLarge { .. } | E::InvalidName { .. } | E::InvalidQueue { .. } => {

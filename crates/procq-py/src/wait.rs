@@ -114,10 +114,20 @@ where
     }
 }
 
+/// Whether a `put` (or `join`) that failed with `e` may try again while
+/// time is left: the queue was full, or its lock stayed held by a stopped
+/// process for the core's patience (`LockBusy`), which a call that may still
+/// wait sits out as the standard library's would.
 pub(crate) fn is_full(e: &procq::Error) -> bool {
-    matches!(e, procq::Error::Full)
+    matches!(e, procq::Error::Full) || is_busy(e)
 }
 
+/// Whether a `get` that failed with `e` may try again (see [`is_full`]).
 pub(crate) fn is_empty(e: &procq::Error) -> bool {
-    matches!(e, procq::Error::Empty)
+    matches!(e, procq::Error::Empty) || is_busy(e)
+}
+
+/// The queue's lock is held by a live process that does not let go.
+fn is_busy(e: &procq::Error) -> bool {
+    matches!(e, procq::Error::LockBusy { .. })
 }

@@ -428,3 +428,41 @@ def test_signal_handlers_run_while_blocked():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_a_stopped_lock_holder_times_calls_out_and_blocking_calls_wait():
+    """A process stopped (SIGSTOP) inside the queue's critical section: a
+    call with a timeout raises TimeoutError naming it (the queue is neither
+    empty nor full), and a call without one waits, as the standard
+    library's would, until the holder goes on."""
+    ctx = multiprocessing.get_context("fork")
+    q = procq.Queue()
+    p = _start_and_wait_ready(ctx, workers.put_large_forever, q, 32 << 20)
+    try:
+        caught = None
+        for _ in range(100):  # stop it until it is stopped holding the lock
+            os.kill(p.pid, signal.SIGSTOP)
+            try:
+                q.put_nowait(b"probe")
+            except TimeoutError as e:
+                caught = e
+                break
+            except queue.Full:
+                pass
+            os.kill(p.pid, signal.SIGCONT)
+            time.sleep(0.003)
+        assert caught is not None, "never stopped the child while it held the lock"
+        assert f"locked by process {p.pid}" in str(caught)
+        with pytest.raises(TimeoutError):
+            q.get(timeout=0.2)
+        got = []
+        waiter = threading.Thread(target=lambda: got.append(type(q.get(timeout=None))))
+        waiter.start()
+        waiter.join(2.5)  # the core gives up on the lock after 1 s per try
+        assert waiter.is_alive(), "a get() without timeout gave up on a stopped holder"
+        os.kill(p.pid, signal.SIGCONT)
+        waiter.join(20)
+        assert not waiter.is_alive() and got == [bytes]
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+        _kill(p)

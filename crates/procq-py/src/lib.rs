@@ -2,9 +2,10 @@
 //!
 //! Three classes with the standard library's names and signatures —
 //! `Queue`, `JoinableQueue` (a subclass of `Queue`) and `SimpleQueue` —
-//! over procq's shared-memory [`procq::RawQueue`]. Items are encoded as described in
-//! the `item` module (pickle protocol 5 with tagged fast paths for `bytes`,
-//! `str`, `int`, `float`, `None` and `bool`, or raw bytes).
+//! over procq's shared-memory [`procq::RawQueue`]. Items are encoded as
+//! described in the `item` module (pickle protocol 5 with tagged fast paths
+//! for `bytes`, `str`, `int`, `float`, `None` and `bool`, and out-of-band
+//! buffers for numpy arrays; or raw bytes, text, or the user's `dumps`).
 //!
 //! # The GIL
 //!
@@ -29,16 +30,22 @@
 //!
 //! # Pickling a queue
 //!
-//! `pickle.dumps(q)` gives the queue's kind, name and codec; unpickling
+//! `pickle.dumps(q)` gives the queue's kind, name and codec (with `dumps`,
+//! `loads` and `trusted`); unpickling
 //! opens the queue by name. A queue can therefore go to another process by
 //! any route — `Process` arguments under every start method, `Pool`
 //! initializer arguments, another queue — and it stays alive as long as some
-//! process holds a handle to it.//!
+//! process holds a handle to it.
+//!
 //! # Modules
 //!
 //! * `classes`: the three Python classes and the module's functions;
 //! * `core`: `Core`, one handle and every operation the classes share;
 //! * `item`: how an object becomes the bytes of one record, and back;
+//! * `oob`: records of pickles with out-of-band buffers (numpy arrays);
+//! * `slab`: the aligned memory such buffers land in, reused once freed;
+//! * `abi`: the buffer protocol and the CPython calls used beyond the 3.9
+//!   limited API (the wheel is abi3);
 //! * `wait`: `block`/`timeout`, and blocking calls in slices;
 //! * `errors`: procq's errors as the standard library's exceptions.
 

@@ -1,7 +1,8 @@
 //! Errors: the exceptions the standard library raises, made from procq's.
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyOSError, PyRuntimeError, PyTimeoutError, PyValueError,
+    PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
+    PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -39,6 +40,9 @@ pub(crate) fn to_py(py: Python<'_>, name: &str, e: procq::Error) -> PyErr {
         // empty nor full, so not queue.Empty / queue.Full.
         E::LockBusy { .. } => PyTimeoutError::new_err(e.to_string()),
         E::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),
+        // A segment of another user, or open to group or others: refused
+        // before it is mapped.
+        E::PermissionDenied { .. } => PyPermissionError::new_err(e.to_string()),
         E::AlreadyExists(_) => PyFileExistsError::new_err(e.to_string()),
         E::TooLarge { .. } | E::InvalidName { .. } | E::InvalidQueue { .. } => {
             PyValueError::new_err(e.to_string())

@@ -111,3 +111,21 @@ def test_simple_queue_get_many_alias():
     q.put_many("abc")
     assert q.get_many(max_messages_to_get=2, timeout=1) == ["a", "b"]
     assert q.get_many() == ["c"]
+
+
+def test_a_segment_open_to_others_is_a_permission_error():
+    # The core refuses a segment that other users could read or write (its
+    # trust model: one uid); Python sees PermissionError, not RuntimeError.
+    import os
+
+    name = tname("perm")
+    path = f"/dev/shm/procq-{name}"
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, b"\0" * 4096)
+        with pytest.raises(PermissionError, match="refused"):
+            procq.Queue.open(name)
+    finally:
+        os.close(fd)
+        os.unlink(path)

@@ -63,16 +63,19 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod case;
 mod harness;
+mod model;
 mod plot;
-mod report;
+mod stats;
 mod suite;
+mod table;
+mod targets;
+mod units;
 mod worker;
 
-pub use report::{CaseError, Latency, Machine, Memory, Report, Target, TargetResult, Throughput};
+pub use model::{CaseError, Latency, Machine, Memory, Report, Target, TargetResult, Throughput};
 pub use worker::{run_worker_if_requested, WORKER_ARG};
-
-pub(crate) use report::LatencySummary;
 
 /// What to run and how long.
 ///
@@ -275,7 +278,7 @@ impl fmt::Display for Progress {
 /// assert!(ids.contains(&"memory/procq".to_owned()));
 /// ```
 pub fn case_ids() -> Vec<String> {
-    suite::all_cases().iter().map(suite::Case::id).collect()
+    case::all_cases().iter().map(case::Case::id).collect()
 }
 
 /// Runs the suite (or the cases selected by [`Options::filter`]) and

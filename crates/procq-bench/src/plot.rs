@@ -10,8 +10,9 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::report::{si, Report};
-use crate::suite::BOUND;
+use crate::case::BOUND;
+use crate::model::Report;
+use crate::units::si;
 use crate::{Item, System};
 
 /// One bar series: a name, a colour and a value (or none) per category.

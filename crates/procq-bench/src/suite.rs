@@ -1,4 +1,5 @@
-//! The cases of the suite and how each one is run, repeated and timed.
+//! Running the cases: each one repeated, timed and checked, and the run
+//! loop that turns them into a report.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,114 +9,13 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::case::{all_cases, Case, Flow, BOUND, LOAD_PROCESSES};
 use crate::harness::{Crew, Result};
-use crate::report::{self, CaseError, Latency, LatencySummary, Memory, Report, Throughput};
+use crate::model::{CaseError, Latency, Memory, Report, Throughput};
+use crate::stats::LatencySummary;
+use crate::units;
 use crate::worker::Role;
 use crate::{Item, Options, Progress, System};
-
-/// Bound of the bounded queues and channels (the issue's `maxsize`).
-pub(crate) const BOUND: usize = 1024;
-/// Items per `put_many` / `get_many` call in the batch cases.
-pub(crate) const BATCH: usize = 256;
-/// Busy load processes in the oversubscribed latency cases (2 producers
-/// and 2 consumers on another queue: more than this machine's cores).
-pub(crate) const LOAD_PROCESSES: usize = 4;
-
-/// One throughput configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Flow {
-    pub(crate) system: System,
-    pub(crate) producers: usize,
-    pub(crate) consumers: usize,
-    pub(crate) item: Item,
-    /// 0 = unbounded.
-    pub(crate) maxsize: usize,
-    /// 1 = `put`/`get`, more = `put_many`/`get_many` of that many.
-    pub(crate) batch: usize,
-}
-
-/// One case of the suite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Case {
-    Throughput(Flow),
-    Latency { system: System, loaded: bool },
-    Memory,
-}
-
-impl Case {
-    pub(crate) fn id(&self) -> String {
-        match self {
-            Case::Throughput(f) => {
-                let kind = if f.batch > 1 { "batch" } else { "throughput" };
-                let mut id = format!(
-                    "{kind}/{}/{}p{}c/{}",
-                    f.system,
-                    f.producers,
-                    f.consumers,
-                    f.item.id()
-                );
-                if matches!(f.system, System::Procq | System::Crossbeam) {
-                    id += if f.maxsize > 0 {
-                        "/bounded"
-                    } else {
-                        "/unbounded"
-                    };
-                }
-                if f.batch > 1 {
-                    id += &format!("/{}", f.batch);
-                }
-                id
-            }
-            Case::Latency { system, loaded } => format!(
-                "latency/{system}/{}",
-                if *loaded { "oversubscribed" } else { "idle" }
-            ),
-            Case::Memory => "memory/procq".to_owned(),
-        }
-    }
-}
-
-/// Every case, in run order.
-pub(crate) fn all_cases() -> Vec<Case> {
-    let mut cases = Vec::new();
-    let flow = |system, n, item, maxsize, batch| {
-        Case::Throughput(Flow {
-            system,
-            producers: n,
-            consumers: n,
-            item,
-            maxsize,
-            batch,
-        })
-    };
-    for item in Item::ALL {
-        for n in [1, 2, 4] {
-            for maxsize in [BOUND, 0] {
-                cases.push(flow(System::Procq, n, item, maxsize, 1));
-            }
-        }
-        cases.push(flow(System::Socket, 1, item, 0, 1));
-        cases.push(flow(System::IpcChannel, 1, item, 0, 1));
-        for maxsize in [BOUND, 0] {
-            cases.push(flow(System::Crossbeam, 1, item, maxsize, 1));
-        }
-        cases.push(flow(System::Memcpy, 1, item, 0, 1));
-    }
-    for maxsize in [BOUND, 0] {
-        cases.push(flow(System::Procq, 1, Item::U64, maxsize, BATCH));
-    }
-    for loaded in [false, true] {
-        for system in [System::Procq, System::Socket] {
-            cases.push(Case::Latency { system, loaded });
-        }
-    }
-    cases.push(Case::Latency {
-        system: System::Crossbeam,
-        loaded: false,
-    });
-    cases.push(Case::Memory);
-    cases
-}
 
 /// State shared by the cases of one run.
 struct Ctx {
@@ -197,8 +97,8 @@ pub(crate) fn run(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Report 
             Case::Throughput(flow) => measure_flow(&ctx, flow).map(|t| {
                 let s = format!(
                     "{} items/s, {}",
-                    report::si(t.items_per_sec),
-                    report::bytes_rate(t.bytes_per_sec)
+                    units::si(t.items_per_sec),
+                    units::bytes_rate(t.bytes_per_sec)
                 );
                 report.throughput.push(t);
                 s
@@ -206,9 +106,9 @@ pub(crate) fn run(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Report 
             Case::Latency { system, loaded } => measure_latency(&ctx, system, loaded).map(|l| {
                 let s = format!(
                     "p50 {}, p99 {}, p99.9 {}",
-                    report::ns(l.p50_ns),
-                    report::ns(l.p99_ns),
-                    report::ns(l.p999_ns)
+                    units::ns(l.p50_ns),
+                    units::ns(l.p99_ns),
+                    units::ns(l.p999_ns)
                 );
                 report.latency.push(l);
                 s
@@ -216,9 +116,9 @@ pub(crate) fn run(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Report 
             Case::Memory => measure_memory(&ctx).map(|m| {
                 let s = format!(
                     "idle {}, after {} fill+drain {}",
-                    report::bytes(m.idle_resident_bytes),
-                    report::bytes(m.fill_bytes),
-                    report::bytes(m.drained_resident_bytes)
+                    units::bytes(m.idle_resident_bytes),
+                    units::bytes(m.fill_bytes),
+                    units::bytes(m.drained_resident_bytes)
                 );
                 report.memory = Some(m);
                 s
@@ -236,7 +136,8 @@ pub(crate) fn run(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Report 
         }
     }
     report.leaked_segments = sweep_leaks(&ctx.prefix);
-    report.finish(started.elapsed().as_secs_f64());
+    report.seconds = started.elapsed().as_secs_f64();
+    report.targets = crate::targets::compute(&report);
     report
 }
 

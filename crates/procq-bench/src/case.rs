@@ -1,7 +1,8 @@
 //! The cases of the suite: what each one measures, its id, and the order
 //! they run in.
 
-use crate::{Item, System};
+use crate::item::Item;
+use crate::system::System;
 
 /// Bound of the bounded queues and channels (the issue's `maxsize`).
 pub(crate) const BOUND: usize = 1024;

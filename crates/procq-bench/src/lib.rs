@@ -58,215 +58,25 @@
 
 #![warn(missing_docs)]
 
-use std::fmt;
-use std::path::PathBuf;
-
-use serde::{Deserialize, Serialize};
-
 mod case;
 mod harness;
+mod item;
 mod model;
+mod options;
 mod plot;
 mod stats;
 mod suite;
+mod system;
 mod table;
 mod targets;
 mod units;
 mod worker;
 
+pub use item::Item;
 pub use model::{CaseError, Latency, Machine, Memory, Report, Target, TargetResult, Throughput};
+pub use options::{Options, Progress};
+pub use system::System;
 pub use worker::{run_worker_if_requested, WORKER_ARG};
-
-/// What to run and how long.
-///
-/// ```
-/// let quick = procq_bench::Options::quick();
-/// assert!(quick.quick && quick.filter.is_none());
-/// assert!(!procq_bench::Options::default().quick);
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// A few thousand items per case, one run each: seconds in total.
-    pub quick: bool,
-    /// Only cases whose id contains this substring (ids look like
-    /// `throughput/procq/1p1c/8B/bounded`; see [`case_ids`]).
-    pub filter: Option<String>,
-    /// Measured runs per case (median reported); default 1 quick, 3 full.
-    pub runs: Option<usize>,
-    /// Binary to re-execute for worker processes; default the running one,
-    /// which must call [`run_worker_if_requested`] first thing in `main`.
-    pub worker_exe: Option<PathBuf>,
-}
-
-impl Options {
-    /// Quick mode, every case.
-    ///
-    /// ```
-    /// assert!(procq_bench::Options::quick().quick);
-    /// ```
-    pub fn quick() -> Options {
-        Options {
-            quick: true,
-            ..Options::default()
-        }
-    }
-
-    fn runs(&self) -> usize {
-        self.runs.unwrap_or(if self.quick { 1 } else { 3 }).max(1)
-    }
-}
-
-/// An item type as the suite sends it.
-///
-/// ```
-/// use procq_bench::Item;
-/// assert_eq!(Item::U64.label(), "8 B");
-/// assert_eq!(Item::Bytes(1 << 20).label(), "1 MiB");
-/// assert_eq!(Item::Bytes(100).nominal_bytes(), 100);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Item {
-    /// A `u64` (postcard: a varint of 1 to 10 bytes; counted as 8 B).
-    U64,
-    /// A `Vec<u8>` of this many bytes (postcard: varint length + bytes).
-    Bytes(usize),
-}
-
-impl Item {
-    /// The item sizes of the suite, smallest first.
-    ///
-    /// ```
-    /// assert_eq!(procq_bench::Item::ALL.len(), 5);
-    /// ```
-    pub const ALL: [Item; 5] = [
-        Item::U64,
-        Item::Bytes(100),
-        Item::Bytes(4096),
-        Item::Bytes(65536),
-        Item::Bytes(1 << 20),
-    ];
-
-    /// Payload bytes per item, as counted in bytes/s (8 for a `u64`).
-    ///
-    /// ```
-    /// assert_eq!(procq_bench::Item::U64.nominal_bytes(), 8);
-    /// ```
-    pub fn nominal_bytes(self) -> u64 {
-        match self {
-            Item::U64 => 8,
-            Item::Bytes(n) => n as u64,
-        }
-    }
-
-    /// Human-readable size: `8 B`, `100 B`, `4 KiB`, `64 KiB`, `1 MiB`.
-    ///
-    /// ```
-    /// assert_eq!(procq_bench::Item::Bytes(4096).label(), "4 KiB");
-    /// ```
-    pub fn label(self) -> String {
-        let n = self.nominal_bytes();
-        if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
-            format!("{} MiB", n >> 20)
-        } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
-            format!("{} KiB", n >> 10)
-        } else {
-            format!("{n} B")
-        }
-    }
-
-    /// The size as it appears in case ids: `8B`, `100B`, `4KiB`, ...
-    ///
-    /// ```
-    /// assert_eq!(procq_bench::Item::Bytes(65536).id(), "64KiB");
-    /// ```
-    pub fn id(self) -> String {
-        self.label().replace(' ', "")
-    }
-
-    /// Byte value filling a `Bytes` payload (anything but zero, so that no
-    /// page of it can stay a shared zero page).
-    pub(crate) fn fill_byte(self) -> u8 {
-        0xa5
-    }
-}
-
-/// What is being measured.
-///
-/// ```
-/// assert_eq!(procq_bench::System::IpcChannel.to_string(), "ipc-channel");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum System {
-    /// procq's typed `Queue<T>` between processes.
-    Procq,
-    /// A Unix stream socket, 4-byte length + item, one `write` per item.
-    Socket,
-    /// servo's ipc-channel (`IpcBytesSender`) between processes.
-    IpcChannel,
-    /// crossbeam-channel between two threads of one process.
-    Crossbeam,
-    /// `memcpy` of the item's bytes between two reused, page-aligned
-    /// buffers, in one thread.
-    Memcpy,
-}
-
-impl fmt::Display for System {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            System::Procq => "procq",
-            System::Socket => "socket",
-            System::IpcChannel => "ipc-channel",
-            System::Crossbeam => "crossbeam",
-            System::Memcpy => "memcpy",
-        })
-    }
-}
-
-/// Progress of a run, for a status line.
-///
-/// ```
-/// let p = procq_bench::Progress::Started { case: "memory/procq".into(), index: 0, total: 1 };
-/// assert_eq!(p.to_string(), "[1/1] memory/procq ...");
-/// ```
-#[derive(Debug, Clone)]
-pub enum Progress {
-    /// A case is starting.
-    Started {
-        /// Case id.
-        case: String,
-        /// Position of the case, from 0.
-        index: usize,
-        /// Number of cases in this run.
-        total: usize,
-    },
-    /// A case finished; `summary` is its headline figure.
-    Finished {
-        /// Case id.
-        case: String,
-        /// Headline figure, e.g. `2.31 M items/s`.
-        summary: String,
-    },
-    /// A case failed (also recorded in [`Report::errors`]).
-    Failed {
-        /// Case id.
-        case: String,
-        /// What went wrong.
-        error: String,
-    },
-}
-
-impl fmt::Display for Progress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Progress::Started { case, index, total } => {
-                write!(f, "[{}/{total}] {case} ...", index + 1)
-            }
-            Progress::Finished { case, summary } => write!(f, "      {case}: {summary}"),
-            Progress::Failed { case, error } => write!(f, "      {case}: FAILED: {error}"),
-        }
-    }
-}
 
 /// Ids of every case of the suite, in run order; [`Options::filter`]
 /// selects among them by substring.

@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::case::{Flow, LOAD_PROCESSES};
+use crate::item::Item;
 use crate::stats::{median, LatencySummary};
-use crate::{Item, System};
+use crate::system::System;
 
 /// Everything one run of the suite measured. Serializes to JSON.
 ///

@@ -11,9 +11,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::case::BOUND;
+use crate::item::Item;
 use crate::model::Report;
+use crate::system::System;
 use crate::units::si;
-use crate::{Item, System};
 
 /// One bar series: a name, a colour and a value (or none) per category.
 struct Series {

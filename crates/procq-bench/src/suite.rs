@@ -11,11 +11,14 @@ use serde::Serialize;
 
 use crate::case::{all_cases, Case, Flow, BOUND, LOAD_PROCESSES};
 use crate::harness::{Crew, Result};
+use crate::item::Item;
 use crate::model::{CaseError, Latency, Memory, Report, Throughput};
+use crate::options::Options;
+use crate::options::Progress;
 use crate::stats::LatencySummary;
+use crate::system::System;
 use crate::units;
 use crate::worker::Role;
-use crate::{Item, Options, Progress, System};
 
 /// State shared by the cases of one run.
 struct Ctx {

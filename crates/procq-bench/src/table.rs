@@ -2,9 +2,10 @@
 
 use std::fmt::Write as _;
 
+use crate::item::Item;
 use crate::model::{Report, TargetResult};
+use crate::system::System;
 use crate::units::{bytes, bytes_rate, ns, si};
-use crate::{Item, System};
 
 /// A plain text table: left-aligned first columns, right-aligned figures.
 struct Table {

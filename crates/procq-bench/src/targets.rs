@@ -2,9 +2,10 @@
 //! the figures of one run (same-run ratios, never absolute numbers).
 
 use crate::case::{BATCH, BOUND, LOAD_PROCESSES};
+use crate::item::Item;
 use crate::model::{Report, Target, TargetResult, Throughput};
+use crate::system::System;
 use crate::units::{bytes, bytes_rate, ns, si};
-use crate::{Item, System};
 
 /// Every target, judged from what `report` measured (`Missing` where a
 /// case it needs did not run).

@@ -30,8 +30,8 @@ use ipc_channel::ipc::{self, IpcBytesSender, IpcOneShotServer, IpcSender};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::item::Item;
 use crate::stats::LatencySummary;
-use crate::Item;
 
 /// First command-line argument that turns the benchmark binary into a
 /// worker process. Any binary that runs the suite (`procq-bench`, or the

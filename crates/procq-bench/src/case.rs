@@ -12,6 +12,22 @@ pub(crate) const BATCH: usize = 256;
 /// and 2 consumers on another queue: more than this machine's cores).
 pub(crate) const LOAD_PROCESSES: usize = 4;
 
+/// Many-to-few topologies (producers, consumers) measured for procq with
+/// the bounded queue, as faster-fifo's README reports them.
+pub(crate) const TOPOLOGIES: [(usize, usize); 3] = [(4, 1), (1, 4), (8, 8)];
+
+/// Bound of the peers' buffers, in items: [`BOUND`] for small items, less
+/// for large ones (16 MiB at most in flight, at least 16 items), as the
+/// peers' own benchmarks size them.
+pub(crate) fn peer_bound(item: Item) -> usize {
+    ((16 << 20) / item.nominal_bytes() as usize).clamp(16, BOUND)
+}
+
+/// Whether ipmpsc is built in (feature `ipmpsc`, on by default).
+pub(crate) const IPMPSC: bool = cfg!(feature = "ipmpsc");
+/// Whether iceoryx2 is built in (feature `iceoryx2`, off by default).
+pub(crate) const ICEORYX2: bool = cfg!(feature = "iceoryx2");
+
 /// One throughput configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Flow {
@@ -69,11 +85,11 @@ impl Case {
 /// Every case, in run order.
 pub(crate) fn all_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    let flow = |system, n, item, maxsize, batch| {
+    let flow = |system, (producers, consumers), item, maxsize, batch| {
         Case::Throughput(Flow {
             system,
-            producers: n,
-            consumers: n,
+            producers,
+            consumers,
             item,
             maxsize,
             batch,
@@ -82,22 +98,48 @@ pub(crate) fn all_cases() -> Vec<Case> {
     for item in Item::ALL {
         for n in [1, 2, 4] {
             for maxsize in [BOUND, 0] {
-                cases.push(flow(System::Procq, n, item, maxsize, 1));
+                cases.push(flow(System::Procq, (n, n), item, maxsize, 1));
             }
         }
-        cases.push(flow(System::Socket, 1, item, 0, 1));
-        cases.push(flow(System::IpcChannel, 1, item, 0, 1));
-        for maxsize in [BOUND, 0] {
-            cases.push(flow(System::Crossbeam, 1, item, maxsize, 1));
+        for pc in TOPOLOGIES {
+            cases.push(flow(System::Procq, pc, item, BOUND, 1));
         }
-        cases.push(flow(System::Memcpy, 1, item, 0, 1));
+        cases.push(flow(System::Socket, (1, 1), item, 0, 1));
+        cases.push(flow(System::IpcChannel, (1, 1), item, 0, 1));
+        let bound = peer_bound(item);
+        if IPMPSC {
+            cases.push(flow(System::Ipmpsc, (1, 1), item, bound, 1));
+            // ipmpsc is multi-producer: its side of the 4P/1C comparison.
+            cases.push(flow(System::Ipmpsc, (4, 1), item, bound, 1));
+            if item != Item::U64 {
+                cases.push(flow(System::IpmpscBytes, (1, 1), item, bound, 1));
+            }
+        }
+        if ICEORYX2 {
+            cases.push(flow(System::Iceoryx2, (1, 1), item, bound, 1));
+            if item != Item::U64 {
+                cases.push(flow(System::Iceoryx2ZeroCopy, (1, 1), item, bound, 1));
+            }
+        }
+        for maxsize in [BOUND, 0] {
+            cases.push(flow(System::Crossbeam, (1, 1), item, maxsize, 1));
+        }
+        cases.push(flow(System::Memcpy, (1, 1), item, 0, 1));
     }
     for maxsize in [BOUND, 0] {
-        cases.push(flow(System::Procq, 1, Item::U64, maxsize, BATCH));
+        cases.push(flow(System::Procq, (1, 1), Item::U64, maxsize, BATCH));
     }
     for loaded in [false, true] {
         for system in [System::Procq, System::Socket] {
             cases.push(Case::Latency { system, loaded });
+        }
+    }
+    for (system, built) in [(System::Ipmpsc, IPMPSC), (System::Iceoryx2, ICEORYX2)] {
+        if built {
+            cases.push(Case::Latency {
+                system,
+                loaded: false,
+            });
         }
     }
     cases.push(Case::Latency {

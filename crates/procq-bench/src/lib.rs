@@ -59,10 +59,13 @@
 #![warn(missing_docs)]
 
 mod case;
+mod cli;
+mod flows;
 mod harness;
 mod item;
 mod model;
 mod options;
+mod pingpong;
 mod plot;
 mod stats;
 mod suite;
@@ -72,6 +75,7 @@ mod targets;
 mod units;
 mod worker;
 
+pub use cli::{BenchArgs, EXIT_STATUS};
 pub use item::Item;
 pub use model::{CaseError, Latency, Machine, Memory, Report, Target, TargetResult, Throughput};
 pub use options::{Options, Progress};

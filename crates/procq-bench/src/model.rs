@@ -324,7 +324,8 @@ impl Report {
         }
     }
 
-    /// The throughput case with these parameters, if it ran.
+    /// The throughput case with as many producers as consumers and these
+    /// parameters, if it ran.
     ///
     /// ```
     /// let r = procq_bench::Report::default();
@@ -338,11 +339,33 @@ impl Report {
         maxsize: usize,
         batch: usize,
     ) -> Option<&Throughput> {
+        self.find_flow(system, (producers, producers), item, Some(maxsize), batch)
+    }
+
+    /// The throughput case of `system` with these (producers, consumers)
+    /// and parameters, if it ran; `maxsize: None` matches any bound (the
+    /// peers' bound depends on the item size).
+    ///
+    /// ```
+    /// use procq_bench::{Item, System};
+    /// let r = procq_bench::Report::default();
+    /// assert!(r.find_flow(System::Procq, (4, 1), Item::U64, Some(1024), 1).is_none());
+    /// assert!(r.find_flow(System::Ipmpsc, (1, 1), Item::U64, None, 1).is_none());
+    /// ```
+    pub fn find_flow(
+        &self,
+        system: System,
+        (producers, consumers): (usize, usize),
+        item: Item,
+        maxsize: Option<usize>,
+        batch: usize,
+    ) -> Option<&Throughput> {
         self.throughput.iter().find(|t| {
             t.system == system
                 && t.producers == producers
+                && t.consumers == consumers
                 && t.item_bytes == item.nominal_bytes()
-                && t.maxsize == maxsize
+                && maxsize.is_none_or(|m| t.maxsize == m)
                 && t.batch == batch
         })
     }

@@ -23,6 +23,32 @@ pub enum System {
     /// `memcpy` of the item's bytes between two reused, page-aligned
     /// buffers, in one thread.
     Memcpy,
+    /// ipmpsc (shared-memory ring, MPSC, bincode): `u64`, or `Vec<u8>`
+    /// through serde's generic sequence.
+    Ipmpsc,
+    /// ipmpsc with `serde_bytes` for the `Vec<u8>` items.
+    IpmpscBytes,
+    /// iceoryx2 publish-subscribe, busy-polling subscriber that copies each
+    /// sample out into an owned value.
+    Iceoryx2,
+    /// iceoryx2 as above, reading each sample in place (zero-copy).
+    Iceoryx2ZeroCopy,
+}
+
+impl System {
+    /// Whether the system is one of the shared-memory peers (built with the
+    /// `peers` feature).
+    ///
+    /// ```
+    /// assert!(procq_bench::System::Iceoryx2.is_peer());
+    /// assert!(!procq_bench::System::Socket.is_peer());
+    /// ```
+    pub fn is_peer(self) -> bool {
+        matches!(
+            self,
+            System::Ipmpsc | System::IpmpscBytes | System::Iceoryx2 | System::Iceoryx2ZeroCopy
+        )
+    }
 }
 
 impl fmt::Display for System {
@@ -33,6 +59,10 @@ impl fmt::Display for System {
             System::IpcChannel => "ipc-channel",
             System::Crossbeam => "crossbeam",
             System::Memcpy => "memcpy",
+            System::Ipmpsc => "ipmpsc",
+            System::IpmpscBytes => "ipmpsc-bytes",
+            System::Iceoryx2 => "iceoryx2",
+            System::Iceoryx2ZeroCopy => "iceoryx2-zero-copy",
         })
     }
 }

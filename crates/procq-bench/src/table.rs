@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::case::BOUND;
 use crate::item::Item;
 use crate::model::{Report, TargetResult};
 use crate::system::System;
@@ -68,11 +69,21 @@ impl Table {
     }
 }
 
+/// One row of the side-by-side table: label, the peers' figures, procq's,
+/// and whether the figures are latencies (lower is better).
+type Headline = (String, Vec<Option<f64>>, Option<f64>, bool);
+
+/// One row of the throughput matrices: system, producers, consumers,
+/// bound (`None` for the peers, whose bound depends on the item size),
+/// batch.
+type Config = (System, usize, usize, Option<usize>, usize);
+
 /// Rows of the throughput matrices: one per configuration, in this order.
-fn configurations(report: &Report) -> Vec<(System, usize, usize, usize)> {
+fn configurations(report: &Report) -> Vec<Config> {
     let mut keys = Vec::new();
     for t in &report.throughput {
-        let k = (t.system, t.producers, t.maxsize, t.batch);
+        let bound = (!t.system.is_peer()).then_some(t.maxsize);
+        let k = (t.system, t.producers, t.consumers, bound, t.batch);
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -81,17 +92,22 @@ fn configurations(report: &Report) -> Vec<(System, usize, usize, usize)> {
         System::Procq => 0,
         System::Socket => 1,
         System::IpcChannel => 2,
-        System::Crossbeam => 3,
-        System::Memcpy => 4,
+        System::Ipmpsc => 3,
+        System::IpmpscBytes => 4,
+        System::Iceoryx2 => 5,
+        System::Iceoryx2ZeroCopy => 6,
+        System::Crossbeam => 7,
+        System::Memcpy => 8,
     };
-    keys.sort_by_key(|&(s, p, m, b)| (rank(s), b, p, m == 0));
+    keys.sort_by_key(|&(s, p, c, m, b)| (rank(s), b, p != c, p, c, m == Some(0)));
     keys
 }
 
-fn bound_label(system: System, maxsize: usize) -> String {
-    match system {
-        System::Procq | System::Crossbeam if maxsize > 0 => maxsize.to_string(),
-        System::Procq | System::Crossbeam => "none".into(),
+fn bound_label(system: System, maxsize: Option<usize>) -> String {
+    match (system, maxsize) {
+        (System::Procq | System::Crossbeam, Some(0)) => "none".into(),
+        (System::Procq | System::Crossbeam, Some(m)) => m.to_string(),
+        (_, None) => format!("<={BOUND}"),
         _ => "-".into(),
     }
 }
@@ -102,19 +118,40 @@ fn api_label(system: System, batch: usize) -> String {
         (System::Procq, b) => format!("*_many({b})"),
         (System::Socket, _) => "write/read".into(),
         (System::IpcChannel, _) => "send/recv".into(),
+        (System::Ipmpsc, _) => "bincode".into(),
+        (System::IpmpscBytes, _) => "serde_bytes".into(),
+        (System::Iceoryx2, _) => "copy out, polling".into(),
+        (System::Iceoryx2ZeroCopy, _) => "in place, polling".into(),
         (System::Crossbeam, _) => "threads".into(),
         (System::Memcpy, _) => "1 thread".into(),
     }
 }
 
 impl Report {
-    /// The report as aligned plain-text tables.
+    /// The report as aligned plain-text tables: the comparison with the
+    /// baselines, then failures and leaks (the issue's targets are in
+    /// [`Report::to_table_with_targets`]).
     ///
     /// ```
     /// let table = procq_bench::Report::default().to_table();
-    /// assert!(table.contains("Targets"));
+    /// assert!(table.contains("No queue segments left") && !table.contains("Targets"));
     /// ```
     pub fn to_table(&self) -> String {
+        self.render(false)
+    }
+
+    /// [`Report::to_table`] with the table of the "Performance" issue's
+    /// targets (each met or not) before the failures.
+    ///
+    /// ```
+    /// let table = procq_bench::Report::default().to_table_with_targets();
+    /// assert!(table.contains("Targets"));
+    /// ```
+    pub fn to_table_with_targets(&self) -> String {
+        self.render(true)
+    }
+
+    fn render(&self, with_targets: bool) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -130,6 +167,7 @@ impl Report {
         if self.mode == "quick" {
             out.push_str("(quick mode: a smoke test with few items per case; figures are rough)\n");
         }
+        self.render_side_by_side(&mut out);
         if !self.throughput.is_empty() {
             let sizes: Vec<Item> = Item::ALL
                 .into_iter()
@@ -154,25 +192,23 @@ impl Report {
                 let labels: Vec<String> = sizes.iter().map(|i| i.label()).collect();
                 head.extend(labels.iter().map(String::as_str));
                 let mut t = Table::new(&head, 4);
-                for (system, p, maxsize, batch) in configurations(self) {
+                for (system, p, c, maxsize, batch) in configurations(self) {
                     let mut row = vec![
                         system.to_string(),
                         if matches!(system, System::Memcpy) {
                             "-".into()
                         } else {
-                            format!("{p}/{p}")
+                            format!("{p}/{c}")
                         },
                         bound_label(system, maxsize),
                         api_label(system, batch),
                     ];
                     for &item in &sizes {
-                        row.push(
-                            match self.find_throughput(system, p, item, maxsize, batch) {
-                                Some(r) if bytes_col => bytes_rate(r.bytes_per_sec),
-                                Some(r) => si(r.items_per_sec),
-                                None => "-".into(),
-                            },
-                        );
+                        row.push(match self.find_flow(system, (p, c), item, maxsize, batch) {
+                            Some(r) if bytes_col => bytes_rate(r.bytes_per_sec),
+                            Some(r) => si(r.items_per_sec),
+                            None => "-".into(),
+                        });
                     }
                     t.row(row);
                 }
@@ -238,27 +274,9 @@ impl Report {
             ]);
             t.render(&mut out);
         }
-        let _ = writeln!(out, "\nTargets (issue \"Performance\")");
-        let mut t = Table::new(&["target", "measured", "required", "result", "from"], 1);
-        for g in &self.targets {
-            t.row(vec![
-                g.name.clone(),
-                g.measured.map_or("-".into(), |v| format!("{v:.2}x")),
-                match g.required {
-                    Some(r) => format!("{} {r}x", if g.comparison == "<=" { "<=" } else { ">=" }),
-                    None => "-".into(),
-                },
-                match g.result {
-                    TargetResult::Met => "met",
-                    TargetResult::NotMet => "NOT MET",
-                    TargetResult::Reported => "reported",
-                    TargetResult::Missing => "n/a",
-                }
-                .into(),
-                g.detail.clone(),
-            ]);
+        if with_targets {
+            self.render_targets(&mut out);
         }
-        t.render(&mut out);
         for e in &self.errors {
             let _ = writeln!(out, "\nFAILED {}: {}", e.case, e.error);
         }
@@ -279,6 +297,138 @@ impl Report {
             );
         }
         out
+    }
+    /// The headline: procq beside each peer on the same items in the same
+    /// run (1 producer process -> 1 consumer process), with procq's speed
+    /// relative to each (above 1: procq is faster).
+    fn render_side_by_side(&self, out: &mut String) {
+        const PEERS: [System; 6] = [
+            System::Socket,
+            System::Ipmpsc,
+            System::IpmpscBytes,
+            System::Iceoryx2,
+            System::Iceoryx2ZeroCopy,
+            System::Memcpy,
+        ];
+        let rate = |s: System, item: Item| {
+            let bound = match s {
+                System::Procq => Some(BOUND),
+                System::Socket | System::Memcpy => Some(0),
+                _ => None,
+            };
+            self.find_flow(s, (1, 1), item, bound, 1)
+                .map(|t| t.items_per_sec)
+        };
+        let rows: Vec<Headline> = [
+            ("u64", Item::U64),
+            ("100 B", Item::Bytes(100)),
+            ("1 MiB", Item::Bytes(1 << 20)),
+        ]
+        .into_iter()
+        .map(|(label, item)| {
+            let cells: Vec<Option<f64>> = PEERS.iter().map(|&s| rate(s, item)).collect();
+            (
+                format!("{label} items/s"),
+                cells,
+                rate(System::Procq, item),
+                false,
+            )
+        })
+        .chain(std::iter::once({
+            let p50 = |s| self.find_latency(s, false).map(|l| l.p50_ns as f64);
+            let cells = PEERS
+                .iter()
+                .map(|&s| {
+                    if s == System::Socket || s == System::Ipmpsc || s == System::Iceoryx2 {
+                        p50(s)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            ("ping-pong p50".to_owned(), cells, p50(System::Procq), true)
+        }))
+        .filter(|(_, cells, procq, _)| procq.is_some() && cells.iter().any(|c| c.is_some()))
+        .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nSide by side, 1 producer process -> 1 consumer process, same items, same run \
+             (procq: maxsize {BOUND}; peers: <= {BOUND} items, 16 at 1 MiB; iceoryx2 busy-polls)"
+        );
+        let mut t = Table::new(
+            &[
+                "case",
+                "socket",
+                "ipmpsc",
+                "ipmpsc bytes",
+                "iceoryx2 copy",
+                "iceoryx2 0-copy",
+                "memcpy",
+                "procq",
+                "procq/socket",
+                "procq/ipmpsc",
+                "procq/iceoryx2",
+            ],
+            1,
+        );
+        for (label, cells, procq, latency) in rows {
+            let fmt = |v: Option<f64>| match v {
+                Some(v) if latency => ns(v as u64),
+                Some(v) => si(v),
+                None => "-".into(),
+            };
+            let mut row = vec![label];
+            row.extend(cells.iter().map(|&c| fmt(c)));
+            row.push(fmt(procq));
+            // procq's speed relative to the peer: rates divide one way,
+            // latencies the other.
+            let speed = |peer: Option<f64>| match (procq, peer) {
+                (Some(p), Some(x)) if latency => format!("{:.2}x", x / p.max(1e-9)),
+                (Some(p), Some(x)) => format!("{:.2}x", p / x.max(1e-9)),
+                _ => "-".into(),
+            };
+            let best = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            row.push(speed(cells[0]));
+            // Against ipmpsc's faster variant, and iceoryx2's owned copy-out.
+            row.push(speed(if latency {
+                cells[1]
+            } else {
+                best(cells[1], cells[2])
+            }));
+            row.push(speed(cells[3]));
+            t.row(row);
+        }
+        t.render(out);
+    }
+
+    fn render_targets(&self, out: &mut String) {
+        let _ = writeln!(out, "\nTargets (issue \"Performance\")");
+        let mut t = Table::new(&["target", "measured", "required", "result", "from"], 1);
+        for g in &self.targets {
+            t.row(vec![
+                g.name.clone(),
+                g.measured.map_or("-".into(), |v| format!("{v:.2}x")),
+                match g.required {
+                    Some(r) => format!("{} {r}x", if g.comparison == "<=" { "<=" } else { ">=" }),
+                    None => "-".into(),
+                },
+                match g.result {
+                    TargetResult::Met => "met",
+                    TargetResult::NotMet => "NOT MET",
+                    TargetResult::Reported => "reported",
+                    TargetResult::Missing => "n/a",
+                }
+                .into(),
+                g.detail.clone(),
+            ]);
+        }
+        t.render(out);
     }
 }
 

@@ -9,7 +9,7 @@ use crate::units::{bytes, bytes_rate, ns, si};
 
 /// Every target, judged from what `report` measured (`Missing` where a
 /// case it needs did not run).
-pub(crate) fn compute(report: &Report) -> Vec<Target> {
+pub(crate) fn compute<'a>(report: &'a Report) -> Vec<Target> {
     let mut out = Vec::new();
     let tp = |s, p, item, m, b| report.find_throughput(s, p, item, m, b);
     let mut ratio =
@@ -83,6 +83,40 @@ pub(crate) fn compute(report: &Report) -> Vec<Target> {
             tp(System::Procq, 1, Item::U64, m, 1),
             false,
             0.5,
+        );
+    }
+    // Issue #15: side by side with the shared-memory peers (same run).
+    let peer = |s, item| report.find_flow(s, (1, 1), item, None, 1);
+    let faster = |a: Option<&'a Throughput>, b: Option<&'a Throughput>| match (a, b) {
+        (Some(a), Some(b)) if b.items_per_sec > a.items_per_sec => Some(b),
+        (a, b) => a.or(b),
+    };
+    for item in [Item::U64, Item::Bytes(100)] {
+        ratio(
+            format!(
+                "1P/1C {} bounded: procq / ipmpsc (faster variant)",
+                item.label()
+            ),
+            tp(System::Procq, 1, item, BOUND, 1),
+            faster(peer(System::Ipmpsc, item), peer(System::IpmpscBytes, item)),
+            false,
+            1.0,
+        );
+    }
+    ratio(
+        "1P/1C 1 MiB bounded: procq / iceoryx2 copy-out".into(),
+        tp(System::Procq, 1, mib, BOUND, 1),
+        peer(System::Iceoryx2, mib),
+        false,
+        1.0,
+    );
+    for item in [Item::Bytes(65536), mib] {
+        ratio(
+            format!("{} bounded: procq 4P/4C total / 1P/1C", item.label()),
+            tp(System::Procq, 4, item, BOUND, 1),
+            tp(System::Procq, 1, item, BOUND, 1),
+            false,
+            0.7,
         );
     }
     let lat = |s, l| report.find_latency(s, l);
@@ -217,7 +251,7 @@ mod tests {
             get("1P/1C 8 B bounded: procq / socket").result,
             TargetResult::Missing
         );
-        let table = r.to_table();
+        let table = r.to_table_with_targets();
         assert!(
             table.contains("NOT MET") && table.contains("12.00x"),
             "{table}"

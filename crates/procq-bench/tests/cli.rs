@@ -25,7 +25,7 @@ fn quick_filtered_run_writes_table_json_and_plot() {
         "--quick",
         "--filter",
         "1p1c/8B",
-        "--json",
+        "--json-out",
         json.to_str().unwrap(),
         "--plot",
         svg.to_str().unwrap(),
@@ -48,6 +48,9 @@ fn quick_filtered_run_writes_table_json_and_plot() {
         System::IpcChannel,
         System::Crossbeam,
         System::Memcpy,
+        // (ipmpsc-bytes has no u64 case: see peers_run_side_by_side_with_procq.)
+        #[cfg(feature = "ipmpsc")]
+        System::Ipmpsc,
     ] {
         let t = report
             .throughput
@@ -76,7 +79,9 @@ fn quick_filtered_run_writes_table_json_and_plot() {
         TargetResult::Missing
     );
     assert_eq!(result("latency p50: procq / socket"), TargetResult::Missing);
-    assert!(table.contains("Targets") && table.contains("No queue segments left"));
+    assert!(table.contains("No queue segments left"));
+    // The targets are in the JSON; the table shows them with --targets.
+    assert!(!table.contains("Targets"));
     let plot = std::fs::read_to_string(&svg).unwrap();
     std::fs::remove_file(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("items/s"));
@@ -107,6 +112,7 @@ fn bad_usage_fails_with_status_2() {
     assert_eq!(bench(&["--filter", "no-such-case"]).status.code(), Some(2));
     assert_eq!(bench(&["--runs", "zero"]).status.code(), Some(2));
     assert_eq!(bench(&["--bogus"]).status.code(), Some(2));
+    assert_eq!(bench(&["--json", "r.json"]).status.code(), Some(2));
     let list = bench(&["--list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("memory/procq"));
 }
@@ -117,4 +123,44 @@ fn a_worker_with_a_bad_role_fails_cleanly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad role"));
     assert!(out.stdout.is_empty());
+}
+
+/// The shared-memory peers run on the same items and the headline table
+/// sets procq beside them with same-run ratios.
+#[cfg(feature = "ipmpsc")]
+#[test]
+fn peers_run_side_by_side_with_procq() {
+    let json = scratch("peers.json");
+    let out = bench(&[
+        "--quick",
+        "--filter",
+        "1p1c/100B",
+        "--json-out",
+        json.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    for system in [System::Ipmpsc, System::IpmpscBytes] {
+        let t = report
+            .throughput
+            .iter()
+            .find(|t| t.system == system)
+            .unwrap_or_else(|| panic!("no {system} case"));
+        assert!(
+            t.items > 0 && t.items_per_sec > 0.0 && t.maxsize > 0,
+            "{t:?}"
+        );
+    }
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("100 B items/s"))
+        .unwrap_or_else(|| panic!("no side-by-side row:\n{table}"));
+    assert!(line.matches('x').count() >= 2, "ratios: {line}");
+    assert!(table.contains("Side by side"), "{table}");
 }

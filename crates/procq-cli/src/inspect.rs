@@ -6,7 +6,7 @@
 //! those fields are `null` in JSON and `-` in tables, and its name is shown
 //! without a password.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -41,6 +41,12 @@ fn kind_name(k: procq::Kind) -> &'static str {
     }
 }
 
+/// Whether the queue counts tasks (only a JoinableQueue has unfinished
+/// tasks; the field is `null` in JSON and absent from tables otherwise).
+fn joinable(s: &procq::Stats) -> bool {
+    matches!(s.kind, procq::Kind::Joinable)
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -62,7 +68,7 @@ fn row_of(name: &str, stats: procq::Result<procq::Stats>) -> Row {
             kind: Some(kind_name(s.kind)),
             maxsize: Some(s.maxsize),
             items: Some(s.items),
-            unfinished_tasks: Some(s.unfinished_tasks),
+            unfinished_tasks: joinable(&s).then_some(s.unfinished_tasks),
             bytes_used: None,
             capacity_bytes: None,
             resident_bytes: None,
@@ -78,7 +84,7 @@ fn row_of(name: &str, stats: procq::Result<procq::Stats>) -> Row {
             kind: Some(kind_name(s.kind)),
             maxsize: Some(s.maxsize),
             items: Some(s.items),
-            unfinished_tasks: Some(s.unfinished_tasks),
+            unfinished_tasks: joinable(&s).then_some(s.unfinished_tasks),
             bytes_used: Some(s.bytes_used),
             capacity_bytes: Some(s.capacity_bytes),
             resident_bytes: Some(s.resident_bytes),
@@ -185,6 +191,11 @@ pub(crate) fn ls(server: Option<&str>, json: bool) -> Result<(), Failure> {
         None => procq::list()?,
         Some(server) => redis_queues(server)?,
     };
+    ls_names(&names, json)
+}
+
+/// `ls` of these queues only (the demo shows its own queue this way).
+pub(crate) fn ls_names(names: &[String], json: bool) -> Result<(), Failure> {
     let rows: Vec<Row> = names.iter().map(|n| row(n)).collect();
     if json {
         return print_json(&rows);
@@ -284,8 +295,10 @@ fn detail(s: &procq::Stats, redis: bool) -> Vec<Vec<String>> {
             },
         ),
         kv("items", s.items.to_string()),
-        kv("unfinished tasks", s.unfinished_tasks.to_string()),
     ];
+    if joinable(s) {
+        rows.push(kv("unfinished tasks", s.unfinished_tasks.to_string()));
+    }
     if redis {
         rows.extend([
             kv(
@@ -352,28 +365,51 @@ struct StatJson {
     reclaimed_processes: Option<u64>,
 }
 
+/// The JSON object of `stat` for these statistics.
+fn stat_json(name: &str, s: &procq::Stats) -> StatJson {
+    let shm = |v: u64| (!is_url(name)).then_some(v);
+    StatJson {
+        row: row_of(name, Ok(s.clone())),
+        max_capacity_bytes: shm(s.max_capacity_bytes),
+        items_put: shm(s.items_put),
+        items_got: shm(s.items_got),
+        bytes_put: shm(s.bytes_put),
+        bytes_got: shm(s.bytes_got),
+        blocked_puts: shm(s.blocked_puts),
+        blocked_gets: shm(s.blocked_gets),
+        timeouts: shm(s.timeouts),
+        recoveries: shm(s.recoveries),
+        reclaimed_processes: shm(s.reclaimed_processes),
+    }
+}
+
+/// One tick of `stat --watch --json`: the `stat` object plus its rates.
+#[derive(Serialize)]
+struct Tick {
+    #[serde(flatten)]
+    stat: StatJson,
+    /// Milliseconds since the Unix epoch.
+    unix_ms: u64,
+    /// Items put per second since the last tick (`null` on Redis).
+    rate_in: Option<f64>,
+    /// Items got per second since the last tick (`null` on Redis).
+    rate_out: Option<f64>,
+    /// Net change of the item count per second since the last tick.
+    net_rate: f64,
+}
+
 pub(crate) fn stat(name: &str, json: bool, watch: bool, count: Option<u64>) -> Result<(), Failure> {
     let redis = is_url(name);
     let s = stats_or_fail(name)?;
     if !watch {
         if json {
-            let shm = |v: u64| (!redis).then_some(v);
-            return print_json(&StatJson {
-                row: row_of(name, Ok(s.clone())),
-                max_capacity_bytes: shm(s.max_capacity_bytes),
-                items_put: shm(s.items_put),
-                items_got: shm(s.items_got),
-                bytes_put: shm(s.bytes_put),
-                bytes_got: shm(s.bytes_got),
-                blocked_puts: shm(s.blocked_puts),
-                blocked_gets: shm(s.blocked_gets),
-                timeouts: shm(s.timeouts),
-                recoveries: shm(s.recoveries),
-                reclaimed_processes: shm(s.reclaimed_processes),
-            });
+            return print_json(&stat_json(name, &s));
         }
         return print_columns(&detail(&s, redis));
     }
+    // Redraw in place only on a terminal: a pipe or a file gets each tick
+    // appended (a blank line between), never screen-clearing escapes.
+    let tty = std::io::stdout().is_terminal();
     let mut prev = (Instant::now(), s.items_put, s.items_got, s.items);
     let mut redraws = 0u64;
     loop {
@@ -381,23 +417,41 @@ pub(crate) fn stat(name: &str, json: bool, watch: bool, count: Option<u64>) -> R
         let s = stats_or_fail(name)?;
         let now = Instant::now();
         let dt = now.duration_since(prev.0).as_secs_f64().max(1e-9);
-        let mut lines = detail(&s, redis);
-        if redis {
-            // No put/get counters on Redis: the net change of the item count.
-            let net = (s.items as f64 - prev.3 as f64) / dt;
-            lines.push(vec!["net rate".into(), format!("{net:+.0} items/s")]);
-        } else {
-            let rate_in = s.items_put.saturating_sub(prev.1) as f64 / dt;
-            let rate_out = s.items_got.saturating_sub(prev.2) as f64 / dt;
-            lines.push(vec![
-                "rate in / out".into(),
-                format!("{rate_in:.0} / {rate_out:.0} items/s"),
-            ]);
-        }
+        let net = (s.items as f64 - prev.3 as f64) / dt;
+        let rate_in = s.items_put.saturating_sub(prev.1) as f64 / dt;
+        let rate_out = s.items_got.saturating_sub(prev.2) as f64 / dt;
         prev = (now, s.items_put, s.items_got, s.items);
-        // Home the cursor and clear: redraw in place.
-        print!("\x1b[H\x1b[2J");
-        print_columns(&lines)?;
+        let mut out = std::io::stdout().lock();
+        if json {
+            let tick = Tick {
+                stat: stat_json(name, &s),
+                unix_ms: now_ms(),
+                rate_in: (!redis).then_some(rate_in),
+                rate_out: (!redis).then_some(rate_out),
+                net_rate: net,
+            };
+            serde_json::to_writer(&mut out, &tick).map_err(|e| Failure::op(e.to_string()))?;
+            writeln!(out)?;
+        } else {
+            let mut lines = detail(&s, redis);
+            if redis {
+                // No put/get counters on Redis: the net change of the item count.
+                lines.push(vec!["net rate".into(), format!("{net:+.0} items/s")]);
+            } else {
+                lines.push(vec![
+                    "rate in / out".into(),
+                    format!("{rate_in:.0} / {rate_out:.0} items/s"),
+                ]);
+            }
+            if tty {
+                // Home the cursor and clear: redraw in place.
+                write!(out, "\x1b[H\x1b[2J")?;
+            } else if redraws > 0 {
+                writeln!(out)?;
+            }
+            drop(out);
+            print_columns(&lines)?;
+        }
         std::io::stdout().flush()?;
         redraws += 1;
         if count.is_some_and(|c| redraws >= c) {
@@ -406,7 +460,15 @@ pub(crate) fn stat(name: &str, json: bool, watch: bool, count: Option<u64>) -> R
     }
 }
 
-pub(crate) fn rm(name: &str, force: bool) -> Result<(), Failure> {
+pub(crate) fn rm(name: &str, force: bool, if_exists: bool) -> Result<(), Failure> {
+    if if_exists {
+        return match rm(name, force, false) {
+            // Gone already, or removed by someone else meanwhile: what the
+            // script wanted. A bad name or URL is still an error.
+            Err(_) if matches!(procq::stats(name), Err(procq::Error::NotFound(_))) => Ok(()),
+            other => other,
+        };
+    }
     if is_url(name) {
         // Redis keeps no process table: removed at once, whoever uses it.
         procq::remove(name)?;

@@ -12,6 +12,7 @@
 mod demo;
 mod inspect;
 mod pipe;
+mod shell;
 
 use std::process::ExitCode;
 
@@ -19,13 +20,14 @@ use clap::{Parser, Subcommand};
 
 /// See, manage, pipe and benchmark procq queues.
 ///
-/// A queue is named by its shared-memory name or by a Redis URL:
-/// redis://[user:password@]host:port/db/name.
+/// A queue is named by its shared-memory name (jobs) or by a Redis URL:
+/// redis://[user:password@]host:port/db/name (rediss:// for TLS).
+/// Passwords are shown as ***.
 ///
 /// Exit codes: 0 success; 1 the operation failed (timed out, queue in use,
 /// I/O error); 2 bad usage, invalid name, or no such queue.
 #[derive(Parser)]
-#[command(name = "procq", version, about, long_about = None, propagate_version = true)]
+#[command(name = "procq", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,10 +54,12 @@ enum Command {
     Stat {
         /// Queue name or redis:// URL.
         name: String,
-        /// Machine-readable output.
+        /// Machine-readable output (with --watch: one JSON object per line
+        /// and second, NDJSON).
         #[arg(long)]
         json: bool,
-        /// Redraw every second with live rates (items/s in and out) until Ctrl-C.
+        /// Every second until Ctrl-C, with live rates (items/s in and out):
+        /// redrawn in place on a terminal, appended otherwise.
         #[arg(long)]
         watch: bool,
         /// With --watch: stop after this many redraws.
@@ -75,6 +79,9 @@ enum Command {
         /// mapping). Not needed for a redis:// URL.
         #[arg(long)]
         force: bool,
+        /// Succeed quietly if there is no such queue (for idempotent scripts).
+        #[arg(long)]
+        if_exists: bool,
     },
     /// Remove the queues whose processes are all dead.
     ///
@@ -101,9 +108,17 @@ enum Command {
         #[arg(long)]
         joinable: bool,
     },
-    /// Put items read from stdin: one per line, or all of it as one with --raw.
+    /// Put items read from stdin: one per line, NUL-separated with -0, or
+    /// all of it as one item with --raw.
+    ///
+    /// Items are stored in the String/Vec<u8> format (a varint length, then
+    /// the bytes), which Rust's Queue<String> and Python's codec="text" read.
     ///
     /// Example: seq 10 | procq put jobs --create
+    ///
+    /// Example: find . -name '*.txt' -print0 | procq put jobs -0
+    ///
+    /// Example: procq put images --raw < photo.jpg
     ///
     /// Example: seq 10 | procq put redis://127.0.0.1:6379/0/jobs --create
     Put {
@@ -115,16 +130,26 @@ enum Command {
         /// With --create: item bound; 0 = unbounded.
         #[arg(long, default_value_t = 0)]
         maxsize: usize,
-        /// Put the whole input as one item.
-        #[arg(long)]
+        /// Put the whole input, byte for byte, as one item (`get --raw`
+        /// prints it back byte for byte).
+        #[arg(long, conflicts_with = "null")]
         raw: bool,
-        /// Give up (exit 1) if the queue stays full this many seconds.
-        #[arg(long)]
+        /// Items are separated by NUL bytes, not newlines (as `find
+        /// -print0` writes them); a final NUL is optional.
+        #[arg(short = '0', long)]
+        null: bool,
+        /// Give up (exit 1) if the queue stays full this many seconds; the
+        /// message says how many items went in before.
+        #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
     },
-    /// Get items and print them, one per line.
+    /// Get items and print them, one per line (NUL-terminated with -0).
     ///
     /// Example: procq get jobs -n 10 --timeout 5
+    ///
+    /// Example: procq get jobs -0 -n 100 | xargs -0 -n 1 echo
+    ///
+    /// Example: procq get images --raw > photo.jpg
     Get {
         /// Queue name or redis:// URL.
         name: String,
@@ -132,36 +157,52 @@ enum Command {
         #[arg(short = 'n', long, default_value_t = 1)]
         count: u64,
         /// Give up (exit 1) if no item arrives for this many seconds.
-        #[arg(long)]
+        #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
         /// Keep getting items until interrupted.
         #[arg(long)]
         follow: bool,
-        /// Print each item's stored bytes as they are, without decoding.
-        #[arg(long)]
+        /// Print each item's bytes exactly, with nothing added (what `put
+        /// --raw` put comes back byte for byte).
+        #[arg(long, conflicts_with_all = ["null", "stored"])]
         raw: bool,
+        /// End each item with a NUL byte instead of a newline (for `xargs -0`).
+        #[arg(short = '0', long, conflicts_with = "stored")]
+        null: bool,
+        /// Print each item as stored, undecoded, with nothing added: for
+        /// items in other formats (Python's pickle or bytes codecs).
+        #[arg(long)]
+        stored: bool,
     },
-    /// Run the article's token counter and producer–consumer across processes.
+    /// Show what procq is for, in about ten seconds: the article's programs,
+    /// a worker killed with SIGKILL mid-stream, procq against a pipe, and
+    /// the live queue as `procq ls` and `procq stat` show it.
     ///
     /// Example: procq demo
     Demo,
-    /// Run the benchmark suite and print its table.
+    /// Run the benchmark suite and print the comparison with the other
+    /// ways to move items between processes.
     ///
-    /// Example: procq bench --quick --json bench.json --plot bench.svg
-    Bench {
-        /// Smoke run: seconds, rough figures.
-        #[arg(long)]
-        quick: bool,
-        /// Write the report as JSON.
-        #[arg(long)]
-        json: Option<std::path::PathBuf>,
-        /// Write the chart as SVG.
-        #[arg(long)]
-        plot: Option<std::path::PathBuf>,
-        /// Only cases whose id contains this.
-        #[arg(long)]
-        filter: Option<String>,
+    /// Example: procq bench --quick --json-out bench.json --plot bench.svg
+    #[command(after_help = procq_bench::EXIT_STATUS)]
+    Bench(procq_bench::BenchArgs),
+    /// Print a shell completion script.
+    ///
+    /// Example: procq completions bash > /etc/bash_completion.d/procq
+    ///
+    /// Example: procq completions zsh > ~/.zfunc/_procq
+    ///
+    /// Example: procq completions fish > ~/.config/fish/completions/procq.fish
+    Completions {
+        /// The shell.
+        shell: shell::Shell,
     },
+    /// Print the manual page (roff).
+    ///
+    /// Example: procq man > /usr/local/share/man/man1/procq.1
+    ///
+    /// Example: procq man | man -l -
+    Man,
 }
 
 /// A failed command: its exit code and the message for stderr.
@@ -234,6 +275,9 @@ fn main() -> ExitCode {
     if let Some(code) = procq_bench::run_worker_if_requested() {
         return code;
     }
+    if let Some(code) = demo::run_pipe_writer_if_requested() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ls { server, json } => inspect::ls(server.as_deref(), json),
@@ -243,7 +287,11 @@ fn main() -> ExitCode {
             watch,
             count,
         } => inspect::stat(&name, json, watch, count),
-        Command::Rm { name, force } => inspect::rm(&name, force),
+        Command::Rm {
+            name,
+            force,
+            if_exists,
+        } => inspect::rm(&name, force, if_exists),
         Command::Gc { dry_run } => inspect::gc(dry_run),
         Command::Create {
             name,
@@ -255,22 +303,34 @@ fn main() -> ExitCode {
             create,
             maxsize,
             raw,
+            null,
             timeout,
-        } => pipe::put(&name, create, maxsize, raw, timeout),
+        } => pipe::put(
+            &name,
+            create,
+            maxsize,
+            pipe::framing(raw, null, false),
+            timeout,
+        ),
         Command::Get {
             name,
             count,
             timeout,
             follow,
             raw,
-        } => pipe::get(&name, count, timeout, follow, raw),
+            null,
+            stored,
+        } => pipe::get(
+            &name,
+            count,
+            timeout,
+            follow,
+            pipe::framing(raw, null, stored),
+        ),
         Command::Demo => demo::run(),
-        Command::Bench {
-            quick,
-            json,
-            plot,
-            filter,
-        } => demo::bench(quick, json, plot, filter),
+        Command::Bench(args) => return args.run("procq"),
+        Command::Completions { shell } => shell::completions::<Cli>(shell),
+        Command::Man => shell::man::<Cli>(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,11 @@
 //! varint length followed by the bytes — so `seq 10 | procq put jobs`
 //! feeds a Rust `Queue<String>` and `procq get` prints what one puts.
 //!
+//! Framing on the shell side ([`Framing`]): one item per line, per
+//! NUL-terminated record (`-0`, as `find -print0` and `xargs -0`), or the
+//! whole of stdin as one item (`--raw`, printed back byte for byte by
+//! `get --raw`). `get --stored` prints items of other formats undecoded.
+//!
 //! A Redis URL works as a name. Opening a Redis queue creates it if it is
 //! missing, so both commands ask `procq::stats` first: without `put
 //! --create`, a missing queue is an error (exit 2) on Redis as in shared
@@ -13,6 +18,30 @@ use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
 use crate::{is_url, Failure};
+
+/// How items are cut out of stdin (`put`) and written to stdout (`get`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// One item per line; `get` ends each with a newline.
+    Lines,
+    /// NUL-separated (a final NUL optional); `get` ends each with a NUL.
+    Null,
+    /// `put`: all of stdin is one item; `get`: each item's bytes, nothing
+    /// added.
+    Raw,
+    /// `get` only: each item as stored, undecoded, nothing added.
+    Stored,
+}
+
+/// The framing the flags ask for (clap rejects the conflicting pairs).
+pub(crate) fn framing(raw: bool, null: bool, stored: bool) -> Framing {
+    match (raw, null, stored) {
+        (true, _, _) => Framing::Raw,
+        (_, _, true) => Framing::Stored,
+        (_, true, _) => Framing::Null,
+        _ => Framing::Lines,
+    }
+}
 
 /// Opens the Redis queue at `url` if it exists; creates it (unbounded when
 /// `maxsize` is 0) if it does not and `create` is set.
@@ -64,14 +93,20 @@ fn seconds(timeout: Option<f64>) -> Result<Option<Duration>, Failure> {
     }
 }
 
-/// Puts `data` as one String/Vec<u8>-encoded item.
-fn put_one(q: &procq::RawQueue, data: &[u8], timeout: Option<Duration>) -> Result<(), Failure> {
+/// Puts `data` as one String/Vec<u8>-encoded item; `done` items went in
+/// before it (for the timeout message).
+fn put_one(
+    q: &procq::RawQueue,
+    data: &[u8],
+    timeout: Option<Duration>,
+    done: u64,
+) -> Result<(), Failure> {
     let mut prefix = [0u8; 10];
     let head =
         postcard::to_slice(&data.len(), &mut prefix).map_err(|e| Failure::op(e.to_string()))?;
     match q.put_parts(head, data, timeout) {
         Err(procq::Error::Full) => Err(Failure::op(format!(
-            "timed out: queue {:?} stayed full",
+            "timed out after {done} item(s) went in: queue {:?} stayed full",
             q.display_name()
         ))),
         other => Ok(other?),
@@ -82,27 +117,33 @@ pub(crate) fn put(
     name: &str,
     create: bool,
     maxsize: usize,
-    raw: bool,
+    framing: Framing,
     timeout: Option<f64>,
 ) -> Result<(), Failure> {
     let q = open_or_create(name, create, maxsize)?;
     let timeout = seconds(timeout)?;
     let mut stdin = std::io::stdin().lock();
-    if raw {
-        let mut all = Vec::new();
-        stdin.read_to_end(&mut all)?;
-        return put_one(&q, &all, timeout);
-    }
-    let mut line = Vec::new();
+    let sep = match framing {
+        Framing::Raw | Framing::Stored => {
+            let mut all = Vec::new();
+            stdin.read_to_end(&mut all)?;
+            return put_one(&q, &all, timeout, 0);
+        }
+        Framing::Null => 0,
+        Framing::Lines => b'\n',
+    };
+    let mut item = Vec::new();
+    let mut done = 0u64;
     loop {
-        line.clear();
-        if stdin.read_until(b'\n', &mut line)? == 0 {
+        item.clear();
+        if stdin.read_until(sep, &mut item)? == 0 {
             return Ok(());
         }
-        if line.last() == Some(&b'\n') {
-            line.pop();
+        if item.last() == Some(&sep) {
+            item.pop();
         }
-        put_one(&q, &line, timeout)?;
+        put_one(&q, &item, timeout, done)?;
+        done += 1;
     }
 }
 
@@ -111,7 +152,7 @@ fn decode(record: &[u8]) -> Result<&[u8], String> {
     match postcard::take_from_bytes::<usize>(record) {
         Ok((len, rest)) if len == rest.len() => Ok(rest),
         _ => Err(format!(
-            "item of {} bytes is not a String/Vec<u8> item (use --raw to print its bytes)",
+            "item of {} bytes is not a String/Vec<u8> item (use --stored to print it as stored)",
             record.len()
         )),
     }
@@ -122,7 +163,7 @@ pub(crate) fn get(
     count: u64,
     timeout: Option<f64>,
     follow: bool,
-    raw: bool,
+    framing: Framing,
 ) -> Result<(), Failure> {
     let q = open_or_create(name, false, 0)?;
     let timeout = seconds(timeout)?;
@@ -138,11 +179,15 @@ pub(crate) fn get(
             other => other?,
         };
         got += 1;
-        let written = if raw {
+        let written = if framing == Framing::Stored {
             out.write_all(&record)
         } else {
             let text = decode(&record).map_err(|bad| Failure::op(format!("item {got}: {bad}")))?;
-            out.write_all(text).and_then(|()| out.write_all(b"\n"))
+            out.write_all(text).and_then(|()| match framing {
+                Framing::Lines => out.write_all(b"\n"),
+                Framing::Null => out.write_all(b"\0"),
+                Framing::Raw | Framing::Stored => Ok(()),
+            })
         };
         match written.and_then(|()| if follow { out.flush() } else { Ok(()) }) {
             // `procq get x --follow | head -1`: the reader left; stop quietly

@@ -215,16 +215,80 @@ fn gc_removes_the_queue_of_a_killed_process_and_keeps_live_ones() {
 }
 
 #[test]
-fn demo_runs_the_articles_programs() {
-    let out = procq(&["demo"]);
-    let stdout = text(&out.stdout);
+fn demo_runs_the_article_then_shows_crash_safety_speed_and_the_live_queue() {
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_procq"))
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Printed as it happens: the first part's heading comes long before the end.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.contains("== 1. The article"), "{first}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "printed only at the end"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = first + &rest;
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    // The article.
     assert!(stdout.contains("Final counter value: 100"), "{stdout}");
     assert!(stdout.contains(">> Success: Value reached 100."));
     assert_eq!(stdout.matches("Processing complete").count(), 2);
     for i in 0..5 {
         assert!(stdout.contains(&format!("Processing: Job-{i}")), "{stdout}");
     }
+    // A producer killed mid-stream, and the check.
+    let kill = stdout
+        .lines()
+        .find(|l| l.starts_with("SIGKILL"))
+        .expect("a SIGKILL line");
+    assert!(kill.contains("producer A"), "{kill}");
+    assert!(stdout.contains("killed by signal 9"), "{stdout}");
+    assert!(stdout.contains("producer B carried on: all 100000 of its items arrived"));
+    let check = stdout
+        .lines()
+        .find(|l| l.contains("no item lost"))
+        .expect("the check");
+    assert!(check.starts_with("check: the queue counted"), "{check}");
+    // procq against a pipe, with the ratio.
+    let ratio = stdout
+        .lines()
+        .find(|l| l.contains("x the pipe"))
+        .expect("a ratio");
+    assert!(ratio.contains("M items/s"), "{ratio}");
+    // The live queue as ls and stat show it.
+    let queue = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("$ procq stat "))
+        .expect("a stat of the live queue")
+        .to_owned();
+    assert!(stdout.contains("$ procq ls"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&queue) && l.contains("Queue")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("items put / got"), "{stdout}");
+    // What next, and nothing left behind.
+    let next = stdout.lines().last().unwrap();
+    assert!(
+        next.contains("Next:") && next.contains("import procq") && next.contains("redis://"),
+        "{next}"
+    );
+    assert!(
+        matches!(procq::stats(&queue), Err(procq::Error::NotFound(_))),
+        "{queue} left behind"
+    );
+    // A hang guard, not a speed test: it takes about ten seconds unloaded.
+    assert!(t.elapsed() < Duration::from_secs(300));
 }
 
 #[test]
@@ -237,7 +301,7 @@ fn bench_runs_a_filtered_quick_suite() {
         "--quick",
         "--filter",
         "memory",
-        "--json",
+        "--json-out",
         json.to_str().unwrap(),
     ]);
     assert!(
@@ -422,4 +486,286 @@ fn redis_url_create_and_a_password_is_never_shown() {
     run(&["rm", &url], None);
     assert!(seen.contains("***"), "{seen}");
     assert!(!seen.contains(password), "password shown:\n{seen}");
+}
+
+/// Runs a shell command line with `$PROCQ` set to the binary.
+fn sh(script: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("PROCQ", env!("CARGO_BIN_EXE_procq"))
+        .output()
+        .expect("run sh")
+}
+
+#[test]
+fn raw_put_and_get_round_trip_a_binary_file_byte_for_byte() {
+    let name = unique("raw");
+    let _c = Cleanup(name.clone());
+    let dir = std::env::temp_dir().join(format!("procq-cli-raw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 100 KB of every byte value, NULs and newlines included, and a text
+    // file ending without a newline, and an empty one.
+    let mut binary = Vec::with_capacity(100_000);
+    let mut x = 0x1234_5678u32;
+    while binary.len() < 100_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        binary.push((x >> 11) as u8);
+    }
+    let files = [
+        ("binary", binary),
+        ("text", b"x\n\ny".to_vec()),
+        ("newline", b"x\n".to_vec()),
+        ("empty", Vec::new()),
+    ];
+    for (file, bytes) in &files {
+        let src = dir.join(file);
+        std::fs::write(&src, bytes).unwrap();
+        let back = dir.join(format!("{file}.out"));
+        let out = sh(&format!(
+            "\"$PROCQ\" put {name} --create --raw < {src} && \"$PROCQ\" get {name} --raw > {back} && cmp {src} {back}",
+            src = src.display(),
+            back = back.display()
+        ));
+        assert!(
+            out.status.success(),
+            "{file}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert_eq!(&std::fs::read(&back).unwrap(), bytes, "{file}");
+    }
+    // A Rust Queue<Vec<u8>> sees the file as one item.
+    assert!(procq_stdin(&["put", &name, "--raw"], &files[0].1)
+        .status
+        .success());
+    let q = procq::Queue::<Vec<u8>>::open(&name).unwrap();
+    assert_eq!(q.get_nowait().unwrap(), files[0].1);
+    // --stored prints the record as stored: the varint length, then the bytes.
+    assert!(procq_stdin(&["put", &name, "--raw"], b"x\n")
+        .status
+        .success());
+    assert_eq!(procq(&["get", &name, "--stored"]).stdout, b"\x02x\n");
+    // --raw and -0 are one framing or the other.
+    assert_eq!(procq(&["get", &name, "--raw", "-0"]).status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn null_framing_carries_items_with_newlines() {
+    let name = unique("null");
+    let _c = Cleanup(name.clone());
+    // A final NUL is optional, and an empty record is an empty item.
+    let out = procq_stdin(&["put", &name, "--create", "-0"], b"a\nb\0\0c d\0last");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let q = procq::Queue::<String>::open(&name).unwrap();
+    assert_eq!(q.qsize(), 4);
+    drop(q);
+    let out = procq(&["get", &name, "-n", "4", "--null"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"a\nb\0\0c d\0last\0");
+    // What find -print0 | procq put -0 puts, procq get -0 | xargs -0 takes.
+    let out = sh(&format!(
+        "printf 'one\\ntwo\\0three\\0' | \"$PROCQ\" put {name} -0 && \"$PROCQ\" get {name} -0 -n 2 | xargs -0 -n 1 printf '<%s>'"
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "<one\ntwo><three>");
+}
+
+#[test]
+fn put_timeout_says_how_many_items_went_in() {
+    let name = unique("full");
+    let _c = Cleanup(name.clone());
+    assert!(procq(&["create", &name, "--maxsize", "2"]).status.success());
+    let out = procq_stdin(&["put", &name, "--timeout", "0.2"], b"1\n2\n3\n4\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("timed out after 2 item(s) went in"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&procq(&["get", &name, "-n", "2"]).stdout), "1\n2\n");
+}
+
+#[test]
+fn rm_if_exists_is_idempotent() {
+    let name = unique("rm-if");
+    let _c = Cleanup(name.clone());
+    let out = procq(&["rm", &name]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = procq(&["rm", &name, "--if-exists"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    assert!(procq(&["create", &name]).status.success());
+    let out = procq(&["rm", &name, "--if-exists"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("removed {name}\n"));
+    assert!(matches!(
+        procq::stats(&name),
+        Err(procq::Error::NotFound(_))
+    ));
+    // A bad name is still bad usage, and a queue in use is still refused.
+    assert_eq!(
+        procq(&["rm", "../etc", "--if-exists"]).status.code(),
+        Some(2)
+    );
+    let q = procq::Builder::new().name(&name).build::<u8>().unwrap();
+    assert_eq!(procq(&["rm", &name, "--if-exists"]).status.code(), Some(1));
+    drop(q);
+}
+
+#[test]
+fn help_shows_exit_codes_urls_and_file_arguments() {
+    let out = procq(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    assert!(help.contains("Exit codes: 0 success"), "{help}");
+    assert!(
+        help.contains("redis://[user:password@]host:port/db/name"),
+        "{help}"
+    );
+    let out = procq(&["bench", "--help"]);
+    let help = text(&out.stdout);
+    for flag in [
+        "--json-out <FILE>",
+        "--plot <FILE>",
+        "--filter <SUBSTR>",
+        "--runs <N>",
+        "--list",
+        "--targets",
+        "Exit status",
+    ] {
+        assert!(help.contains(flag), "{flag} missing:\n{help}");
+    }
+    let help = text(&procq(&["put", "--help"]).stdout);
+    assert!(
+        help.contains("--timeout <SECONDS>") && help.contains("-0, --null"),
+        "{help}"
+    );
+    // --json is a flag of ls/stat only; bench writes JSON with --json-out.
+    assert_eq!(procq(&["bench", "--json", "x.json"]).status.code(), Some(2));
+    assert_eq!(procq(&["bench", "--runs", "0"]).status.code(), Some(2));
+    let out = procq(&["bench", "--filter", "no-such-case"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn stat_watch_redraws_only_on_a_terminal_and_streams_ndjson() {
+    let name = unique("watch");
+    let q = procq::Builder::new().name(&name).build::<String>().unwrap();
+    q.put(&"a".to_owned()).unwrap();
+    // A pipe: two ticks appended, no escapes.
+    let out = procq(&["stat", &name, "--watch", "--count", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(!s.contains('\x1b'), "escapes in a pipe: {s:?}");
+    assert_eq!(s.matches("rate in / out").count(), 2, "{s}");
+    // --json: one object per line and tick, with the rates.
+    let out = procq(&["stat", &name, "--watch", "--json", "--count", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["name"], name.as_str());
+        assert_eq!(l["items"], 1);
+        assert!(l["rate_in"].is_number() && l["rate_out"].is_number(), "{l}");
+        assert!(l["unix_ms"].as_u64().unwrap() > 0);
+    }
+    // A terminal (script(1) gives it one): redrawn in place.
+    let out = sh(&format!(
+        "script -qec '\"$PROCQ\" stat {name} --watch --count 1' /dev/null"
+    ));
+    if out.status.success() {
+        assert!(
+            text(&out.stdout).contains("\x1b[H\x1b[2J"),
+            "{:?}",
+            text(&out.stdout)
+        );
+    } else {
+        eprintln!(
+            "SKIP terminal case: script(1) failed: {}",
+            text(&out.stderr)
+        );
+    }
+    drop(q);
+}
+
+#[test]
+fn unfinished_tasks_are_shown_for_joinable_queues_only() {
+    let plain = unique("plain");
+    let joinable = unique("joinable");
+    let _c = (Cleanup(plain.clone()), Cleanup(joinable.clone()));
+    assert!(procq(&["create", &plain]).status.success());
+    assert!(procq(&["create", &joinable, "--joinable"]).status.success());
+    assert!(procq_stdin(&["put", &joinable], b"job\n").status.success());
+    let s = text(&procq(&["stat", &plain]).stdout);
+    assert!(!s.contains("unfinished"), "{s}");
+    let s = text(&procq(&["stat", &joinable]).stdout);
+    assert!(s.contains("unfinished tasks     1"), "{s}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&procq(&["stat", &plain, "--json"]).stdout).unwrap();
+    assert!(st["unfinished_tasks"].is_null(), "{st}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&procq(&["stat", &joinable, "--json"]).stdout).unwrap();
+    assert_eq!(st["unfinished_tasks"], 1);
+}
+
+#[test]
+fn completions_and_man_page_describe_every_subcommand() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = procq(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for word in ["procq", "completions", "stat", "if-exists", "json-out"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+    }
+    assert_eq!(procq(&["completions", "tcsh"]).status.code(), Some(2));
+    // bash accepts the script it is given.
+    let out = sh("\"$PROCQ\" completions bash > /tmp/procq-compl-$$.bash && bash -n /tmp/procq-compl-$$.bash; s=$?; rm -f /tmp/procq-compl-$$.bash; exit $s");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = procq(&["man"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH procq"),
+        "{page}"
+    );
+    for word in ["completions", "Exit codes", "demo", "bench"] {
+        assert!(page.contains(word), "man page lacks {word}");
+    }
+}
+
+#[test]
+fn bench_prints_the_comparison_and_targets_only_when_asked() {
+    let out = procq(&["bench", "--list"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("throughput/procq/1p1c/8B/bounded"));
+    let out = procq(&["bench", "--quick", "--filter", "throughput/memcpy/1p1c/8B"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("memcpy") && !table.contains("Targets"),
+        "{table}"
+    );
+    // Not a terminal: one progress line per case instead of a bar.
+    assert!(
+        text(&out.stderr).contains("throughput/memcpy/1p1c/8B"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = procq(&[
+        "bench",
+        "--quick",
+        "--filter",
+        "throughput/memcpy/1p1c/8B",
+        "--targets",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Targets"));
 }

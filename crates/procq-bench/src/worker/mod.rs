@@ -33,6 +33,22 @@ use serde::{Deserialize, Serialize};
 use crate::item::Item;
 use crate::stats::LatencySummary;
 
+#[cfg(feature = "iceoryx2")]
+mod iceoryx2;
+#[cfg(feature = "ipmpsc")]
+mod ipmpsc;
+#[cfg(feature = "iceoryx2")]
+pub(crate) use self::iceoryx2::iceoryx2_prefix;
+
+/// How an ipmpsc worker encodes `Vec<u8>` items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Bincode {
+    /// serde's generic sequence: one `u8` at a time.
+    Generic,
+    /// `serde_bytes`: the bytes as one block.
+    Bytes,
+}
+
 /// First command-line argument that turns the benchmark binary into a
 /// worker process. Any binary that runs the suite (`procq-bench`, or the
 /// `procq` CLI's `bench` command) must call [`run_worker_if_requested`]
@@ -143,6 +159,62 @@ pub(crate) enum Role {
     },
     /// Background load: puts (or gets) `u64`s on `queue` until stdin closes.
     Load { queue: String, producer: bool },
+    /// Creates an ipmpsc ring of `bound` items at `path`, receives `items`.
+    IpmpscConsumer {
+        path: String,
+        item: Item,
+        items: u64,
+        bound: usize,
+        enc: Bincode,
+    },
+    /// Opens the ring at `path`, sends `items`.
+    IpmpscProducer {
+        path: String,
+        item: Item,
+        items: u64,
+        enc: Bincode,
+    },
+    /// Creates both ipmpsc rings, answers every ping.
+    IpmpscPonger {
+        ping: String,
+        pong: String,
+        count: u64,
+    },
+    /// Opens both rings, times each round trip.
+    IpmpscPinger {
+        ping: String,
+        pong: String,
+        warmup: u64,
+        round_trips: u64,
+    },
+    /// Creates the iceoryx2 service `name` (buffer of `bound` samples, no
+    /// overflow), busy-polls `items` samples: copied out, or read in place.
+    Iceoryx2Consumer {
+        name: String,
+        item: Item,
+        items: u64,
+        bound: usize,
+        zero_copy: bool,
+    },
+    /// Opens the service, publishes `items` (waiting while the buffer is full).
+    Iceoryx2Producer {
+        name: String,
+        item: Item,
+        items: u64,
+    },
+    /// Creates both services, answers every ping (busy-polling).
+    Iceoryx2Ponger {
+        ping: String,
+        pong: String,
+        count: u64,
+    },
+    /// Opens both services, times each round trip (busy-polling).
+    Iceoryx2Pinger {
+        ping: String,
+        pong: String,
+        warmup: u64,
+        round_trips: u64,
+    },
 }
 
 /// Nanoseconds on `CLOCK_MONOTONIC`, comparable across processes (the
@@ -183,8 +255,23 @@ fn wait_go() -> Result<()> {
             eprintln!("procq-bench worker: the parent went away; stopping");
             std::process::exit(1);
         }
+        RELEASED.store(true, Ordering::SeqCst);
     });
     Ok(())
+}
+
+/// Set when the parent closed this worker's stdin after its `done`.
+static RELEASED: AtomicBool = AtomicBool::new(false);
+
+/// After `done`: waits until the parent lets go (it closes stdin once
+/// every consumer has reported), for senders whose undelivered items
+/// would vanish with them (an iceoryx2 publisher takes its data segment
+/// along when it goes).
+#[cfg_attr(not(feature = "iceoryx2"), allow(dead_code))]
+fn linger() {
+    while !RELEASED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn run(role: Role) -> Result<()> {
@@ -320,6 +407,63 @@ fn run(role: Role) -> Result<()> {
             })
         }
         Role::Load { queue, producer } => load(&queue, producer),
+        peer => run_peer(peer),
+    }
+}
+
+fn run_peer(role: Role) -> Result<()> {
+    match role {
+        #[cfg(feature = "ipmpsc")]
+        Role::IpmpscConsumer {
+            path,
+            item,
+            items,
+            bound,
+            enc,
+        } => ipmpsc::ipmpsc_consume(&path, item, items, bound, enc),
+        #[cfg(feature = "ipmpsc")]
+        Role::IpmpscProducer {
+            path,
+            item,
+            items,
+            enc,
+        } => ipmpsc::ipmpsc_produce(&path, item, items, enc),
+        #[cfg(feature = "ipmpsc")]
+        Role::IpmpscPonger { ping, pong, count } => ipmpsc::ipmpsc_ponger(&ping, &pong, count),
+        #[cfg(feature = "ipmpsc")]
+        Role::IpmpscPinger {
+            ping,
+            pong,
+            warmup,
+            round_trips,
+        } => ipmpsc::ipmpsc_pinger(&ping, &pong, warmup, round_trips),
+        #[cfg(feature = "iceoryx2")]
+        Role::Iceoryx2Consumer {
+            name,
+            item,
+            items,
+            bound,
+            zero_copy,
+        } => self::iceoryx2::iceoryx2_consume(&name, item, items, bound, zero_copy),
+        #[cfg(feature = "iceoryx2")]
+        Role::Iceoryx2Producer { name, item, items } => {
+            self::iceoryx2::iceoryx2_produce(&name, item, items)
+        }
+        #[cfg(feature = "iceoryx2")]
+        Role::Iceoryx2Ponger { ping, pong, count } => {
+            self::iceoryx2::iceoryx2_ponger(&ping, &pong, count)
+        }
+        #[cfg(feature = "iceoryx2")]
+        Role::Iceoryx2Pinger {
+            ping,
+            pong,
+            warmup,
+            round_trips,
+        } => self::iceoryx2::iceoryx2_pinger(&ping, &pong, warmup, round_trips),
+        other => Err(format!(
+            "{other:?}: not a peer role this procq-bench was built with (features ipmpsc, iceoryx2)"
+        )
+        .into()),
     }
 }
 

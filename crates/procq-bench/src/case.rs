@@ -149,3 +149,8 @@ pub(crate) fn all_cases() -> Vec<Case> {
     cases.push(Case::Memory);
     cases
 }
+
+/// Ids of every case, in run order.
+pub(crate) fn case_ids() -> Vec<String> {
+    all_cases().iter().map(Case::id).collect()
+}

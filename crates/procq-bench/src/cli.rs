@@ -81,17 +81,17 @@ impl BenchArgs {
     /// Runs what the arguments ask (the suite, or `--list`), prints the
     /// table and writes the files; returns the exit status.
     ///
-    /// The running binary must call [`crate::run_worker_if_requested`]
+    /// The running binary must call [`run_worker_if_requested`](crate::run_worker_if_requested)
     /// first thing in `main`: the workers are re-executions of it.
     pub fn run(&self, program: &str) -> ExitCode {
         if self.list {
-            for id in crate::case_ids() {
+            for id in crate::case::case_ids() {
                 println!("{id}");
             }
             return ExitCode::SUCCESS;
         }
         if let Some(f) = &self.filter {
-            if !crate::case_ids().iter().any(|id| id.contains(f)) {
+            if !crate::case::case_ids().iter().any(|id| id.contains(f)) {
                 eprintln!("{program}: no case matches --filter {f:?} (see --list)");
                 return ExitCode::from(2);
             }
@@ -132,7 +132,7 @@ impl BenchArgs {
 /// Runs the suite with a progress bar on stderr (elapsed time, cases done,
 /// ETA, the case running) when stderr is a terminal, and one line per case
 /// otherwise (logs, pipes).
-fn with_progress(opts: &Options) -> crate::Report {
+fn with_progress(opts: &Options) -> crate::model::Report {
     let bar = indicatif::ProgressBar::new(0);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "[{elapsed_precise}] {bar:30} {pos}/{len} cases, ETA {eta} {msg}",
@@ -141,7 +141,7 @@ fn with_progress(opts: &Options) -> crate::Report {
     }
     bar.enable_steady_tick(Duration::from_millis(500));
     let plain = bar.is_hidden();
-    let report = crate::run(opts, &mut |p| {
+    let report = crate::suite::run(opts, &mut |p| {
         if plain {
             eprintln!("{p}");
         }

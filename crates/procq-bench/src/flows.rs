@@ -2,7 +2,6 @@
 //! from producers to consumers, timed consumer side, end to end, with the
 //! consumers' checksums checked.
 
-use std::path::PathBuf;
 use std::sync::Barrier;
 use std::time::Instant;
 
@@ -10,10 +9,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::case::{Case, Flow};
+use crate::ctx::{quick_items, repeat, Ctx, ShmFile, SocketPath, MAX_RUN_BYTES, MAX_RUN_ITEMS};
 use crate::harness::{Crew, Result};
 use crate::item::Item;
 use crate::model::Throughput;
-use crate::suite::{quick_items, repeat, Ctx, MAX_RUN_BYTES, MAX_RUN_ITEMS};
 use crate::system::System;
 use crate::worker::Role;
 
@@ -127,25 +126,6 @@ fn run_procq<T: Serialize + DeserializeOwned + 'static>(ctx: &Ctx, f: Flow, n: u
     Ok(secs)
 }
 
-/// A socket path for this run, removed on drop.
-pub(crate) struct SocketPath(PathBuf);
-
-impl SocketPath {
-    pub(crate) fn new(ctx: &Ctx) -> SocketPath {
-        SocketPath(std::env::temp_dir().join(format!("procq-{}.sock", ctx.fresh())))
-    }
-
-    pub(crate) fn as_string(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for SocketPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn run_socket(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
     let path = SocketPath::new(ctx);
     let mut crew = Crew::new(&ctx.exe);
@@ -188,25 +168,6 @@ fn run_ipc(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
     )?;
     let start = crew.go()?;
     collect(crew, ctx, start, &[c], &[p], expected_sum(f.item, &[n]))
-}
-
-/// A file of this run in `/dev/shm` (an ipmpsc ring), removed on drop.
-pub(crate) struct ShmFile(PathBuf);
-
-impl ShmFile {
-    pub(crate) fn new(ctx: &Ctx) -> ShmFile {
-        ShmFile(PathBuf::from(format!("/dev/shm/{}-ipmpsc", ctx.fresh())))
-    }
-
-    pub(crate) fn as_string(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for ShmFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// ipmpsc: the consumer creates the ring (in `/dev/shm`, as procq's

@@ -60,6 +60,7 @@
 
 mod case;
 mod cli;
+mod ctx;
 mod flows;
 mod harness;
 mod item;
@@ -92,7 +93,7 @@ pub use worker::{run_worker_if_requested, WORKER_ARG};
 /// assert!(ids.contains(&"memory/procq".to_owned()));
 /// ```
 pub fn case_ids() -> Vec<String> {
-    case::all_cases().iter().map(case::Case::id).collect()
+    case::case_ids()
 }
 
 /// Runs the suite (or the cases selected by [`Options::filter`]) and

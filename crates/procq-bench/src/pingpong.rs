@@ -4,11 +4,10 @@
 use std::time::Instant;
 
 use crate::case::{Case, BOUND, LOAD_PROCESSES};
-use crate::flows::{ShmFile, SocketPath};
+use crate::ctx::{repeat, Ctx, ShmFile, SocketPath};
 use crate::harness::{Crew, Result};
 use crate::model::Latency;
 use crate::stats::LatencySummary;
-use crate::suite::{repeat, Ctx};
 use crate::system::System;
 use crate::worker::Role;
 

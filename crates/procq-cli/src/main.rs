@@ -174,9 +174,12 @@ enum Command {
         #[arg(long)]
         stored: bool,
     },
-    /// Show what procq is for, in about ten seconds: the article's programs,
-    /// a worker killed with SIGKILL mid-stream, procq against a pipe, and
-    /// the live queue as `procq ls` and `procq stat` show it.
+    /// Show what procq is for, in a few seconds.
+    ///
+    /// The article's programs; a producer killed with SIGKILL mid-stream,
+    /// and the check that no item was lost; the same items through a pipe
+    /// and through procq, with the ratio; the live queue as `procq ls` and
+    /// `procq stat` show it.
     ///
     /// Example: procq demo
     Demo,

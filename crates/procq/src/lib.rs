@@ -31,10 +31,47 @@
 //! - futex-based waiting with monotonic-clock timeouts, and no syscall when
 //!   nobody waits.
 //!
+//! # Processes
+//!
+//! [`Process`] (from the `procq-process` crate, re-exported here) runs a
+//! function in a new OS process, like Python's `multiprocessing.Process`;
+//! queues go in its arguments as they are:
+//!
+//! ```
+//! use procq::{Process, Queue};
+//!
+//! fn producer(q: Queue<Option<String>>) {
+//!     for i in 0..3 {
+//!         q.put(&Some(format!("Job-{i}"))).unwrap();
+//!     }
+//!     q.put(&None).unwrap(); // stop signal
+//! }
+//!
+//! fn consumer(q: Queue<Option<String>>) -> usize {
+//!     let mut n = 0;
+//!     while let Some(_job) = q.get().unwrap() {
+//!         n += 1;
+//!     }
+//!     n
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     procq::init(); // first line of main: a re-executed child runs its target here
+//!     let q = Queue::new(0)?;
+//!     let mut p1 = Process::new(producer, (q.clone(),));
+//!     let mut p2 = Process::new(consumer, (q.clone(),));
+//!     p1.start()?;
+//!     p2.start()?;
+//!     p1.join()?;
+//!     assert_eq!(p2.join()?, 3);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Linux only for now; the OS-specific parts are in `shm` (segments),
 //! `sigbus` (surviving truncated segments), `sync` (futex lock and event
-//! counts), `liveness` (file locks) and `entry` (how a `Process` child finds
-//! its target).
+//! counts) and `liveness` (file locks), and in `procq-process`'s `entry`
+//! (how a `Process` child finds its target).
 
 #![warn(missing_docs)]
 
@@ -42,13 +79,11 @@
 #[path = "fuzzing.rs"]
 pub mod __fuzzing;
 mod codec;
-mod entry;
 mod error;
 mod inspect;
 mod joinable;
 mod layout;
 mod liveness;
-mod process;
 mod queue;
 mod raw;
 #[cfg(feature = "redis")]
@@ -66,9 +101,7 @@ pub use inspect::list_redis;
 pub use inspect::{collect_garbage, collect_garbage_report, list, remove, stats, Garbage, Stats};
 pub use joinable::JoinableQueue;
 pub use layout::Kind;
-pub use process::{
-    __enable_test_mode, __process_payload, init, Process, ProcessError, StartMethod, Target,
-};
+pub use procq_process::{init, test_support, Process, ProcessError, StartMethod, Target};
 pub use queue::{Builder, Queue};
 pub use raw::RawQueue;
 pub use shm::{validate_name, MAX_NAME_LEN};

@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-procq::test_support!();
+procq_process::test_support!();
 
 const MARKER: &str = "PROCQ_PROCESS_CHILD";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -107,11 +107,11 @@ fn sealed(bytes: &[u8]) -> OwnedFd {
 }
 
 fn genuine() -> Vec<u8> {
-    procq::__process_payload(target, (TARGET_RAN,), None)
+    procq_process::__process_payload(target, (TARGET_RAN,), None)
 }
 
 fn forged(address: usize) -> Vec<u8> {
-    procq::__process_payload(target, (TARGET_RAN,), Some(address))
+    procq_process::__process_payload(target, (TARGET_RAN,), Some(address))
 }
 
 /// The child must have refused with exit code 2 and said why.

@@ -233,25 +233,15 @@ impl Failure {
 }
 
 /// Whether `name` is a Redis queue (or server) URL rather than a
-/// shared-memory queue name.
+/// shared-memory queue name (the core's `Address` decides).
 pub(crate) fn is_url(name: &str) -> bool {
-    name.starts_with("redis://") || name.starts_with("rediss://")
+    procq::Address::is_url(name)
 }
 
 /// `name` fit for output: a URL's password replaced by `***` (the core's
-/// `display_name` does the same for an open queue).
+/// `Address` shows queues the same way).
 pub(crate) fn shown(name: &str) -> String {
-    let Some((scheme, rest)) = name.split_once("://").filter(|_| is_url(name)) else {
-        return name.to_owned();
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split_once(':').map_or(&rest[..at], |(u, _)| u);
-            format!("{scheme}://{user}:***{}", &rest[at..])
-        }
-        None => name.to_owned(),
-    }
+    procq::Address::redact(name).into_owned()
 }
 
 impl From<procq::Error> for Failure {

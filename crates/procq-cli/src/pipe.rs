@@ -9,15 +9,14 @@
 //! whole of stdin as one item (`--raw`, printed back byte for byte by
 //! `get --raw`). `get --stored` prints items of other formats undecoded.
 //!
-//! A Redis URL works as a name. Opening a Redis queue creates it if it is
-//! missing, so both commands ask `procq::stats` first: without `put
-//! --create`, a missing queue is an error (exit 2) on Redis as in shared
-//! memory.
+//! A Redis URL works as a name. Neither command creates a missing queue
+//! (`procq::RawQueue::open` never does, on either backend) unless `put
+//! --create` asks for it: a missing queue is an error (exit 2).
 
 use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
-use crate::{is_url, Failure};
+use crate::Failure;
 
 /// How items are cut out of stdin (`put`) and written to stdout (`get`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,37 +42,19 @@ pub(crate) fn framing(raw: bool, null: bool, stored: bool) -> Framing {
     }
 }
 
-/// Opens the Redis queue at `url` if it exists; creates it (unbounded when
-/// `maxsize` is 0) if it does not and `create` is set.
-fn open_url(url: &str, create: bool, maxsize: usize) -> Result<procq::RawQueue, Failure> {
-    match procq::stats(url) {
-        Ok(_) => Ok(procq::RawQueue::open(url)?),
-        Err(procq::Error::NotFound(_)) if create => {
-            let mut b = procq::Builder::new().name(url);
-            if maxsize > 0 {
-                // Only a bound asked for is required of a queue someone
-                // else created meanwhile.
-                b = b.maxsize(maxsize);
-            }
-            Ok(b.build_raw()?)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
+/// Opens the queue `name` (a name or a Redis URL); creates it if it is
+/// missing and `create` is set: a persistent shared-memory queue, or a
+/// Redis queue, unbounded when `maxsize` is 0.
 fn open_or_create(name: &str, create: bool, maxsize: usize) -> Result<procq::RawQueue, Failure> {
-    if is_url(name) {
-        return open_url(name, create, maxsize);
-    }
-    procq::validate_name(name)?;
     match procq::RawQueue::open(name) {
         Err(procq::Error::NotFound(_)) if create => {
-            match procq::Builder::new()
-                .name(name)
-                .maxsize(maxsize)
-                .persistent(true)
-                .build_raw()
-            {
+            let mut b = procq::Builder::new().name(name).persistent(true);
+            if maxsize > 0 {
+                // Only a bound asked for is required of a Redis queue
+                // someone else created meanwhile.
+                b = b.maxsize(maxsize);
+            }
+            match b.build_raw() {
                 // Someone else created it meanwhile: use theirs.
                 Err(procq::Error::AlreadyExists(_)) => Ok(procq::RawQueue::open(name)?),
                 other => Ok(other?),

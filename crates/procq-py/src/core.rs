@@ -12,7 +12,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use crate::errors::{full_error, to_py, too_large};
 use crate::item::{build, build_landed, encode, finish, land, Codec, LARGE};
 use crate::wait::{
-    blocking_sliced, is_empty, is_full, Step, Wait, JOIN_SLICE, REMOTE_SLICE, SLICE,
+    blocking_sliced, is_empty, is_full, is_timeout, Step, Wait, JOIN_SLICE, REMOTE_SLICE, SLICE,
 };
 
 /// Scratch buffers larger than this are freed after use rather than kept.
@@ -38,10 +38,9 @@ fn return_scratch(buf: Vec<u8>) {
 }
 
 /// Whether `name` is a queue URL (`redis://`, `rediss://`, ...) rather
-/// than a shared-memory name, which cannot contain `/`. The core checks the
-/// scheme.
+/// than a shared-memory name: the core's `Address` decides.
 pub(crate) fn is_url(name: &str) -> bool {
-    name.contains("://")
+    procq::Address::is_url(name)
 }
 
 /// What `help(procq.Queue)` and the errors say about pickles from a server.
@@ -164,14 +163,7 @@ impl Core {
     ) -> PyResult<Core> {
         check_trust(name, &codec, trusted)?;
         let raw = py
-            .detach(|| {
-                if kind == Kind::Joinable && is_url(name) {
-                    // Never creates a plain queue under a joinable's URL.
-                    Builder::new().name(name).build_raw_joinable()
-                } else {
-                    RawQueue::open(name)
-                }
-            })
+            .detach(|| RawQueue::open(name))
             .map_err(|e| to_py(py, name, e))?;
         if kind == Kind::Joinable && !raw.is_joinable() {
             return Err(PyValueError::new_err(format!(
@@ -184,7 +176,7 @@ impl Core {
     fn from_raw(raw: RawQueue, kind: Kind, codec: Codec, trusted: bool) -> Core {
         Core {
             joiner: (kind == Kind::Joinable).then(|| raw.clone()),
-            remote: is_url(raw.name()),
+            remote: matches!(raw.address(), procq::Address::Redis(_)),
             raw,
             kind,
             codec,
@@ -484,13 +476,16 @@ impl Core {
         };
         let wait = Wait::new(true, timeout)?;
         let slice = self.slice().max(JOIN_SLICE);
-        // The core reports a join that ran out of time as `Full`.
-        let result = blocking_sliced(py, wait, slice, is_full, |step| jq.join(step.timeout()))?;
+        // The core reports a join that ran out of time as `Timeout`.
+        let result = blocking_sliced(py, wait, slice, is_timeout, |step| match step {
+            Step::NoWait => jq.join_timeout(Duration::ZERO),
+            Step::For(d) => jq.join_timeout(d),
+        })?;
         match result {
             Ok(()) => Ok(true),
             // Out of time, with tasks left or the lock held by a stopped
             // process: not every task is known to be done.
-            Err(procq::Error::Full | procq::Error::LockBusy { .. }) => Ok(false),
+            Err(procq::Error::Timeout | procq::Error::LockBusy { .. }) => Ok(false),
             Err(e) => Err(self.err(py, e)),
         }
     }

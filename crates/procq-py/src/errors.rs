@@ -47,7 +47,7 @@ pub(crate) fn to_py(py: Python<'_>, name: &str, e: procq::Error) -> PyErr {
         E::TooLarge { .. } | E::InvalidName { .. } | E::InvalidQueue { .. } => {
             PyValueError::new_err(e.to_string())
         }
-        E::Io { ref source, .. } => match source.raw_os_error() {
+        E::Io { ref source, .. } | E::Redis { ref source, .. } => match source.raw_os_error() {
             // OSError(errno, message) picks the matching subclass.
             Some(errno) => PyOSError::new_err((errno, e.to_string())),
             None => PyOSError::new_err(e.to_string()),

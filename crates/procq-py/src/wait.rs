@@ -114,12 +114,17 @@ where
     }
 }
 
-/// Whether a `put` (or `join`) that failed with `e` may try again while
+/// Whether a `put` that failed with `e` may try again while
 /// time is left: the queue was full, or its lock stayed held by a stopped
 /// process for the core's patience (`LockBusy`), which a call that may still
 /// wait sits out as the standard library's would.
 pub(crate) fn is_full(e: &procq::Error) -> bool {
     matches!(e, procq::Error::Full) || is_busy(e)
+}
+
+/// Whether a `join` that failed with `e` may try again (see [`is_full`]).
+pub(crate) fn is_timeout(e: &procq::Error) -> bool {
+    matches!(e, procq::Error::Timeout) || is_busy(e)
 }
 
 /// Whether a `get` that failed with `e` may try again (see [`is_full`]).

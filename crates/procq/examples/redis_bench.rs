@@ -167,7 +167,7 @@ fn procq_case(loc: &str, n: usize, pc: usize, mode: Mode) -> f64 {
     // from; a plain queue's use a plain handle.
     let (plain, joinable) = if mode.joinable {
         let j = JoinableQueue::<Vec<u8>>::open_or_create(loc, mode.maxsize).expect("open");
-        ((*j).clone(), Some(j))
+        (j.as_queue().clone(), Some(j))
     } else {
         let q = Queue::<Vec<u8>>::open_or_create(loc, mode.maxsize).expect("open");
         (q, None)
@@ -197,7 +197,7 @@ fn procq_case(loc: &str, n: usize, pc: usize, mode: Mode) -> f64 {
         Arc::new(move |m| {
             let j = j2.clone();
             let plain = q2.clone();
-            let q: &Queue<Vec<u8>> = j.as_ref().map_or(&plain, |j| j);
+            let q: &Queue<Vec<u8>> = j.as_ref().map_or(&plain, JoinableQueue::as_queue);
             let done = |k: usize| {
                 if let Some(j) = &j {
                     for _ in 0..k {

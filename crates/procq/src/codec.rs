@@ -12,6 +12,7 @@
 //! of the length followed by the raw bytes, so the two are interchangeable.
 
 use std::any::Any;
+use std::borrow::Borrow;
 use std::cell::RefCell;
 
 use serde::de::DeserializeOwned;
@@ -56,7 +57,7 @@ pub(crate) fn with_encoded<T: Serialize + 'static, R>(
 ) -> Result<R> {
     if let Some(bytes) = (value as &dyn Any).downcast_ref::<Vec<u8>>() {
         let mut prefix = [0u8; 10];
-        let head = postcard::to_slice(&bytes.len(), &mut prefix)?;
+        let head = postcard::to_slice(&bytes.len(), &mut prefix).map_err(Error::codec)?;
         return f(Encoded { head, body: bytes });
     }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -77,12 +78,12 @@ pub(crate) fn with_encoded<T: Serialize + 'static, R>(
                     }
                     out
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(Error::codec(e)),
             }
         }
         // Re-entered from inside `f` (a Serialize impl that puts): no reuse.
         Err(_) => {
-            let v = postcard::to_allocvec(value)?;
+            let v = postcard::to_allocvec(value).map_err(Error::codec)?;
             f(Encoded {
                 head: &v,
                 body: &[],
@@ -91,20 +92,59 @@ pub(crate) fn with_encoded<T: Serialize + 'static, R>(
     })
 }
 
+/// Encodes every item back to back onto `buf`, and each one's end offset
+/// onto `ends`: one buffer for a whole batch (see [`split`]).
+pub(crate) fn encode_many<T, B>(
+    items: impl IntoIterator<Item = B>,
+    buf: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> Result<()>
+where
+    T: Serialize + 'static,
+    B: Borrow<T>,
+{
+    for item in items {
+        let item: &T = item.borrow();
+        if let Some(bytes) = (item as &dyn Any).downcast_ref::<Vec<u8>>() {
+            let mut prefix = [0u8; 10];
+            let head = postcard::to_slice(&bytes.len(), &mut prefix).map_err(Error::codec)?;
+            buf.extend_from_slice(head);
+            buf.extend_from_slice(bytes);
+        } else {
+            *buf = postcard::to_extend(item, std::mem::take(buf)).map_err(Error::codec)?;
+        }
+        ends.push(buf.len());
+    }
+    Ok(())
+}
+
+/// The items [`encode_many`] wrote, each as one piece.
+pub(crate) fn split<'a>(buf: &'a [u8], ends: &[usize]) -> Vec<Encoded<'a>> {
+    let mut start = 0;
+    ends.iter()
+        .map(|&end| {
+            let head = &buf[start..end];
+            start = end;
+            Encoded { head, body: &[] }
+        })
+        .collect()
+}
+
 /// Decodes one item that must occupy all of `bytes`.
 pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
+    let bad = || Error::codec(postcard::Error::DeserializeBadEncoding);
     let mut slot: Option<T> = None;
     if let Some(out) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
-        let (len, rest) = postcard::take_from_bytes::<usize>(bytes)?;
+        let (len, rest) = postcard::take_from_bytes::<usize>(bytes).map_err(Error::codec)?;
         if len != rest.len() {
-            return Err(Error::Codec(postcard::Error::DeserializeBadEncoding));
+            return Err(bad());
         }
         *out = Some(rest.to_vec());
-        return slot.ok_or(Error::Codec(postcard::Error::DeserializeBadEncoding));
+        return slot.ok_or_else(bad);
     }
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes)?;
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(Error::codec)?;
     if !rest.is_empty() {
-        return Err(Error::Codec(postcard::Error::DeserializeBadEncoding));
+        return Err(bad());
     }
     Ok(value)
 }
@@ -160,6 +200,25 @@ mod tests {
         assert!(decode::<u32>(&[]).is_err());
         assert!(decode::<u8>(&[1, 2]).is_err(), "trailing bytes");
         assert!(decode::<String>(&[2, 0xff, 0xfe]).is_err(), "invalid utf-8");
+    }
+
+    #[test]
+    fn batches_encode_like_single_items() {
+        let (mut buf, mut ends) = (Vec::new(), Vec::new());
+        let items = vec![vec![1u8, 2], vec![], vec![7; 300]];
+        encode_many::<Vec<u8>, _>(&items, &mut buf, &mut ends).unwrap();
+        let parts = split(&buf, &ends);
+        assert_eq!(parts.len(), 3);
+        for (part, item) in parts.iter().zip(&items) {
+            assert_eq!(part.head, postcard::to_allocvec(item).unwrap());
+            assert_eq!(decode::<Vec<u8>>(part.head).unwrap(), *item);
+        }
+        let (mut buf, mut ends) = (Vec::new(), Vec::new());
+        encode_many::<String, _>(["a".to_owned(), "bc".to_owned()], &mut buf, &mut ends).unwrap();
+        assert_eq!(
+            (buf.as_slice(), ends.as_slice()),
+            (&b"\x01a\x02bc"[..], &[2, 5][..])
+        );
     }
 
     #[test]

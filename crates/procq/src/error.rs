@@ -30,10 +30,43 @@ pub enum Error {
     /// The handle was closed with `close()`; other handles are unaffected.
     #[error("queue handle is closed")]
     Closed,
+    /// `join_timeout` or `join_deadline` ran out of time while tasks were
+    /// still unfinished (nothing was changed).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let q = procq::JoinableQueue::new(0)?;
+    /// q.put(&1u8)?;
+    /// assert!(matches!(q.join_timeout(Duration::from_millis(1)), Err(procq::Error::Timeout)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    #[error("timed out with tasks still unfinished")]
+    Timeout,
     /// An operating-system call failed (shared memory, mapping, futex).
     #[error("{context}: {source}")]
     Io {
         /// What procq was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A queue's Redis server could not be reached, dropped the connection
+    /// or did not answer in time (the `redis` feature). `context` names
+    /// the server (never its password); `source.kind()` tells a refused
+    /// connection (`ConnectionRefused`) from a timeout (`TimedOut`) or a
+    /// lost one (`ConnectionReset`). The next call reconnects.
+    ///
+    /// ```
+    /// let err = procq::Error::Redis {
+    ///     context: "redis connect to redis://127.0.0.1:6379/0".into(),
+    ///     source: std::io::ErrorKind::ConnectionRefused.into(),
+    /// };
+    /// assert!(err.to_string().starts_with("redis connect"));
+    /// ```
+    #[error("{context}: {source}")]
+    Redis {
+        /// What procq was doing, and with which server.
         context: String,
         /// The underlying error.
         #[source]
@@ -44,7 +77,7 @@ pub enum Error {
     /// A failed `put` leaves the queue unchanged; a failed `get` has removed
     /// the undecodable item, so the next `get` sees the next item.
     #[error("codec error: {0}")]
-    Codec(#[from] postcard::Error),
+    Codec(CodecError),
     /// The encoded item is larger than the queue can ever hold.
     #[error("item of {size} bytes exceeds the queue's limit of {limit} bytes")]
     TooLarge {
@@ -123,10 +156,38 @@ pub enum Error {
     },
 }
 
+/// Why an item could not be encoded or decoded ([`Error::Codec`]). Its
+/// message says what went wrong; the encoding library's own error type is
+/// not part of procq's API.
+///
+/// ```
+/// let q = procq::RawQueue::new(0)?;
+/// q.put(&[0xff, 0xfe])?; // not the encoding of a String
+/// let typed = procq::Queue::<String>::open(q.name())?;
+/// let Err(procq::Error::Codec(e)) = typed.get() else { panic!() };
+/// assert!(!e.to_string().is_empty());
+/// # Ok::<(), procq::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct CodecError(postcard::Error);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An item that did not encode or decode.
+    pub(crate) fn codec(e: postcard::Error) -> Self {
+        Error::Codec(CodecError(e))
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
         Error::Io {
             context: context.into(),

@@ -10,7 +10,7 @@
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::layout::{Header, StateCell, DATA_OFFSET};
+use crate::backend::shm::layout::{Header, StateCell, DATA_OFFSET};
 use crate::{Builder, RawQueue};
 
 /// Bytes of the header the fuzzer may overwrite: everything before the lock
@@ -149,7 +149,7 @@ fn exercise(q: &RawQueue, name: &str) {
     }
     let _ = q.put(b"after");
     let _ = q.put(&[5u8; 5000]);
-    let _ = q.get_many(8, Some(std::time::Duration::ZERO));
+    let _ = q.get_many_nowait(8);
     let _ = q.qsize();
     let _ = q.task_done();
 }
@@ -183,9 +183,11 @@ mod tests {
             for value in [0u64, 1, 15, 16, u64::MAX, u64::MAX - 15, 1 << 40] {
                 let mut input = vec![0u8];
                 // State cells start after the lock; cover both buffers.
-                let base = (std::mem::offset_of!(crate::layout::Header, states) / 8) as u16;
+                let base =
+                    (std::mem::offset_of!(crate::backend::shm::layout::Header, states) / 8) as u16;
                 for cell in 0..2u16 {
-                    let cell_words = (std::mem::size_of::<crate::layout::StateCell>() / 8) as u16;
+                    let cell_words =
+                        (std::mem::size_of::<crate::backend::shm::layout::StateCell>() / 8) as u16;
                     input.extend_from_slice(&(base + cell * cell_words + word).to_le_bytes());
                     input.push(8);
                     input.extend_from_slice(&value.to_le_bytes());

@@ -74,34 +74,36 @@
 //! (how a `Process` child finds its target).
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(hidden)]
 #[path = "fuzzing.rs"]
 pub mod __fuzzing;
+mod address;
+mod backend;
+mod block;
+mod builder;
 mod codec;
 mod error;
 mod inspect;
 mod joinable;
-mod layout;
-mod liveness;
+mod kind;
 mod queue;
 mod raw;
 #[cfg(feature = "redis")]
 #[path = "redis/mod.rs"]
 mod redis_backend;
-mod ring;
-mod shared;
-mod shm;
-mod sigbus;
-mod sync;
+mod stats;
 
-pub use error::{Error, Result};
+pub use address::{validate_name, Address, RedisUrl, ShmName, MAX_NAME_LEN};
+pub use builder::Builder;
+pub use error::{CodecError, Error, Result};
 #[cfg(feature = "redis")]
 pub use inspect::list_redis;
-pub use inspect::{collect_garbage, collect_garbage_report, list, remove, stats, Garbage, Stats};
+pub use inspect::{collect_garbage, collect_garbage_report, list, remove, stats, Garbage};
 pub use joinable::JoinableQueue;
-pub use layout::Kind;
+pub use kind::Kind;
 pub use procq_process::{init, test_support, Process, ProcessError, StartMethod, Target};
-pub use queue::{Builder, Queue};
+pub use queue::Queue;
 pub use raw::RawQueue;
-pub use shm::{validate_name, MAX_NAME_LEN};
+pub use stats::Stats;

@@ -1,24 +1,16 @@
 //! [`RawQueue`]: the untyped queue of byte strings, for callers who
 //! serialize items themselves (other languages, the CLI, custom codecs).
+//! It is the one holder of a [`Backend`]: the typed queues wrap it.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::address::Address;
+use crate::backend::{Backend, New, Open, BATCH_BYTES};
+use crate::block::Block;
 use crate::codec::Encoded;
 use crate::error::{Error, Result};
-use crate::layout::Kind;
-use crate::queue::{is_redis_url, open_redis, Backend, Builder, Handle};
-use crate::shared::{Block, Expect, Shared, BATCH_BYTES};
-
-/// The timeout convention of the two-piece and zero-copy calls: `None`
-/// waits forever, zero does not wait.
-fn block_for(timeout: Option<Duration>) -> Block {
-    match timeout {
-        None => Block::Forever,
-        Some(d) if d.is_zero() => Block::No,
-        Some(d) => Block::timeout(d),
-    }
-}
+use crate::kind::Kind;
+use crate::stats::Stats;
 
 /// A queue of byte strings: the bytes given to [`put`](Self::put) are
 /// exactly the bytes [`get`](Self::get) returns, with no codec in between.
@@ -26,6 +18,14 @@ fn block_for(timeout: Option<Duration>) -> Block {
 /// A typed [`Queue<T>`](crate::Queue) stores the postcard encoding of each
 /// item; a `RawQueue` can read and write those bytes too (for `Vec<u8>` and
 /// `String` that is a varint length followed by the data, see the README).
+///
+/// The blocking calls come in the same four forms as on `Queue`: wait as
+/// long as it takes (`put`), at most a timeout (`put_timeout`), until a
+/// deadline (`put_deadline`), or not at all (`put_nowait`). The zero-copy
+/// calls ([`put_parts`](Self::put_parts), [`get_with`](Self::get_with),
+/// [`put_many_parts`](Self::put_many_parts),
+/// [`get_many_into`](Self::get_many_into)) take one `Option<Duration>`
+/// instead: `None` waits forever, zero does not wait.
 ///
 /// ```
 /// let q = procq::RawQueue::new(0)?;
@@ -38,13 +38,13 @@ fn block_for(timeout: Option<Duration>) -> Block {
 #[derive(Clone)]
 pub struct RawQueue {
     /// This handle: shared memory, or a Redis server.
-    handle: Backend,
+    pub(crate) backend: Backend,
 }
 
 impl std::fmt::Debug for RawQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawQueue")
-            .field("name", &self.handle.display_name())
+            .field("name", &self.backend.display_name())
             .finish()
     }
 }
@@ -52,69 +52,106 @@ impl std::fmt::Debug for RawQueue {
 impl RawQueue {
     /// Creates an untyped queue of at most `maxsize` items (0 = unbounded).
     ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the segment cannot be made (a full `/dev/shm`).
+    ///
     /// ```
     /// let q = procq::RawQueue::new(2)?;
     /// assert_eq!(q.maxsize(), 2);
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn new(maxsize: usize) -> Result<RawQueue> {
-        Builder::new().maxsize(maxsize).build_raw()
+        RawQueue::create(None, &New::with_maxsize(Kind::Queue, 0, maxsize))
     }
 
-    /// Opens any procq queue by name, whatever its item type or kind. With
-    /// the `redis` feature, `name` may be a queue URL (see
-    /// [`Queue::open`](crate::Queue::open)); a missing Redis queue is created
-    /// unbounded.
+    /// Opens an existing procq queue by name, whatever its item type or
+    /// kind; never creates one. With the `redis` feature, `name` may be a
+    /// queue URL (see [`Queue::open`](crate::Queue::open)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is no such queue,
+    /// [`Error::InvalidName`] for a name or URL that is not valid, and the
+    /// errors of [`Queue::open`](crate::Queue::open).
     ///
     /// ```
     /// let q = procq::Queue::<String>::new(0)?;
     /// q.put(&"hi".to_owned())?;
     /// let raw = procq::RawQueue::open(q.name())?;
     /// assert_eq!(raw.get()?, b"\x02hi"); // postcard: length, then bytes
+    /// assert!(matches!(procq::RawQueue::open("no-such-queue"), Err(procq::Error::NotFound(_))));
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn open(name: &str) -> Result<RawQueue> {
-        if is_redis_url(name) {
-            return Ok(RawQueue::from_backend(open_redis(
-                name,
-                Kind::Queue,
-                None,
-                0,
-                None,
-            )?));
-        }
-        Ok(RawQueue::from_shared(Shared::open(
+        RawQueue::open_with(
             name,
-            Expect {
-                kind: None,
+            Open {
+                kind: Kind::Queue,
+                require: None,
                 fingerprint: 0,
+                create: None,
             },
-        )?))
-    }
-
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> RawQueue {
-        RawQueue::from_backend(Backend::Shm(Handle::new(shared)))
-    }
-
-    pub(crate) fn from_backend(handle: Backend) -> RawQueue {
-        RawQueue { handle }
-    }
-
-    pub(crate) fn into_backend(self) -> Backend {
-        self.handle
-    }
-
-    fn put_block(&self, bytes: &[u8], block: Block) -> Result<()> {
-        self.handle.put_encoded(
-            &Encoded {
-                head: bytes,
-                body: &[],
-            },
-            block,
         )
     }
 
+    /// Opens the queue `name` (a shared-memory name or a Redis URL),
+    /// creating it with this `maxsize` if it does not exist (see
+    /// [`Queue::open_or_create`](crate::Queue::open_or_create)).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) (without `NotFound`).
+    ///
+    /// ```
+    /// let name = format!("doc-raw-ooc-{}", std::process::id());
+    /// let q = procq::RawQueue::open_or_create(&name, 1)?; // created
+    /// q.put(b"x")?;
+    /// assert_eq!(procq::RawQueue::open_or_create(&name, 1)?.get()?, b"x"); // opened
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, maxsize: usize) -> Result<RawQueue> {
+        RawQueue::open_with(
+            name,
+            Open {
+                kind: Kind::Queue,
+                require: None,
+                fingerprint: 0,
+                create: Some(maxsize),
+            },
+        )
+    }
+
+    /// Creates a queue at `address` (a fresh shared-memory one if `None`).
+    pub(crate) fn create(address: Option<&Address>, new: &New) -> Result<RawQueue> {
+        Ok(RawQueue::from_backend(Backend::create(address, new)?))
+    }
+
+    /// Opens (or, per `open.create`, creates) the queue `name`.
+    pub(crate) fn open_with(name: &str, open: Open) -> Result<RawQueue> {
+        let address: Address = name.parse()?;
+        Ok(RawQueue::from_backend(Backend::open(&address, open)?))
+    }
+
+    pub(crate) fn from_backend(backend: Backend) -> RawQueue {
+        RawQueue { backend }
+    }
+
+    fn put_block(&self, bytes: &[u8], block: Block) -> Result<()> {
+        let item = Encoded {
+            head: bytes,
+            body: &[],
+        };
+        self.backend.put(&item, block)
+    }
+
     /// Puts a byte string, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`close`](Self::close),
+    /// [`Error::TooLarge`] for an item the queue can never hold, and
+    /// [`Error::InvalidQueue`] if its memory is corrupt.
     ///
     /// ```
     /// procq::RawQueue::new(0)?.put(b"x")?;
@@ -124,20 +161,48 @@ impl RawQueue {
         self.put_block(bytes, Block::Forever)
     }
 
-    /// Puts a byte string, waiting at most `timeout`; [`Error::Full`] after.
+    /// Puts a byte string, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] when the time runs out, [`Error::LockBusy`] if
+    /// another process keeps the queue's lock past it, and the errors of
+    /// [`put`](Self::put).
     ///
     /// ```
     /// # use std::time::Duration;
     /// let q = procq::RawQueue::new(1)?;
     /// q.put(b"a")?;
-    /// assert!(q.put_timeout(b"b", Duration::from_millis(1)).is_err());
+    /// assert!(matches!(q.put_timeout(b"b", Duration::from_millis(1)), Err(procq::Error::Full)));
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn put_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
         self.put_block(bytes, Block::timeout(timeout))
     }
 
-    /// Puts a byte string if there is room now, else [`Error::Full`].
+    /// Puts a byte string, waiting for room until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Self::put_timeout).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// let q = procq::RawQueue::new(1)?;
+    /// q.put_deadline(b"a", Instant::now() + Duration::from_secs(1))?;
+    /// assert!(q.put_deadline(b"b", Instant::now()).is_err());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_deadline(&self, bytes: &[u8], deadline: Instant) -> Result<()> {
+        self.put_block(bytes, Block::Until(deadline))
+    }
+
+    /// Puts a byte string if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] if there is none, and the errors of
+    /// [`put_timeout`](Self::put_timeout).
     ///
     /// ```
     /// let q = procq::RawQueue::new(1)?;
@@ -153,6 +218,10 @@ impl RawQueue {
     /// straight into shared memory (no concatenation first). Waits up to
     /// `timeout` for room (`None` = forever; zero = do not wait).
     ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Self::put_timeout).
+    ///
     /// ```
     /// let q = procq::RawQueue::new(0)?;
     /// q.put_parts(b"tag:", b"payload", None)?;
@@ -160,29 +229,52 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn put_parts(&self, head: &[u8], body: &[u8], timeout: Option<Duration>) -> Result<()> {
-        self.handle
-            .put_encoded(&Encoded { head, body }, block_for(timeout))
+        self.backend
+            .put(&Encoded { head, body }, Block::from_timeout(timeout))
     }
 
-    /// Puts several byte strings in order under as few locks as possible;
-    /// returns how many went in before the deadline (all of them without one).
+    /// Puts every byte string, in order, waiting for room as needed, under
+    /// as few lock acquisitions as room allows (much faster than one `put`
+    /// each for small items).
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put); an item that is too large fails the call
+    /// before anything is put.
     ///
     /// ```
     /// let q = procq::RawQueue::new(0)?;
-    /// assert_eq!(q.put_many(&[b"a".as_slice(), b"b"], None)?, 2);
+    /// q.put_many([b"a".as_slice(), b"b"])?;
+    /// q.put_many(vec![vec![1u8], vec![2, 3]])?;
+    /// assert_eq!(q.get_many(10)?, [b"a".to_vec(), b"b".to_vec(), vec![1], vec![2, 3]]);
     /// # Ok::<(), procq::Error>(())
     /// ```
-    pub fn put_many(&self, items: &[&[u8]], timeout: Option<Duration>) -> Result<usize> {
+    pub fn put_many<I>(&self, items: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let items: Vec<I::Item> = items.into_iter().collect();
         let encoded: Vec<Encoded<'_>> = items
             .iter()
-            .map(|b| Encoded { head: b, body: &[] })
+            .map(|b| Encoded {
+                head: b.as_ref(),
+                body: &[],
+            })
             .collect();
-        self.put_encoded_many(&encoded, timeout)
+        self.backend.put_many(&encoded, Block::Forever).map(|_| ())
     }
 
-    /// [`put_many`](Self::put_many) for items made of two pieces each, `head`
-    /// then `body` (see [`put_parts`](Self::put_parts)): each piece is
-    /// copied straight into shared memory.
+    /// Puts several items of two pieces each, `head` then `body` (see
+    /// [`put_parts`](Self::put_parts)), in order under as few locks as
+    /// possible, each piece copied straight into shared memory. Waits up to
+    /// `timeout` for room (`None` = forever; zero = do not wait) and returns
+    /// how many went in before it ran out (all of them without one).
+    ///
+    /// # Errors
+    ///
+    /// As [`put_parts`](Self::put_parts), except that running out of time
+    /// is not an error.
     ///
     /// ```
     /// let q = procq::RawQueue::new(0)?;
@@ -200,23 +292,8 @@ impl RawQueue {
             .iter()
             .map(|&(head, body)| Encoded { head, body })
             .collect();
-        self.put_encoded_many(&encoded, timeout)
-    }
-
-    // One variant without the `redis` feature.
-    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
-    fn put_encoded_many(&self, items: &[Encoded<'_>], timeout: Option<Duration>) -> Result<usize> {
         let block = timeout.map_or(Block::Forever, Block::timeout);
-        let h = match &self.handle {
-            Backend::Shm(h) => h,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => {
-                let joined: Vec<Vec<u8>> = items.iter().map(Encoded::to_vec).collect();
-                let slices: Vec<&[u8]> = joined.iter().map(Vec::as_slice).collect();
-                return r.put(&slices, block);
-            }
-        };
-        h.shared()?.push_many(items, block, &h.closed)
+        self.backend.put_many(&encoded, block)
     }
 
     /// Calls `f` with the oldest item's bytes while they are still in shared
@@ -224,107 +301,43 @@ impl RawQueue {
     /// (`None` = forever; zero = do not wait). On Redis, `f` sees the bytes
     /// just received.
     ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout) (with [`Error::Empty`] also
+    /// for a zero timeout).
+    ///
     /// ```
     /// let q = procq::RawQueue::new(0)?;
     /// q.put(b"hello")?;
     /// assert_eq!(q.get_with(None, |b| b.len())?, 5);
     /// # Ok::<(), procq::Error>(())
     /// ```
-    // One variant without the `redis` feature.
-    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
     pub fn get_with<R>(&self, timeout: Option<Duration>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        let block = block_for(timeout);
-        let h = match &self.handle {
-            Backend::Shm(h) => h,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => {
-                let item = r.get(1, block)?.into_iter().next().ok_or(Error::Empty)?;
-                return Ok(f(&item));
-            }
-        };
         let mut f = Some(f);
         let mut out = None;
-        h.shared()?.pop(1, block, &h.closed, |bytes| {
+        self.backend.pop(1, Block::from_timeout(timeout), |bytes| {
             out = f.take().map(|f| f(bytes));
             true
         })?;
         out.ok_or(Error::Empty)
     }
 
-    /// Removes and returns up to `max` byte strings, waiting up to `timeout`
-    /// for the first (`None` = forever; zero = do not wait). A batch stops
-    /// early once it holds about a megabyte, so that large items are not all
-    /// copied under one lock hold.
-    ///
-    /// ```
-    /// let q = procq::RawQueue::new(0)?;
-    /// q.put_many(&[b"a".as_slice(), b"b"], None)?;
-    /// assert_eq!(q.get_many(10, None)?, vec![b"a".to_vec(), b"b".to_vec()]);
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    pub fn get_many(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<Vec<u8>>> {
-        let (mut buf, mut ends) = (Vec::new(), Vec::new());
-        self.get_many_into(max, timeout, &mut buf, &mut ends)?;
-        let mut start = 0;
-        Ok(ends
-            .iter()
-            .map(|&end| {
-                let item = buf[start..end].to_vec();
-                start = end;
-                item
-            })
-            .collect())
-    }
-
-    /// Like [`get_many`](Self::get_many), but appends the items' bytes back
-    /// to back to `buf` and each item's end offset to `ends`, so that a
-    /// caller who reuses the two vectors allocates nothing per item. Returns
-    /// how many items it took.
-    ///
-    /// ```
-    /// let q = procq::RawQueue::new(0)?;
-    /// q.put_many(&[b"ab".as_slice(), b"c"], None)?;
-    /// let (mut buf, mut ends) = (Vec::new(), Vec::new());
-    /// assert_eq!(q.get_many_into(10, None, &mut buf, &mut ends)?, 2);
-    /// assert_eq!((buf.as_slice(), ends.as_slice()), (b"abc".as_slice(), [2, 3].as_slice()));
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    // One variant without the `redis` feature.
-    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
-    pub fn get_many_into(
-        &self,
-        max: usize,
-        timeout: Option<Duration>,
-        buf: &mut Vec<u8>,
-        ends: &mut Vec<usize>,
-    ) -> Result<usize> {
-        let block = block_for(timeout);
-        let h = match &self.handle {
-            Backend::Shm(h) => h,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => {
-                let items = r.get(max, block)?;
-                for item in &items {
-                    buf.extend_from_slice(item);
-                    ends.push(buf.len());
-                }
-                return Ok(items.len());
-            }
-        };
-        let mut taken = 0u64;
-        h.shared()?.pop(max.max(1), block, &h.closed, |bytes| {
-            // Refusing an item (never the first) leaves it in the queue.
-            if taken >= BATCH_BYTES {
-                return false;
-            }
-            taken += bytes.len() as u64;
-            buf.extend_from_slice(bytes);
-            ends.push(buf.len());
+    fn get_block(&self, block: Block) -> Result<Vec<u8>> {
+        let mut out = None;
+        self.backend.pop(1, block, |bytes| {
+            out = Some(bytes.to_vec());
             true
-        })
+        })?;
+        out.ok_or(Error::Empty)
     }
 
     /// Removes and returns the oldest byte string, waiting while empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`close`](Self::close) (also for a call
+    /// waiting when it happens), [`Error::InvalidQueue`] if the queue's
+    /// memory is corrupt.
     ///
     /// ```
     /// let q = procq::RawQueue::new(0)?;
@@ -333,10 +346,16 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn get(&self) -> Result<Vec<u8>> {
-        self.get_with(None, <[u8]>::to_vec)
+        self.get_block(Block::Forever)
     }
 
-    /// Like [`get`](Self::get), [`Error::Empty`] after `timeout`.
+    /// Like [`get`](Self::get), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] when the time runs out, [`Error::LockBusy`] if
+    /// another process keeps the queue's lock past it, and the errors of
+    /// [`get`](Self::get).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -345,17 +364,162 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        self.get_with(Some(timeout.max(Duration::from_nanos(1))), <[u8]>::to_vec)
+        self.get_block(Block::timeout(timeout))
     }
 
-    /// The oldest byte string if there is one, else [`Error::Empty`].
+    /// Like [`get`](Self::get), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout).
     ///
     /// ```
-    /// assert!(procq::RawQueue::new(0)?.get_nowait().is_err());
+    /// # use std::time::{Duration, Instant};
+    /// let q = procq::RawQueue::new(0)?;
+    /// let r = q.get_deadline(Instant::now() + Duration::from_millis(5));
+    /// assert!(matches!(r, Err(procq::Error::Empty)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_deadline(&self, deadline: Instant) -> Result<Vec<u8>> {
+        self.get_block(Block::Until(deadline))
+    }
+
+    /// The oldest byte string if there is one now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] if there is none, and the errors of
+    /// [`get_timeout`](Self::get_timeout).
+    ///
+    /// ```
+    /// assert!(matches!(procq::RawQueue::new(0)?.get_nowait(), Err(procq::Error::Empty)));
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn get_nowait(&self) -> Result<Vec<u8>> {
-        self.get_with(Some(Duration::ZERO), <[u8]>::to_vec)
+        self.get_block(Block::No)
+    }
+
+    fn get_many_block(&self, max: usize, block: Block) -> Result<Vec<Vec<u8>>> {
+        let mut items = Vec::new();
+        let mut taken = 0u64;
+        self.backend.pop(max, block, |bytes| {
+            // Refusing an item (never the first) leaves it in the queue.
+            if taken >= BATCH_BYTES {
+                return false;
+            }
+            taken += bytes.len() as u64;
+            items.push(bytes.to_vec());
+            true
+        })?;
+        Ok(items)
+    }
+
+    /// Removes and returns up to `max` byte strings, waiting while the
+    /// queue is empty. A batch stops early once it holds about 64 KiB, so
+    /// that large items are not all copied under one lock hold.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put_many([b"a", b"b"])?;
+    /// assert_eq!(q.get_many(10)?, vec![b"a".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many(&self, max: usize) -> Result<Vec<Vec<u8>>> {
+        self.get_many_block(max, Block::Forever)
+    }
+
+    /// Like [`get_many`](Self::get_many), waiting at most `timeout` for the
+    /// first item.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let q = procq::RawQueue::new(0)?;
+    /// assert!(q.get_many_timeout(5, Duration::from_millis(5)).is_err());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many_timeout(&self, max: usize, timeout: Duration) -> Result<Vec<Vec<u8>>> {
+        self.get_many_block(max, Block::timeout(timeout))
+    }
+
+    /// Like [`get_many`](Self::get_many), waiting until `deadline` for the
+    /// first item.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put(b"a")?;
+    /// assert_eq!(q.get_many_deadline(5, Instant::now() + Duration::from_secs(1))?.len(), 1);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many_deadline(&self, max: usize, deadline: Instant) -> Result<Vec<Vec<u8>>> {
+        self.get_many_block(max, Block::Until(deadline))
+    }
+
+    /// Like [`get_many`](Self::get_many) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] if there is nothing, and the errors of
+    /// [`get_timeout`](Self::get_timeout).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// assert!(matches!(q.get_many_nowait(5), Err(procq::Error::Empty)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many_nowait(&self, max: usize) -> Result<Vec<Vec<u8>>> {
+        self.get_many_block(max, Block::No)
+    }
+
+    /// Like [`get_many`](Self::get_many), but appends the items' bytes back
+    /// to back to `buf` and each item's end offset to `ends`, so that a
+    /// caller who reuses the two vectors allocates nothing per item. Waits
+    /// up to `timeout` for the first (`None` = forever; zero = do not
+    /// wait). Returns how many items it took.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put_many([b"ab".as_slice(), b"c"])?;
+    /// let (mut buf, mut ends) = (Vec::new(), Vec::new());
+    /// assert_eq!(q.get_many_into(10, None, &mut buf, &mut ends)?, 2);
+    /// assert_eq!((buf.as_slice(), ends.as_slice()), (b"abc".as_slice(), [2, 3].as_slice()));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_many_into(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        buf: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> Result<usize> {
+        let mut taken = 0u64;
+        self.backend
+            .pop(max, Block::from_timeout(timeout), |bytes| {
+                // Refusing an item (never the first) leaves it in the queue.
+                if taken >= BATCH_BYTES {
+                    return false;
+                }
+                taken += bytes.len() as u64;
+                buf.extend_from_slice(bytes);
+                ends.push(buf.len());
+                true
+            })
     }
 
     /// Exact number of items (0 if the shared memory is corrupt or the
@@ -366,7 +530,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn qsize(&self) -> usize {
-        self.handle.qsize()
+        self.backend.qsize()
     }
 
     /// The item bound; 0 = unbounded.
@@ -376,7 +540,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn maxsize(&self) -> usize {
-        self.handle.maxsize()
+        self.backend.maxsize()
     }
 
     /// The queue's name (its URL on Redis, see
@@ -387,7 +551,18 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn name(&self) -> &str {
-        self.handle.name()
+        self.backend.name()
+    }
+
+    /// Where the queue lives (see [`Address`]).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// assert!(matches!(q.address(), procq::Address::Shm(_)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn address(&self) -> Address {
+        self.backend.address()
     }
 
     /// The name for logs and messages: a Redis URL without its password.
@@ -398,7 +573,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
-        self.handle.display_name()
+        self.backend.display_name()
     }
 
     /// Whether this is a joinable queue (its `get`s count as tasks).
@@ -409,7 +584,7 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn is_joinable(&self) -> bool {
-        self.handle.kind() == Kind::Joinable
+        self.backend.kind() == Kind::Joinable
     }
 
     /// Closes this handle (see [`Queue::close`](crate::Queue::close)).
@@ -421,12 +596,28 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn close(&self) {
-        self.handle.close();
+        self.backend.close();
+    }
+
+    /// Whether [`close`](Self::close) was called on this handle.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.backend.is_closed()
     }
 
     /// Marks one task done on a joinable queue (see
     /// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done)). On
     /// Redis it acknowledges this handle's oldest unacknowledged item.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TaskDoneTooOften`] if every item got is already done.
     ///
     /// ```
     /// let q = procq::Builder::new().build_joinable::<u8>()?;
@@ -438,11 +629,16 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn task_done(&self) -> Result<()> {
-        self.handle.task_done()
+        self.backend.task_done()
     }
 
     /// Tasks put and not yet done, on a joinable queue (see
     /// [`JoinableQueue::unfinished_tasks`](crate::JoinableQueue::unfinished_tasks)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockBusy`] if another process keeps the lock for more than
+    /// about a second; [`Error::InvalidQueue`] for corrupt memory.
     ///
     /// ```
     /// let q = procq::Builder::new().build_raw_joinable()?;
@@ -451,34 +647,75 @@ impl RawQueue {
     /// # Ok::<(), procq::Error>(())
     /// ```
     pub fn unfinished_tasks(&self) -> Result<u64> {
-        self.handle.unfinished()
+        self.backend.unfinished()
     }
 
-    /// Waits until every task of a joinable queue is done, at most `timeout`
-    /// (`None` = forever); [`Error::Full`] if tasks are still outstanding
-    /// then (see [`JoinableQueue::join`](crate::JoinableQueue::join)).
+    /// Waits until every task of a joinable queue is done (see
+    /// [`JoinableQueue::join`](crate::JoinableQueue::join)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`close`](Self::close).
+    ///
+    /// ```
+    /// let q = procq::Builder::new().build_raw_joinable()?;
+    /// q.put(b"job")?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn join(&self) -> Result<()> {
+        self.backend.join(Block::Forever)
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if tasks are still unfinished then, and the
+    /// errors of [`join`](Self::join).
     ///
     /// ```
     /// # use std::time::Duration;
     /// let q = procq::Builder::new().build_raw_joinable()?;
     /// q.put(b"job")?;
-    /// assert!(matches!(q.join(Some(Duration::from_millis(5))), Err(procq::Error::Full)));
-    /// q.get()?;
-    /// q.task_done()?;
-    /// q.join(None)?;
+    /// assert!(matches!(q.join_timeout(Duration::from_millis(5)), Err(procq::Error::Timeout)));
     /// # Ok::<(), procq::Error>(())
     /// ```
-    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
-        self.handle.join(block_for(timeout))
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.backend.join(Block::timeout(timeout))
     }
 
-    /// A read-out of the queue's counters (see [`crate::stats`] for Redis).
+    /// Like [`join`](Self::join), waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Self::join_timeout).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// let q = procq::Builder::new().build_raw_joinable()?;
+    /// q.join_deadline(Instant::now() + Duration::from_millis(5))?; // nothing put
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn join_deadline(&self, deadline: Instant) -> Result<()> {
+        self.backend.join(Block::Until(deadline))
+    }
+
+    /// A read-out of the queue's counters (see [`Stats`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockBusy`] if another process keeps the lock for more than
+    /// about a second; [`Error::InvalidQueue`] for corrupt memory; on
+    /// Redis, [`Error::Redis`] if the server cannot be reached.
     ///
     /// ```
     /// assert_eq!(procq::RawQueue::new(0)?.stats()?.items, 0);
     /// # Ok::<(), procq::Error>(())
     /// ```
-    pub fn stats(&self) -> Result<crate::Stats> {
-        self.handle.stats()
+    pub fn stats(&self) -> Result<Stats> {
+        self.backend.stats()
     }
 }

@@ -161,7 +161,7 @@ fn both_sides_see_each_other_alive(place: Place) {
     assert_eq!(q.get_timeout(LIMIT).unwrap(), 2);
     q.task_done().unwrap();
     assert!(
-        matches!(q.join_timeout(SHORT), Err(Error::Full)),
+        matches!(q.join_timeout(SHORT), Err(Error::Timeout)),
         "the child's task was written off"
     );
     assert_eq!(q.unfinished_tasks().unwrap(), 1);

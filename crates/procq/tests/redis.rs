@@ -363,8 +363,8 @@ fn joinable_join_waits_for_task_done_across_processes() {
 fn killed_consumer_task_is_redelivered_and_join_waits_for_it() {
     let Some(base) = server() else { return };
     let url = format!("{base}/{}?lease_ms=600", fresh("kill"));
-    let q = JoinableQueue::<u64>::open(&url).unwrap();
-    let got = Queue::<u64>::open(&format!("{base}/{}", fresh("kill-got"))).unwrap();
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let got = Queue::<u64>::open_or_create(&format!("{base}/{}", fresh("kill-got")), 0).unwrap();
     q.put(&11).unwrap();
     q.put(&12).unwrap();
     let mut holder = spawn("hold", &[&url, got.name()]);
@@ -406,7 +406,7 @@ fn a_task_done_after_lease_expiry_is_not_counted_twice() {
     let Some(base) = server() else { return };
     // Without the heartbeat a live consumer loses its lease after lease_ms.
     let url = format!("{base}/{}?lease_ms=200&heartbeat=0", fresh("late"));
-    let slow = JoinableQueue::<u64>::open(&url).unwrap();
+    let slow = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
     let fast = slow.clone(); // another consumer identity
     slow.put(&1).unwrap();
     assert_eq!(slow.get().unwrap(), 1);
@@ -443,7 +443,7 @@ fn urls_types_and_kinds_are_checked() {
     assert_eq!((st.maxsize, st.items), (3, 0));
     assert!(!st.name.is_empty());
     let j = format!("{base}/{}", fresh("kinds-j"));
-    JoinableQueue::<u64>::open(&j).unwrap();
+    JoinableQueue::<u64>::open_or_create(&j, 0).unwrap();
     Queue::<u64>::open(&j).unwrap(); // a plain handle may use a joinable queue
     for bad in [
         format!("{base}/a b"),
@@ -478,7 +478,7 @@ fn unreachable_server_fails_fast_with_a_clear_error() {
     let t = Instant::now();
     let err = Queue::<u64>::open(&url).unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(matches!(err, Error::Redis { .. }), "{err:?}");
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
 
@@ -558,7 +558,7 @@ fn redis_restart_errors_then_recovers_and_loses_no_acknowledged_item() {
     let port = free_port();
     let mut srv = Server::start(port, &dir);
     let url = format!("redis://127.0.0.1:{port}/0/stream?timeout_ms=500");
-    let q = Queue::<u64>::open(&url).unwrap();
+    let q = Queue::<u64>::open_or_create(&url, 0).unwrap();
 
     let mut acked = Vec::new();
     let mut errors = 0;
@@ -588,7 +588,7 @@ fn redis_restart_errors_then_recovers_and_loses_no_acknowledged_item() {
             }
             Err(e) => {
                 // A clear transport error, well within the call's limit.
-                assert!(matches!(e, Error::Io { .. }), "{e:?}");
+                assert!(matches!(e, Error::Redis { .. }), "{e:?}");
                 assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
                 errors += 1;
                 // Retry the same item: the idempotency key keeps it single.
@@ -725,10 +725,10 @@ fn a_put_retried_after_its_reply_was_lost_is_enqueued_once() {
         .unwrap();
     let proxy = LossyProxy::start(authority);
     let name = fresh("idem");
-    let q = Queue::<String>::open(&format!(
-        "redis://127.0.0.1:{}/0/{name}?timeout_ms=2000",
-        proxy.port
-    ))
+    let q = Queue::<String>::open_or_create(
+        &format!("redis://127.0.0.1:{}/0/{name}?timeout_ms=2000", proxy.port),
+        0,
+    )
     .unwrap();
     // A handle straight to the server, to see what it holds.
     let direct = Queue::<String>::open(&format!("{base}/{name}")).unwrap();
@@ -741,7 +741,7 @@ fn a_put_retried_after_its_reply_was_lost_is_enqueued_once() {
     let a = format!("item-a-{tag}");
     proxy.arm(&a);
     let err = q.put(&a).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(matches!(err, Error::Redis { .. }), "{err:?}");
     assert_eq!(proxy.lost(), 1, "the proxy lost no reply");
     // The server did run it: the item is in, only the reply was lost.
     assert_eq!(direct.qsize(), 1);
@@ -763,7 +763,7 @@ fn a_put_retried_after_its_reply_was_lost_is_enqueued_once() {
     let b = format!("item-b-{tag}");
     let c = format!("item-c-{tag}");
     proxy.arm(&b);
-    assert!(matches!(q.put(&b), Err(Error::Io { .. })));
+    assert!(matches!(q.put(&b), Err(Error::Redis { .. })));
     assert_eq!(proxy.lost(), 2);
     assert_eq!(direct.qsize(), 1);
     q.put(&c).unwrap();
@@ -838,7 +838,7 @@ fn tls_queues_work_across_processes_and_plain_urls_to_tls_fail_fast() {
     let t = Instant::now();
     let err = Queue::<u64>::open(&plain).unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(matches!(err, Error::Redis { .. }), "{err:?}");
     assert!(err.to_string().contains(authority), "{err}");
 }
 
@@ -846,7 +846,7 @@ fn tls_queues_work_across_processes_and_plain_urls_to_tls_fail_fast() {
 fn a_live_consumer_keeps_its_lease_and_a_dropped_handle_gives_items_back() {
     let Some(base) = server() else { return };
     let url = format!("{base}/{}?lease_ms=300", fresh("beat"));
-    let slow = JoinableQueue::<u64>::open(&url).unwrap();
+    let slow = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
     let other = JoinableQueue::<u64>::open(&url).unwrap();
     slow.put(&7).unwrap();
     assert_eq!(slow.get().unwrap(), 7);
@@ -869,15 +869,12 @@ fn a_live_consumer_keeps_its_lease_and_a_dropped_handle_gives_items_back() {
 fn raw_queues_builder_stats_list_and_remove_take_urls() {
     let Some(base) = server() else { return };
     let plain = format!("{base}/{}", fresh("raw"));
-    let raw = procq::RawQueue::open(&plain).unwrap();
+    let raw = procq::RawQueue::open_or_create(&plain, 0).unwrap();
     raw.put_parts(b"ab", b"cd", None).unwrap();
-    raw.put_many(&[b"e".as_slice(), b"f"], None).unwrap();
+    raw.put_many([b"e".as_slice(), b"f"]).unwrap();
     assert_eq!(raw.qsize(), 3);
     assert_eq!(raw.get_with(None, |b| b.to_vec()).unwrap(), b"abcd");
-    assert_eq!(
-        raw.get_many(5, None).unwrap(),
-        vec![b"e".to_vec(), b"f".to_vec()]
-    );
+    assert_eq!(raw.get_many(5).unwrap(), vec![b"e".to_vec(), b"f".to_vec()]);
     assert!(matches!(
         raw.get_with(Some(Duration::ZERO), |b| b.len()),
         Err(Error::Empty)
@@ -907,8 +904,8 @@ fn raw_queues_builder_stats_list_and_remove_take_urls() {
     assert!(procq::Builder::new().name(&jurl).build_raw().is_err()); // other kind
     j.put(b"task").unwrap();
     assert!(matches!(
-        j.join(Some(Duration::from_millis(20))),
-        Err(Error::Full)
+        j.join_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
     ));
     let st = procq::stats(&jurl).unwrap();
     assert_eq!(
@@ -922,7 +919,7 @@ fn raw_queues_builder_stats_list_and_remove_take_urls() {
         (0, 1, 1)
     );
     j.task_done().unwrap();
-    j.join(None).unwrap();
+    j.join().unwrap();
 
     let listed = procq::list_redis(&base).unwrap();
     assert!(

@@ -137,7 +137,7 @@ fn getter_leaves_after_task_done(kill: bool) {
     }
     // join() sweeps dead processes before it waits: the getter is gone now.
     assert!(
-        matches!(s.q.join_timeout(SHORT), Err(Error::Full)),
+        matches!(s.q.join_timeout(SHORT), Err(Error::Timeout)),
         "join returned while this process still holds a task"
     );
     assert_eq!(s.q.unfinished_tasks().unwrap(), 1);
@@ -206,7 +206,7 @@ fn mixed_getters_and_finishers_keep_the_count_exact() {
     for g in &mut getters[1..] {
         common::wait_ok(g, LIMIT);
     }
-    assert!(matches!(s.q.join_timeout(SHORT), Err(Error::Full)));
+    assert!(matches!(s.q.join_timeout(SHORT), Err(Error::Timeout)));
     assert_eq!(s.q.unfinished_tasks().unwrap(), 3);
     for _ in 0..3 {
         s.q.task_done().unwrap();

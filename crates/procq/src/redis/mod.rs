@@ -60,9 +60,9 @@ use std::time::{Duration, Instant};
 
 use ::redis::{Client, Connection, RedisError, Script, Value};
 
+use crate::block::Block;
 use crate::error::{Error, Result};
-use crate::layout::Kind;
-use crate::shared::Block;
+use crate::kind::Kind;
 
 /// Scripts, each prefixed with the shared helpers.
 static OPEN: LazyLock<Script> = LazyLock::new(|| {
@@ -499,10 +499,6 @@ impl RedisQueue {
 
     pub(crate) fn url(&self) -> &str {
         &self.url
-    }
-
-    pub(crate) fn redacted_url(&self) -> String {
-        redact(&self.url)
     }
 
     pub(crate) fn kind(&self) -> Kind {

@@ -35,8 +35,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::ring::Ring;
-use crate::sync::{EventCount, RobustLock};
+use super::ring::Ring;
+use super::sync::{EventCount, RobustLock};
 
 /// "PROCQ", a NUL, "Q", then the byte 1.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PROCQ\0Q\x01");
@@ -50,26 +50,6 @@ pub(crate) const MAX_TOKENS: usize = 2047;
 /// Where the data area starts (a multiple of every page size in use).
 pub(crate) const DATA_OFFSET: u64 = 128 * 1024;
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= DATA_OFFSET);
-
-/// Which API created the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Kind {
-    /// A plain [`Queue`](crate::Queue).
-    Queue = 1,
-    /// A [`JoinableQueue`](crate::JoinableQueue) with task accounting.
-    Joinable = 2,
-}
-
-impl Kind {
-    pub(crate) fn from_raw(v: u32) -> Option<Kind> {
-        match v {
-            1 => Some(Kind::Queue),
-            2 => Some(Kind::Joinable),
-            _ => None,
-        }
-    }
-}
 
 /// Header flag: the queue outlives its processes (see `Builder::persistent`).
 pub(crate) const FLAG_PERSISTENT: u32 = 1;
@@ -276,7 +256,7 @@ pub(crate) struct Header {
     pub(crate) header_size: AtomicU32,
     /// Item type fingerprint (0 = untyped).
     pub(crate) fingerprint: AtomicU64,
-    /// [`Kind`] as a number.
+    /// [`Kind`](crate::Kind) as a number.
     pub(crate) kind: AtomicU32,
     /// `FLAG_*` bits.
     pub(crate) flags: AtomicU32,

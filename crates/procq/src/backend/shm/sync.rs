@@ -154,7 +154,7 @@ impl RobustLock {
     ) -> Result<Acquired, Busy> {
         // Spin while the holder is (probably) running: critical sections are
         // a bounds check and a memcpy, far shorter than a futex sleep.
-        if crate::sync::may_spin() {
+        if may_spin() {
             for i in 0..LOCK_SPINS {
                 let v = self.word.load(Ordering::Relaxed);
                 if v == 0 {

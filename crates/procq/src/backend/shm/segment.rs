@@ -2,7 +2,7 @@
 //!
 //! A thin, typed layer over `shm_open(3)`, `ftruncate(2)`, `fallocate(2)` and
 //! `mmap(2)` (through `rustix` and `memmap2`). Everything that touches raw
-//! mapped memory lives here or in [`crate::sync`]; the rest of the crate sees
+//! mapped memory lives here or in `sync`; the rest of the crate sees
 //! bounds-checked copies.
 //!
 //! # Who may use a segment
@@ -40,47 +40,13 @@ use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{FallocateFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
+use crate::address::validate_name;
 use crate::error::{Error, Result};
-use crate::sigbus;
+
+use super::sigbus;
 
 /// Every procq segment's file name in `/dev/shm` starts with this.
 pub(crate) const PREFIX: &str = "procq-";
-
-/// Longest queue name accepted (the kernel allows 255 bytes per file name).
-pub const MAX_NAME_LEN: usize = 200;
-
-/// Checks that `name` is a safe queue name: 1 to 200 characters out of
-/// `[A-Za-z0-9._-]`, not starting with `.` or `-`. Names become file names
-/// in `/dev/shm`, so anything that could walk out of it is refused.
-///
-/// ```
-/// assert!(procq::validate_name("jobs-2024.v1").is_ok());
-/// assert!(procq::validate_name("../etc/passwd").is_err());
-/// ```
-pub fn validate_name(name: &str) -> Result<()> {
-    let bad = |reason| {
-        Err(Error::InvalidName {
-            name: name.to_owned(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name.len() > MAX_NAME_LEN {
-        return bad("longer than 200 bytes");
-    }
-    if name.starts_with('.') || name.starts_with('-') {
-        return bad("starts with '.' or '-'");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
-    }
-    Ok(())
-}
 
 /// The segment's file: `/dev/shm/procq-<name>` (what `shm_open` would use,
 /// opened directly so that `O_NOFOLLOW` applies).
@@ -367,7 +333,7 @@ impl DataArea<'_> {
     }
 }
 
-impl crate::ring::Memory for DataArea<'_> {
+impl super::ring::Memory for DataArea<'_> {
     fn size(&self) -> u64 {
         self.len
     }

@@ -4,7 +4,7 @@
 //! `/dev/shm` across namespaces: `docker --ipc=host`, Kubernetes memory
 //! volumes), and `/proc/<pid>` may not even be mounted. So procq never asks
 //! "does pid N run?". Instead, every attachment to a queue — each process's
-//! [`Shared`](crate::shared::Shared), inspectors included — holds a
+//! `Shared` (see `attach`), inspectors included — holds a
 //! **token**: an OFD lock (`fcntl(F_OFD_SETLK)`) on one byte of the queue's
 //! file, taken on a descriptor of its own and held for the attachment's
 //! lifetime. OFD locks belong to the open file description, not to a pid:
@@ -39,8 +39,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
-use crate::layout::{TokenCell, MAX_TOKENS};
-use crate::sync::Holder;
+use super::layout::{TokenCell, MAX_TOKENS};
+use super::sync::Holder;
 
 /// Byte offset of token 0's lock byte in the segment file.
 pub(crate) const TOKEN_LOCKS: i64 = 1 << 48;

@@ -1,0 +1,456 @@
+//! The backend seam: where a queue's items live, and every place the
+//! backends part ways.
+//!
+//! A [`Backend`] is one handle's connection to its queue: a shared-memory
+//! segment on this machine ([`shm`]) or a queue on a Redis server (the
+//! `redis` feature; its code is in `src/redis/`). As crossbeam-channel keeps
+//! every `match` on its flavors in `channel.rs`, this module holds every
+//! `match` on `Backend` and on [`Address`]: the handle types above it
+//! ([`RawQueue`](crate::RawQueue), which alone holds a `Backend`, and
+//! [`Queue`](crate::Queue) and [`JoinableQueue`](crate::JoinableQueue),
+//! which only encode and decode) never look at which backend they use, and
+//! never name a cargo feature.
+//!
+//! Every backend offers the same operations on the same vocabulary
+//! ([`Block`] for how long to wait, [`Encoded`] items, [`Kind`],
+//! [`Stats`]): put one or many, pop up to `max` through a callback that
+//! sees each item's bytes, task accounting, join, close, and the
+//! administrative calls on an [`Address`] (stats, remove). Adding a backend
+//! is adding a folder beside `shm/` and one arm to each `match` here.
+//!
+//! # Module graph
+//!
+//! Imports only go down this list (tests aside):
+//!
+//! ```text
+//! lib.rs                      crate docs and re-exports
+//! queue.rs, joinable.rs       typed handles: encode and decode (codec), call RawQueue
+//! builder.rs                  Builder: creates through Backend
+//! raw.rs                      RawQueue: the one holder of a Backend
+//! inspect.rs                  stats/list/remove/collect_garbage on an Address
+//! backend/mod.rs              Backend, every dispatch
+//!   backend/shm/…             shared memory (see its module docs)
+//!   redis/…                   Redis (feature `redis`)
+//! address.rs                  Address: names and URLs, checked once
+//! codec.rs                    items to bytes (postcard)
+//! block.rs, kind.rs, stats.rs the vocabulary every backend speaks
+//! error.rs                    Error
+//! ```
+//!
+//! `fuzzing.rs` (the fuzz targets' entry points) sits beside `lib.rs`: it
+//! drives the public API and pokes at `backend::shm::layout`.
+
+pub(crate) mod shm;
+
+use std::borrow::Cow;
+#[cfg(feature = "redis")]
+use std::sync::atomic::Ordering;
+
+use crate::address::Address;
+use crate::block::Block;
+use crate::codec::Encoded;
+use crate::error::{Error, Result};
+use crate::kind::Kind;
+use crate::stats::Stats;
+
+pub(crate) use shm::BATCH_BYTES;
+
+#[cfg(feature = "redis")]
+use crate::redis_backend::{self as redis, RedisQueue};
+
+/// Where one handle's queue lives.
+///
+/// Without the `redis` feature this enum has one variant, so every `match`
+/// on it compiles to the shared-memory path alone; with it, the
+/// shared-memory path pays one well-predicted branch.
+pub(crate) enum Backend {
+    /// A shared-memory queue on this machine.
+    Shm(shm::Handle),
+    /// A queue on a Redis server.
+    #[cfg(feature = "redis")]
+    Redis(Box<RedisQueue>),
+}
+
+/// What an opener accepts and, if it may create the queue, creates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Open {
+    /// The kind a new queue gets.
+    pub(crate) kind: Kind,
+    /// The kind an existing queue must have (`None`: any).
+    pub(crate) require: Option<Kind>,
+    /// The item type's fingerprint (0: untyped, accepts any).
+    pub(crate) fingerprint: u64,
+    /// `None`: open only (never create). `Some(maxsize)`: create the queue
+    /// with this bound if it is missing.
+    pub(crate) create: Option<usize>,
+}
+
+/// What [`Builder`](crate::Builder) asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct New {
+    pub(crate) kind: Kind,
+    pub(crate) fingerprint: u64,
+    /// Item bound, `None` if not set (0 for a new queue; an existing Redis
+    /// queue is then taken with whatever bound it has).
+    pub(crate) maxsize: Option<usize>,
+    /// Initial and largest ring sizes and persistence: shared memory only.
+    pub(crate) capacity: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) persistent: bool,
+}
+
+impl New {
+    /// A queue with every default but its bound (what `Queue::new(maxsize)`
+    /// makes).
+    pub(crate) fn with_maxsize(kind: Kind, fingerprint: u64, maxsize: usize) -> New {
+        New {
+            kind,
+            fingerprint,
+            maxsize: Some(maxsize),
+            capacity: None,
+            max_bytes: None,
+            persistent: false,
+        }
+    }
+
+    fn shm(&self) -> shm::New {
+        shm::New {
+            kind: self.kind,
+            fingerprint: self.fingerprint,
+            maxsize: self.maxsize.unwrap_or(0) as u64,
+            capacity: self.capacity,
+            max_bytes: self.max_bytes,
+            persistent: self.persistent,
+        }
+    }
+}
+
+impl Backend {
+    /// Creates a queue (a fresh shared-memory one if `address` is `None`).
+    ///
+    /// A shared-memory name that is taken fails with
+    /// [`Error::AlreadyExists`]. A Redis queue is created if missing and
+    /// otherwise opened, provided it is of `new.kind` and, if
+    /// `new.maxsize` is set, has that bound.
+    pub(crate) fn create(address: Option<&Address>, new: &New) -> Result<Backend> {
+        match address {
+            None => Ok(Backend::Shm(shm::Handle::create(None, &new.shm())?)),
+            Some(Address::Shm(name)) => Ok(Backend::Shm(shm::Handle::create(
+                Some(name.as_str()),
+                &new.shm(),
+            )?)),
+            Some(Address::Redis(url)) => {
+                #[cfg(feature = "redis")]
+                {
+                    let maxsize = new.maxsize.map(|m| m as u64);
+                    let q = RedisQueue::open(
+                        url.as_str(),
+                        new.kind,
+                        Some(new.kind),
+                        new.fingerprint,
+                        maxsize,
+                    );
+                    Ok(Backend::Redis(Box::new(q.map_err(redis_error)?)))
+                }
+                #[cfg(not(feature = "redis"))]
+                match url.never {}
+            }
+        }
+    }
+
+    /// Opens the queue at `address`; creates it only if `open.create` says
+    /// so (`open_or_create`). A missing queue is [`Error::NotFound`] on
+    /// every backend.
+    pub(crate) fn open(address: &Address, open: Open) -> Result<Backend> {
+        match address {
+            Address::Shm(name) => {
+                let name = name.as_str();
+                let Some(maxsize) = open.create else {
+                    return Ok(Backend::Shm(shm::Handle::open(
+                        name,
+                        open.require,
+                        open.fingerprint,
+                    )?));
+                };
+                let new = shm::New {
+                    kind: open.kind,
+                    fingerprint: open.fingerprint,
+                    maxsize: maxsize as u64,
+                    capacity: None,
+                    max_bytes: None,
+                    persistent: false,
+                };
+                loop {
+                    match shm::Handle::create(Some(name), &new) {
+                        Err(Error::AlreadyExists(_)) => {}
+                        other => return Ok(Backend::Shm(other?)),
+                    }
+                    match shm::Handle::open(name, open.require, open.fingerprint) {
+                        // Removed meanwhile: create it again.
+                        Err(Error::NotFound(_)) => continue,
+                        other => return Ok(Backend::Shm(other?)),
+                    }
+                }
+            }
+            Address::Redis(url) => {
+                #[cfg(feature = "redis")]
+                {
+                    let url = url.as_str();
+                    if open.create.is_none() {
+                        // The server creates a queue when it opens it: ask
+                        // first, so that `open` never creates. (A queue
+                        // removed between the two calls comes back empty;
+                        // the Redis backend should learn to open without
+                        // creating in one script.)
+                        redis::stats(url).map_err(redis_error)?;
+                    }
+                    let q = RedisQueue::open(
+                        url,
+                        open.kind,
+                        open.require,
+                        open.fingerprint,
+                        open.create.map(|m| m as u64),
+                    );
+                    Ok(Backend::Redis(Box::new(q.map_err(redis_error)?)))
+                }
+                #[cfg(not(feature = "redis"))]
+                match url.never {}
+            }
+        }
+    }
+
+    /// The shared-memory attachment (unit tests of shared memory only).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> std::sync::Arc<shm::Shared> {
+        match self {
+            Backend::Shm(h) => h.attachment(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => unreachable!("not a shared-memory queue"),
+        }
+    }
+
+    /// The name, or the URL as given (it may hold a password: it is what
+    /// another process needs to open the queue).
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Backend::Shm(h) => h.name(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.url(),
+        }
+    }
+
+    /// Where the queue lives (shown without a password).
+    pub(crate) fn address(&self) -> Address {
+        match self {
+            Backend::Shm(h) => Address::shm_unchecked(h.name()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => Address::redis_unchecked(r.url()),
+        }
+    }
+
+    /// The name for messages and `Debug`: never a password.
+    pub(crate) fn display_name(&self) -> Cow<'_, str> {
+        Address::redact(self.name())
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Backend::Shm(h) => h.kind(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.kind(),
+        }
+    }
+
+    pub(crate) fn maxsize(&self) -> usize {
+        match self {
+            Backend::Shm(h) => h.maxsize() as usize,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.maxsize() as usize,
+        }
+    }
+
+    /// Items in the queue; 0 if its memory is corrupt or its server
+    /// unreachable (`stats` reports why).
+    pub(crate) fn qsize(&self) -> usize {
+        match self {
+            Backend::Shm(h) => h.qsize(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.qsize().unwrap_or(0),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        match self {
+            Backend::Shm(h) => h.close(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.close(),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Backend::Shm(h) => h.is_closed(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.closed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Puts one encoded item (Redis takes it as one string).
+    pub(crate) fn put(&self, item: &Encoded<'_>, block: Block) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.put(item, block),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let put = if item.body.is_empty() {
+                    r.put(&[item.head], block)
+                } else {
+                    r.put(&[&item.to_vec()], block)
+                };
+                put.map(|_| ()).map_err(redis_error)
+            }
+        }
+    }
+
+    /// Puts `items` in order, as many per round trip (lock hold) as room
+    /// allows; returns how many went in before `block` ran out.
+    pub(crate) fn put_many(&self, items: &[Encoded<'_>], block: Block) -> Result<usize> {
+        match self {
+            Backend::Shm(h) => h.put_many(items, block),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let joined: Vec<Vec<u8>> = items.iter().map(Encoded::to_vec).collect();
+                let slices: Vec<&[u8]> = joined.iter().map(Vec::as_slice).collect();
+                r.put(&slices, block).map_err(redis_error)
+            }
+        }
+    }
+
+    /// Removes up to `max` items (at least one), waiting per `block` for the
+    /// first; `f` sees each item's bytes and says whether to take it.
+    /// Returns how many items were removed.
+    ///
+    /// The same on every backend: a refused *first* item is removed all the
+    /// same (a bad item never blocks the queue) and, on a joinable queue,
+    /// counted done, since the caller can never call `task_done` for it;
+    /// a refused later item, and those after it, stay for the next call.
+    pub(crate) fn pop(
+        &self,
+        max: usize,
+        block: Block,
+        #[allow(unused_mut)] mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<usize> {
+        match self {
+            Backend::Shm(h) => h.pop(max, block, f),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let items = r.get(max.max(1), block).map_err(redis_error)?;
+                let mut items = items.into_iter();
+                let mut n = 0;
+                while let Some(bytes) = items.next() {
+                    if f(&bytes) {
+                        n += 1;
+                        continue;
+                    }
+                    if n > 0 {
+                        // Taken from the server but not returned: the next
+                        // call hands it (and the rest) out first.
+                        r.stash(std::iter::once(bytes).chain(items));
+                        return Ok(n);
+                    }
+                    r.stash(items);
+                    if r.kind() == Kind::Joinable {
+                        let _ = r.task_done();
+                    }
+                    return Ok(1);
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    pub(crate) fn task_done(&self) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.task_done(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.task_done().map_err(redis_error),
+        }
+    }
+
+    pub(crate) fn unfinished(&self) -> Result<u64> {
+        match self {
+            Backend::Shm(h) => h.unfinished(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.unfinished().map_err(redis_error),
+        }
+    }
+
+    /// Waits until no task is outstanding; [`Error::Timeout`] if `block`
+    /// runs out first.
+    pub(crate) fn join(&self, block: Block) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.join(block),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.join(block).map_err(|e| match e {
+                Error::Full => Error::Timeout,
+                other => redis_error(other),
+            }),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Result<Stats> {
+        match self {
+            Backend::Shm(h) => h.stats(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => redis::stats(r.url()).map_err(redis_error),
+        }
+    }
+}
+
+impl Clone for Backend {
+    fn clone(&self) -> Self {
+        match self {
+            Backend::Shm(h) => Backend::Shm(h.clone()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => Backend::Redis(Box::new(r.clone_handle())),
+        }
+    }
+}
+
+/// Statistics of the queue at `address`, without joining it.
+pub(crate) fn stats(address: &Address) -> Result<Stats> {
+    match address {
+        Address::Shm(name) => shm::stats(name.as_str()),
+        #[cfg(feature = "redis")]
+        Address::Redis(url) => redis::stats(url.as_str()).map_err(redis_error),
+        #[cfg(not(feature = "redis"))]
+        Address::Redis(url) => match url.never {},
+    }
+}
+
+/// Removes the queue at `address` (its name, or every key of it).
+pub(crate) fn remove(address: &Address) -> Result<()> {
+    match address {
+        Address::Shm(name) => shm::remove(name.as_str()),
+        #[cfg(feature = "redis")]
+        Address::Redis(url) => redis::remove(url.as_str()).map_err(redis_error),
+        #[cfg(not(feature = "redis"))]
+        Address::Redis(url) => match url.never {},
+    }
+}
+
+/// URLs of the queues in the Redis database `server`.
+#[cfg(feature = "redis")]
+pub(crate) fn list_redis(server: &str) -> Result<Vec<String>> {
+    redis::list(server).map_err(redis_error)
+}
+
+/// A failure of the Redis backend as the API reports it: a lost or refused
+/// connection is [`Error::Redis`], not [`Error::Io`] (the backend itself
+/// still speaks of `Io`; its other errors pass as they are).
+#[cfg(feature = "redis")]
+fn redis_error(e: Error) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Redis { context, source },
+        other => other,
+    }
+}

@@ -1,0 +1,451 @@
+//! [`Locked`]: the queue lock held, and every change made under it.
+//!
+//! Taking the lock ([`Shared::lock_until`]) repairs the queue if its last
+//! holder died: the committed state is consistent by construction (see
+//! `layout`), so recovery only replays the journal and reclaims the slots
+//! of dead processes. Every mutation edits the guard's working copy of the
+//! state and publishes it with [`Locked::commit`]; the one update outside
+//! the state, a slot's count of taken tasks, goes through the journal
+//! ([`Locked::journal`], applied right after the commit and replayed by
+//! recovery). Dropping the guard unlocks and then wakes whoever the change
+//! concerns.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::block::Block;
+use crate::codec::Encoded;
+use crate::error::{Error, Result};
+use crate::kind::Kind;
+
+use super::layout::*;
+use super::liveness::Token;
+use super::ring::Memory;
+use super::segment::DataArea;
+use super::shared::Shared;
+use super::sync::{Acquired, Holder, Holders};
+
+/// How long a ring must stay empty before it shrinks back (hysteresis: a
+/// queue that drains and refills constantly must not free and re-reserve
+/// its memory every time).
+const SHRINK_AFTER: Duration = Duration::from_millis(20);
+/// How long a call with a shorter (or no: `_nowait`) timeout, and an
+/// inspection, waits for the lock before it reports [`Error::LockBusy`]:
+/// critical sections take microseconds, so a holder that keeps the lock
+/// this long is stopped or stuck, not slow.
+pub(crate) const LOCK_PATIENCE: Duration = Duration::from_secs(1);
+
+/// `Some(now + d)`.
+pub(super) fn within(d: Duration) -> Option<Instant> {
+    Some(Instant::now() + d)
+}
+
+/// Until when a call blocking like `block` waits for the queue lock: its
+/// own deadline, but at least [`LOCK_PATIENCE`] from now; no limit for a
+/// call that waits forever.
+pub(super) fn lock_deadline(block: Block) -> Option<Instant> {
+    let patient = Instant::now() + LOCK_PATIENCE;
+    match block {
+        Block::Forever => None,
+        Block::No => Some(patient),
+        Block::Until(d) => Some(d.max(patient)),
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
+/// Tells [`sync::RobustLock`] whether a stamp's owner lives, from this
+/// attachment's point of view.
+struct Oracle<'a> {
+    token: &'a Token,
+    table: &'a [TokenCell],
+}
+
+impl Holders for Oracle<'_> {
+    fn holder(&self, stamp: u32) -> Holder {
+        self.token.holder_of(self.table, stamp)
+    }
+
+    fn is_valid(&self, stamp: u32) -> bool {
+        Token::stamp_is_valid(stamp)
+    }
+}
+
+impl Shared {
+    /// Takes the lock, repairing the queue if its last holder died: waits
+    /// as long as a live holder keeps it, or, for an inspection-only
+    /// attachment, [`LOCK_PATIENCE`].
+    pub(crate) fn lock(&self) -> Result<Locked<'_>> {
+        self.lock_until(self.inspector.then(|| Instant::now() + LOCK_PATIENCE))
+    }
+
+    /// Takes the lock, waiting for a live holder until `deadline` (`None`:
+    /// without limit), and repairs the queue if its last holder died.
+    pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Result<Locked<'_>> {
+        let h = self.header();
+        let oracle = Oracle {
+            token: &self.token,
+            table: &h.tokens,
+        };
+        let acquired = h
+            .lock
+            .lock(self.token.stamp(), deadline, &oracle)
+            .map_err(|busy| Error::LockBusy {
+                name: self.name.clone(),
+                pid: Token::pid_of(&h.tokens, busy.stamp),
+                waited: busy.waited,
+            })?;
+        let mut g = Locked {
+            sh: self,
+            state: h.state(),
+            wake_items: false,
+            wake_space: false,
+            wake_done: false,
+        };
+        self.check_intact()?;
+        if acquired == Acquired::OwnerDied {
+            h.counters.recoveries.fetch_add(1, Ordering::Relaxed);
+            // The committed state is consistent by construction; what is left
+            // is the journal and the slots of processes that died.
+            g.validate()?;
+            g.apply_journal();
+            g.sweep();
+            // Whatever the dead process was about to announce, announce it.
+            g.wake_items = true;
+            g.wake_space = true;
+            g.wake_done = g.state.unfinished == 0;
+        }
+        g.validate()?;
+        Ok(g)
+    }
+}
+
+/// The lock guard. Unlocks on drop, then wakes whoever the change concerns.
+pub(crate) struct Locked<'a> {
+    pub(super) sh: &'a Shared,
+    /// Working copy of the committed state; published by `commit`.
+    pub(crate) state: State,
+    pub(super) wake_items: bool,
+    pub(super) wake_space: bool,
+    pub(super) wake_done: bool,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let h = self.sh.header();
+        h.lock.unlock(self.sh.token.stamp());
+        if self.wake_items {
+            h.items.notify_all();
+        }
+        if self.wake_space {
+            h.space.notify_all();
+        }
+        if self.wake_done {
+            h.done.notify_all();
+        }
+    }
+}
+
+impl Locked<'_> {
+    pub(super) fn corrupt(&self, what: &str) -> Error {
+        Error::invalid(&self.sh.name, format!("corrupted shared memory: {what}"))
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        let s = &self.state;
+        s.ring
+            .validate(self.sh.max_capacity)
+            .map_err(|c| self.corrupt(c.0))?;
+        if s.ring.cap < self.sh.min_capacity {
+            return Err(self.corrupt("capacity below minimum"));
+        }
+        if self.sh.kind == Kind::Joinable && s.unfinished < s.ring.count {
+            return Err(self.corrupt("fewer unfinished tasks than items"));
+        }
+        if s.journal_slot as usize > MAX_SLOTS || s.journal_op > OP_RECLAIM {
+            return Err(self.corrupt("bad journal entry"));
+        }
+        Ok(())
+    }
+
+    /// Removes the name of a queue nobody uses any more, exactly once: only
+    /// the process that flags the segment as removed (under the lock) may,
+    /// and only while the name still refers to this segment. A holder of a
+    /// queue that was removed meanwhile (`procq::remove`) finds it flagged
+    /// and leaves the name alone — it may belong to a new queue by now.
+    /// The name goes before the flag is set, so a process killed in between
+    /// leaves a nameless segment (harmless), never a flagged one that
+    /// blocks the name.
+    pub(super) fn retire_name(&mut self) -> Result<bool> {
+        let sh = self.sh;
+        let h = sh.header();
+        if h.unlinked.load(Ordering::Relaxed) != 0 {
+            return Ok(false);
+        }
+        // On an error (the name could not be looked up or removed) the
+        // segment stays openable, for `collect_garbage` to try again.
+        let removed = sh.seg.unlink_if_same(&sh.name)?;
+        h.unlinked.store(1, Ordering::Relaxed);
+        Ok(removed)
+    }
+
+    /// Publishes the working state.
+    pub(super) fn commit(&mut self) {
+        self.state.gen = self.state.gen.wrapping_add(1);
+        // A journal entry written since the last commit has no generation
+        // yet. Only such an entry needs applying here: an older one was
+        // applied by the commit that wrote it (or by recovery), and checking
+        // it again would read another process's slot on every put.
+        let fresh = self.state.journal_slot != 0 && self.state.journal_gen == 0;
+        if fresh {
+            self.state.journal_gen = self.state.gen;
+        }
+        self.sh.header().commit(&self.state);
+        if fresh {
+            self.apply_journal();
+        }
+    }
+
+    /// Records a slot update to apply right after the next commit.
+    pub(super) fn journal(&mut self, slot: usize, op: u64, arg: u64) {
+        if slot >= MAX_SLOTS {
+            return; // persistent creators have no slot
+        }
+        self.state.journal_slot = slot as u64 + 1;
+        self.state.journal_op = op;
+        // The journal keeps 32 bits of argument.
+        self.state.journal_arg = arg.min(u64::from(u32::MAX));
+        self.state.journal_gen = 0; // filled in by `commit`
+    }
+
+    /// Applies the committed journal entry to its slot unless already done.
+    ///
+    /// Idempotent: the entry holds the slot's new count (not a change to
+    /// it), and the slot records the full 64-bit generation of the last entry
+    /// it applied *after* applying it, so a replay after a crash between the
+    /// two stores only stores the same values again.
+    pub(super) fn apply_journal(&self) {
+        let s = &self.state;
+        let Some(slot) = (s.journal_slot as usize)
+            .checked_sub(1)
+            .and_then(|i| self.sh.header().slots.get(i))
+        else {
+            return;
+        };
+        if slot.applied.load(Ordering::Relaxed) == s.journal_gen {
+            return;
+        }
+        match s.journal_op {
+            OP_SET => slot.tasks.store(s.journal_arg, Ordering::Relaxed),
+            OP_RECLAIM => {
+                slot.tasks.store(0, Ordering::Relaxed);
+                slot.pid.store(0, Ordering::Relaxed);
+                slot.owner_gen.store(0, Ordering::Relaxed);
+                slot.owner.store(0, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        slot.applied.store(s.journal_gen, Ordering::Relaxed);
+    }
+
+    /// Claims a free slot for the calling process.
+    pub(super) fn claim_slot(&mut self) -> Result<usize> {
+        let (owner, gen) = self.sh.token.owner();
+        for attempt in 0..2 {
+            let slots = &self.sh.header().slots;
+            if let Some(i) = slots
+                .iter()
+                .position(|s| s.owner.load(Ordering::Relaxed) == 0)
+            {
+                let slot = &slots[i];
+                // A fresh slot has "seen" the current journal entry, so a
+                // later recovery never replays an old entry onto it.
+                slot.tasks.store(0, Ordering::Relaxed);
+                slot.applied
+                    .store(self.state.journal_gen, Ordering::Relaxed);
+                slot.traffic.retire_into(&self.sh.header().counters.retired);
+                slot.pid.store(self.sh.pid, Ordering::Relaxed);
+                slot.owner_gen.store(gen, Ordering::Relaxed);
+                slot.owner.store(owner, Ordering::Relaxed);
+                return Ok(i);
+            }
+            if attempt == 0 {
+                self.sweep();
+            }
+        }
+        Err(Error::invalid(
+            &self.sh.name,
+            format!("more than {MAX_SLOTS} processes attached"),
+        ))
+    }
+
+    /// Reclaims the slots of processes that are no longer alive (their
+    /// liveness tokens are gone: see `liveness`).
+    pub(super) fn sweep(&mut self) {
+        let h = self.sh.header();
+        for i in 0..MAX_SLOTS {
+            let slot = &h.slots[i];
+            let owner = slot.owner.load(Ordering::Relaxed);
+            if owner == 0 || i == self.sh.slot {
+                continue;
+            }
+            let gen = slot.owner_gen.load(Ordering::Relaxed);
+            if !self.sh.token.is_alive(&h.tokens, owner, gen) {
+                self.reclaim(i);
+                h.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes off a slot's unfinished tasks and frees it.
+    pub(super) fn reclaim(&mut self, i: usize) {
+        let h = self.sh.header();
+        let Some(slot) = h.slots.get(i) else {
+            return;
+        };
+        slot.traffic.retire_into(&h.counters.retired);
+        let taken = slot.tasks.load(Ordering::Relaxed);
+        let s = &mut self.state;
+        let before = s.unfinished;
+        s.unfinished = s.unfinished.saturating_sub(taken).max(s.ring.count);
+        self.wake_done |= before != 0 && s.unfinished == 0;
+        self.journal(i, OP_RECLAIM, 0);
+        self.commit();
+    }
+
+    /// Pushes one item if it fits now; `Ok(false)` if the queue is full.
+    pub(super) fn try_push(&mut self, item: &Encoded<'_>) -> Result<bool> {
+        let sh = self.sh;
+        if sh.maxsize > 0 && self.state.ring.count >= sh.maxsize {
+            return Ok(false);
+        }
+        let mem = sh.data()?;
+        let len = item.len();
+        let plan = loop {
+            match self.state.ring.plan_push(len) {
+                Some(plan) => break plan,
+                None if self.state.ring.cap < sh.max_capacity => self.grow(&mem)?,
+                None => return Ok(false),
+            }
+        };
+        let off = self
+            .state
+            .ring
+            .write_headers(&mem, &plan)
+            .map_err(|c| self.corrupt(c.0))?;
+        if !mem.write(off, item.head) || !mem.write(off + item.head.len() as u64, item.body) {
+            return Err(self.corrupt("payload out of bounds"));
+        }
+        // The copy may have run into a truncated file (see `sigbus`).
+        sh.check_intact()?;
+        let s = &mut self.state;
+        s.ring.commit_push(&plan);
+        s.unfinished = s.unfinished.saturating_add(1);
+        self.wake_items = true;
+        self.commit();
+        sh.traffic().count(true, 1, len);
+        Ok(true)
+    }
+
+    /// Shrinks an idle ring back to its initial size and gives the memory
+    /// back, once it has stayed empty for [`SHRINK_AFTER`]. Returns when to
+    /// look again if it is empty but not yet idle long enough.
+    pub(super) fn shrink_if_idle(&mut self) -> Option<Instant> {
+        let sh = self.sh;
+        let s = &mut self.state;
+        if s.ring.count != 0 || s.ring.cap <= sh.min_capacity || s.empty_since == 0 {
+            return None;
+        }
+        let idle = Duration::from_nanos(monotonic_ns().saturating_sub(s.empty_since));
+        if idle < SHRINK_AFTER {
+            return Some(Instant::now() + (SHRINK_AFTER - idle));
+        }
+        let old = s.ring.cap;
+        s.ring.shrink_empty(sh.min_capacity);
+        self.commit();
+        // Still under the lock: nobody can grow into this range yet.
+        let _ = sh
+            .seg
+            .release(DATA_OFFSET + sh.min_capacity, old - sh.min_capacity);
+        None
+    }
+
+    /// Doubles the ring, reserving the new memory first.
+    pub(super) fn grow(&mut self, mem: &DataArea<'_>) -> Result<()> {
+        let cap = self.state.ring.cap;
+        self.sh.seg.allocate(DATA_OFFSET + cap, cap).map_err(|e| {
+            Error::io(
+                format!(
+                    "growing queue {:?} to {} bytes (is /dev/shm full? see --shm-size)",
+                    self.sh.name,
+                    2 * cap
+                ),
+                e,
+            )
+        })?;
+        self.state.ring.grow(mem).map_err(|c| self.corrupt(c.0))?;
+        self.commit();
+        Ok(())
+    }
+
+    /// Pops up to `max` items. `f` sees each item's bytes before it is
+    /// removed and answers whether to take it; a refused item is still
+    /// removed if it is the first (so a bad item never blocks the queue), and
+    /// otherwise left for the next call.
+    pub(super) fn pop_into(
+        &mut self,
+        max: usize,
+        f: &mut impl FnMut(&[u8]) -> bool,
+    ) -> Result<usize> {
+        let sh = self.sh;
+        let mem = sh.data()?;
+        let mut n = 0;
+        let mut got_bytes = 0u64;
+        while n < max {
+            let Some(front) = self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))? else {
+                break;
+            };
+            let accepted = mem
+                .read_with(front.off, front.len, &mut *f)
+                .ok_or_else(|| self.corrupt("item out of bounds"))?;
+            // What `f` saw may be zeros from a truncated file (see `sigbus`).
+            sh.check_intact()?;
+            if !accepted && n > 0 {
+                break;
+            }
+            let s = &mut self.state;
+            s.ring.pop(&front);
+            // Counters come from shared memory: never trust them not to wrap.
+            got_bytes = got_bytes.wrapping_add(front.len);
+            if sh.kind == Kind::Queue {
+                s.unfinished = s.unfinished.saturating_sub(1);
+            }
+            n += 1;
+            if !accepted {
+                break;
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // Only a ring above its minimum can shrink, so only then is the
+        // clock read (a queue of small items never pays for it).
+        if self.state.ring.count == 0 && self.state.ring.cap > sh.min_capacity {
+            self.state.empty_since = monotonic_ns();
+        }
+        if sh.kind == Kind::Joinable {
+            let taken = sh.slot_ref().map_or(0, |s| s.tasks.load(Ordering::Relaxed));
+            self.journal(sh.slot, OP_SET, taken.saturating_add(n as u64));
+        }
+        self.commit();
+        self.wake_space = true;
+        sh.traffic().count(false, n as u64, got_bytes);
+        Ok(n)
+    }
+}

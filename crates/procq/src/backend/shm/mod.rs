@@ -1,0 +1,312 @@
+//! The shared-memory backend: a queue in a POSIX shared-memory segment
+//! (`/dev/shm/procq-<name>`) that the processes of one user on this
+//! machine map and use at once.
+//!
+//! [`Handle`] is what a [`Backend::Shm`](super::Backend) holds: one
+//! handle's view of the process's attachment ([`Shared`]), and its own
+//! `closed` flag. Everything else is the attachment and its parts, layered
+//! so that each module imports only the ones below it:
+//!
+//! ```text
+//! mod.rs      Handle: one handle; fork-safe re-attach; what Backend calls
+//! inspect.rs  read-outs, removal, garbage collection
+//! ops.rs      put, get, task_done, join, remove (on an attachment)
+//! wait.rs     Waiter: spin, then sleep on an event count
+//! attach.rs   create, open, inspect, detach; the per-process registry
+//! locked.rs   the lock held: recovery, commit, journal, ring edits
+//! shared.rs   Shared: one attachment's fields and shared checks
+//! liveness.rs liveness tokens (open-file-description locks)
+//! layout.rs   the header: identity, lock, state cells, slots, tokens
+//! ring.rs     the ring buffer of records (pure arithmetic, proptested)
+//! sync.rs     the robust futex lock and futex event counts
+//! segment.rs  named segments: open, map, reserve, release, unlink
+//! sigbus.rs   surviving the truncation of a mapped file
+//! ```
+//!
+//! Porting to another OS means replacing `segment`, `sigbus`, `sync` and
+//! `liveness`; the rest is portable Rust over atomics.
+
+mod attach;
+#[cfg(test)]
+mod hostile_tests;
+mod inspect;
+pub(crate) mod layout;
+mod liveness;
+mod locked;
+mod ops;
+mod ring;
+mod segment;
+mod shared;
+mod sigbus;
+mod sync;
+mod wait;
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::block::Block;
+use crate::codec::Encoded;
+use crate::error::{Error, Result};
+use crate::kind::Kind;
+use crate::stats::Stats;
+
+use attach::{CreateOptions, Expect};
+use liveness::fork_generation;
+pub(crate) use ops::BATCH_BYTES;
+pub(crate) use shared::Shared;
+use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
+
+pub(crate) use inspect::{collect_garbage, list_names, remove, stats};
+
+/// Default initial ring size: small, so an idle queue costs little.
+const DEFAULT_CAPACITY: u64 = 256 * 1024;
+
+/// What a new shared-memory queue should be ([`Builder`](crate::Builder)'s
+/// options that concern it).
+#[derive(Debug, Clone)]
+pub(crate) struct New {
+    pub(crate) kind: Kind,
+    pub(crate) fingerprint: u64,
+    /// Item bound; 0 = unbounded.
+    pub(crate) maxsize: u64,
+    /// Initial ring size in bytes, if not the default.
+    pub(crate) capacity: Option<u64>,
+    /// Largest ring size in bytes, if not the default.
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) persistent: bool,
+}
+
+impl New {
+    /// The creation parameters, with the sizes rounded and bounded.
+    fn options(&self) -> CreateOptions {
+        let max_capacity = self
+            .max_bytes
+            .unwrap_or_else(|| segment::shm_fs_size().max(1 << 30))
+            .clamp(MIN_CAPACITY_LIMIT, MAX_CAPACITY_LIMIT)
+            .next_power_of_two();
+        CreateOptions {
+            kind: self.kind,
+            fingerprint: self.fingerprint,
+            maxsize: self.maxsize,
+            min_capacity: self
+                .capacity
+                .unwrap_or(DEFAULT_CAPACITY)
+                .clamp(MIN_CAPACITY_LIMIT, max_capacity)
+                .next_power_of_two(),
+            max_capacity,
+            persistent: self.persistent,
+        }
+    }
+}
+
+/// A fresh name for a queue created without one.
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "q-{:x}-{:x}-{:x}",
+        std::process::id(),
+        (nanos as u64) & 0xffff_ffff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The per-handle part of a shared-memory queue: the attachment and this
+/// handle's `closed` flag.
+pub(crate) struct Handle {
+    /// The attachment this handle was made with (one per queue per process).
+    shared: Arc<Shared>,
+    /// The attachment made for a forked child that inherited this handle
+    /// (it knows the fork generation it belongs to).
+    forked: Mutex<Option<Arc<Shared>>>,
+    /// Set by `close()`; checked by every operation on this handle.
+    closed: AtomicBool,
+}
+
+impl Handle {
+    fn new(shared: Arc<Shared>) -> Handle {
+        Handle {
+            shared,
+            forked: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Creates a queue named `name` (a fresh unique name if `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] if the name is taken; errors of the file
+    /// system (a full `/dev/shm`).
+    pub(crate) fn create(name: Option<&str>, new: &New) -> Result<Handle> {
+        let opts = new.options();
+        let shared = match name {
+            Some(name) => Shared::create(name, &opts)?,
+            None => loop {
+                match Shared::create(&unique_name(), &opts) {
+                    Err(Error::AlreadyExists(_)) => continue,
+                    other => break other?,
+                }
+            },
+        };
+        Ok(Handle::new(shared))
+    }
+
+    /// Opens the existing queue `name`, which must be of `kind` (any if
+    /// `None`) and made for items of `fingerprint` (any if 0, or if it is
+    /// untyped).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is none; [`Error::InvalidQueue`] if it
+    /// is of another kind or type, or not a usable queue;
+    /// [`Error::PermissionDenied`] for a segment of another user.
+    pub(crate) fn open(name: &str, kind: Option<Kind>, fingerprint: u64) -> Result<Handle> {
+        Ok(Handle::new(Shared::open(
+            name,
+            Expect { kind, fingerprint },
+        )?))
+    }
+
+    /// The attachment to use from this process.
+    ///
+    /// A child created by `fork()` inherits the parent's attachment, whose
+    /// slot and liveness token (and so its task accounting and liveness)
+    /// belong to the parent. The first use in the child attaches afresh, as
+    /// the child. If that fails (the queue was removed, say), the call fails
+    /// with that error: the parent's attachment is never used by the child.
+    fn shared(&self) -> Result<Cow<'_, Arc<Shared>>> {
+        let generation = fork_generation();
+        if generation == self.shared.generation() {
+            return Ok(Cow::Borrowed(&self.shared));
+        }
+        let reattach = || {
+            let any = Expect {
+                kind: None,
+                fingerprint: 0,
+            };
+            Shared::open(self.shared.name(), any)
+        };
+        // Another thread may have held the lock at fork time: never wait.
+        let Ok(mut forked) = self.forked.try_lock() else {
+            return Ok(Cow::Owned(reattach()?));
+        };
+        match &*forked {
+            Some(shared) if shared.generation() == generation => Ok(Cow::Owned(shared.clone())),
+            _ => {
+                let shared = reattach()?;
+                *forked = Some(shared.clone());
+                Ok(Cow::Owned(shared))
+            }
+        }
+    }
+
+    /// The attachment (unit tests that look at the segment).
+    #[cfg(test)]
+    pub(crate) fn attachment(&self) -> Arc<Shared> {
+        self.shared().unwrap().into_owned()
+    }
+
+    /// The queue's name (the same in every process and after a fork).
+    pub(crate) fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    /// The kind, fixed at creation (valid in a forked child too).
+    pub(crate) fn kind(&self) -> Kind {
+        self.shared.kind()
+    }
+
+    /// The item bound, fixed at creation.
+    pub(crate) fn maxsize(&self) -> u64 {
+        self.shared.maxsize()
+    }
+
+    /// Items in the queue; 0 if its memory is corrupt (`stats` says why).
+    pub(crate) fn qsize(&self) -> usize {
+        self.shared()
+            .and_then(|s| s.state())
+            .map_or(0, |s| s.ring.count as usize)
+    }
+
+    pub(crate) fn close(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            // Interrupt this handle's own blocked callers (other handles
+            // wake, see nothing new, and sleep again).
+            self.shared.wake_all();
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn put(&self, item: &Encoded<'_>, block: Block) -> Result<()> {
+        self.shared()?.push(item, block, &self.closed)
+    }
+
+    pub(crate) fn put_many(&self, items: &[Encoded<'_>], block: Block) -> Result<usize> {
+        self.shared()?.push_many(items, block, &self.closed)
+    }
+
+    /// Removes up to `max` items (at least one), waiting per `block` for
+    /// the first; `f` sees each item's bytes in shared memory and says
+    /// whether to take it. A refused first item is removed all the same
+    /// (a bad item never blocks the queue) and, on a joinable queue,
+    /// counted done: the caller never got it, so it can never call
+    /// `task_done` for it. A refused later item stays for the next call.
+    pub(crate) fn pop(
+        &self,
+        max: usize,
+        block: Block,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<usize> {
+        let shared = self.shared()?;
+        let mut first = true;
+        let mut refused_first = false;
+        let n = shared.pop(max.max(1), block, &self.closed, |bytes| {
+            let take = f(bytes);
+            if first {
+                first = false;
+                refused_first = !take;
+            }
+            take
+        })?;
+        if refused_first && shared.kind() == Kind::Joinable {
+            let _ = shared.task_done();
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn task_done(&self) -> Result<()> {
+        self.shared()?.task_done()
+    }
+
+    pub(crate) fn unfinished(&self) -> Result<u64> {
+        Ok(self.shared()?.state()?.unfinished)
+    }
+
+    pub(crate) fn join(&self, block: Block) -> Result<()> {
+        self.shared()?.join(block, &self.closed)
+    }
+
+    pub(crate) fn stats(&self) -> Result<Stats> {
+        let shared = self.shared()?;
+        inspect::stats_of(&shared)
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        // In a forked child that cannot attach, the clone keeps the parent's
+        // attachment and so fails (re-attaches) on use like the original.
+        let shared = self
+            .shared()
+            .map_or_else(|_| self.shared.clone(), Cow::into_owned);
+        Handle::new(shared)
+    }
+}

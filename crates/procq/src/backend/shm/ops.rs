@@ -1,0 +1,240 @@
+//! The queue operations on an attachment: put, get, task accounting,
+//! join, and removal. Each takes the lock (see `locked`), tries, and waits
+//! (see `wait`) until it can or its deadline passes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::block::Block;
+use crate::codec::Encoded;
+use crate::error::{Error, Result};
+
+use super::layout::*;
+use super::locked::{lock_deadline, within, LOCK_PATIENCE};
+use super::ring::record_size;
+use super::shared::Shared;
+use super::wait::{Waiter, Want};
+
+/// How often `join` re-checks for dead consumers while it waits.
+const JOIN_SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Most payload bytes one lock hold of a batch call moves (and one
+/// `get_many` returns), give or take one item: a batch of small items still
+/// goes under one hold, a batch of large ones in chunks, so that the other
+/// side never waits behind a multi-megabyte copy. Batching only pays for
+/// small items anyway: past 64 KiB the copy costs far more than the call, and
+/// handing many large buffers over at once makes the receiver's allocator
+/// return and re-fault its memory (measured: 100 KB items through Python's
+/// get_many went from 93 µs to ~15 µs per item).
+pub(crate) const BATCH_BYTES: u64 = 64 << 10;
+
+impl Shared {
+    /// Puts one encoded item.
+    pub(crate) fn push(&self, item: &Encoded<'_>, block: Block, closed: &AtomicBool) -> Result<()> {
+        self.check_size(item.len())?;
+        let lock_deadline = lock_deadline(block);
+        let mut waiter = Waiter::new(self, block, Want::Space);
+        loop {
+            if closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
+            let mut g = self.lock_until(lock_deadline)?;
+            if g.try_push(item)? {
+                waiter.succeeded();
+                return Ok(());
+            }
+            if !waiter.wait(g)? {
+                return Err(Error::Full);
+            }
+        }
+    }
+
+    /// Puts several encoded items in order, as many per lock as fit.
+    pub(crate) fn push_many(
+        &self,
+        items: &[Encoded<'_>],
+        block: Block,
+        closed: &AtomicBool,
+    ) -> Result<usize> {
+        for item in items {
+            self.check_size(item.len())?;
+        }
+        let mut done = 0;
+        let lock_deadline = lock_deadline(block);
+        let mut waiter = Waiter::new(self, block, Want::Space);
+        while done < items.len() {
+            if closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
+            let mut g = self.lock_until(lock_deadline)?;
+            let mut held = 0u64;
+            while done < items.len() && held < BATCH_BYTES && g.try_push(&items[done])? {
+                held += items[done].len();
+                done += 1;
+            }
+            if done == items.len() {
+                break;
+            }
+            if held >= BATCH_BYTES {
+                // A batch of large items: let consumers in between chunks
+                // instead of holding the lock for the whole copy.
+                drop(g);
+                continue;
+            }
+            if !waiter.wait(g)? {
+                return Ok(done);
+            }
+        }
+        Ok(done)
+    }
+
+    fn check_size(&self, len: u64) -> Result<()> {
+        match record_size(len) {
+            Some(rec) if rec <= self.max_capacity => Ok(()),
+            _ => Err(Error::TooLarge {
+                size: len,
+                limit: self.max_item_bytes(),
+            }),
+        }
+    }
+
+    /// Removes up to `max` items, waiting (per `block`) for the first one;
+    /// `f` sees each item's bytes while the lock is held (see `pop_into`).
+    pub(crate) fn pop<F: FnMut(&[u8]) -> bool>(
+        &self,
+        max: usize,
+        block: Block,
+        closed: &AtomicBool,
+        mut f: F,
+    ) -> Result<usize> {
+        let lock_deadline = lock_deadline(block);
+        let mut waiter = Waiter::new(self, block, Want::Items);
+        loop {
+            if closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
+            let mut g = self.lock_until(lock_deadline)?;
+            let n = g.pop_into(max, &mut f)?;
+            if n > 0 {
+                waiter.succeeded();
+                return Ok(n);
+            }
+            if !waiter.wait(g)? {
+                return Err(Error::Empty);
+            }
+        }
+    }
+
+    /// Marks one task done.
+    ///
+    /// The task is credited to this process's slot if it took any, else to
+    /// any process that did: `multiprocessing` lets one process `get` and
+    /// another call `task_done`, and a task must not be counted done again
+    /// when its getter leaves. So `unfinished` stays equal to the items in
+    /// the ring plus the tasks taken and not done over all slots.
+    pub(crate) fn task_done(&self) -> Result<()> {
+        let mut g = self.lock()?;
+        let s = &mut g.state;
+        if s.unfinished <= s.ring.count {
+            return Err(Error::TaskDoneTooOften);
+        }
+        s.unfinished -= 1;
+        let h = self.header();
+        let taken = |slot: &Slot| {
+            (slot.owner.load(Ordering::Relaxed) != 0)
+                .then(|| slot.tasks.load(Ordering::Relaxed))
+                .filter(|&t| t > 0)
+        };
+        let credited = self
+            .slot_ref()
+            .and_then(taken)
+            .map(|t| (self.slot, t))
+            .or_else(|| {
+                h.slots
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, slot)| taken(slot).map(|t| (i, t)))
+            });
+        if let Some((i, t)) = credited {
+            g.journal(i, OP_SET, t - 1);
+        }
+        g.wake_done = g.state.unfinished == 0;
+        g.commit();
+        Ok(())
+    }
+
+    /// Waits until every item put has been marked done;
+    /// [`Error::Timeout`] if `block` runs out first.
+    pub(crate) fn join(&self, block: Block, closed: &AtomicBool) -> Result<()> {
+        let lock_deadline = lock_deadline(block);
+        loop {
+            if closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
+            let mut g = self.lock_until(lock_deadline)?;
+            if g.state.unfinished == 0 {
+                return Ok(());
+            }
+            // Write off tasks of consumers that died: a dead process cannot
+            // announce its own death, so look before every wait.
+            g.sweep();
+            if g.state.unfinished == 0 {
+                return Ok(());
+            }
+            if matches!(block, Block::Until(d) if Instant::now() >= d) || matches!(block, Block::No)
+            {
+                return Err(Error::Timeout);
+            }
+            let key = self.header().done.prepare();
+            drop(g);
+            // ...and look again now and then while waiting.
+            let tick = Instant::now() + JOIN_SWEEP_EVERY;
+            let until = block.deadline().map_or(tick, |d| d.min(tick));
+            self.header().done.wait(key, Some(until));
+        }
+    }
+
+    /// The committed state (takes the lock: exact; gives up with
+    /// `LockBusy` after [`LOCK_PATIENCE`]).
+    pub(crate) fn state(&self) -> Result<State> {
+        Ok(self.lock_until(within(LOCK_PATIENCE))?.state)
+    }
+
+    /// Wakes every waiter of this queue (used by `close`).
+    pub(crate) fn wake_all(&self) {
+        let h = self.header();
+        h.items.bump();
+        h.space.bump();
+        h.done.bump();
+    }
+
+    /// Reclaims dead processes' slots; removes the queue if nobody live
+    /// uses it and it is not persistent. Returns whether it was removed.
+    pub(crate) fn collect_if_orphaned(&self) -> Result<bool> {
+        let mut g = self.lock()?;
+        g.sweep();
+        let h = self.header();
+        let persistent = h.flags.load(Ordering::Relaxed) & FLAG_PERSISTENT != 0;
+        if persistent || h.slots.iter().any(|s| s.pid.load(Ordering::Relaxed) != 0) {
+            return Ok(false);
+        }
+        g.retire_name()
+    }
+
+    /// Removes the queue's name (`procq::remove`), whoever uses it, if the
+    /// name still refers to this segment; flags the segment as removed so
+    /// that racing `open`s refuse it. Returns whether the name was removed
+    /// (`false`: it was gone, or names a queue created since).
+    pub(crate) fn remove(&self) -> Result<bool> {
+        // A queue whose lock cannot be taken (corrupt, or its memory gone)
+        // is removed all the same: the lock only orders this against other
+        // procq removals of the same segment.
+        let _g = self.lock().ok();
+        let h = self.header();
+        // Unlike the last detacher and `collect_garbage`, an explicit remove
+        // also finishes a removal that flagged the segment but did not get
+        // to unlink it: the name was looked up and checked just now.
+        let removed = self.seg.unlink_if_same(&self.name)?;
+        h.unlinked.store(1, Ordering::Relaxed);
+        Ok(removed)
+    }
+}

@@ -2,7 +2,9 @@
 # The Redis backend's tests against a real redis-server: installs it from
 # Debian when missing, starts a private server on a free 127.0.0.1 port
 # without persistence in a temporary directory, runs
-# `cargo test -p procq --features redis --test redis`, and stops the server
+# `cargo test -p procq --features redis --test redis --test contract` (the
+# Redis-only tests, and the contract of every backend against Redis too),
+# and stops the server
 # however the run ends. The restart test starts (and kills) a second server
 # of its own, with an fsync'ed append-only file, from the same binary.
 #
@@ -32,7 +34,7 @@ fi
 if ! command -v redis-server >/dev/null; then
     # The only place a Redis test may skip: the tests print why.
     echo "SKIP: redis-server could not be installed; the Redis tests will skip" >&2
-    cargo test -p procq --features redis --test redis --quiet
+    cargo test -p procq --features redis --test redis --test contract --quiet
     exit 0
 fi
 
@@ -65,8 +67,8 @@ export PROCQ_REDIS_URL="redis://127.0.0.1:$port/0"
 export PROCQ_REDIS_SERVER
 PROCQ_REDIS_SERVER=$(command -v redis-server)
 # Compile outside the time limit: it bounds the tests, not a cold build.
-cargo test -p procq --features redis --test redis --no-run --quiet
-timeout 300 cargo test -p procq --features redis --test redis -- --test-threads=4
+cargo test -p procq --features redis --test redis --test contract --no-run --quiet
+timeout 300 cargo test -p procq --features redis --test redis --test contract -- --test-threads=4
 # The `procq` command with redis:// URLs (crates/procq-cli/tests/cli.rs).
 cargo test -p procq-cli --test cli --no-run --quiet
 timeout 300 cargo test -p procq-cli --test cli -- redis_url

@@ -177,7 +177,7 @@ impl Address {
     /// (`redis://…`, `rediss://…`) rather than a shared-memory name. Only
     /// the scheme is looked at: a valid queue URL also parses as an
     /// [`Address`], a server URL (`redis://host:6379/0`, as
-    /// [`list_redis`](crate::list_redis) takes) does not.
+    /// `procq::list_redis` takes) does not.
     ///
     /// ```
     /// assert!(procq::Address::is_url("redis://127.0.0.1:6379/0"));

@@ -11,6 +11,8 @@ use crate::joinable::JoinableQueue;
 use crate::kind::Kind;
 use crate::queue::Queue;
 use crate::raw::RawQueue;
+#[cfg(doc)]
+use crate::Error;
 
 /// Options for creating a queue. `Queue::new(maxsize)` is
 /// `Builder::new().maxsize(maxsize).build()`.

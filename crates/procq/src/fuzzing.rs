@@ -1,5 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the tests that
-//! replay their corpus. Not part of the API; may change at any time.
+//! replay their corpus (feature `testing`). Not part of the API; may change
+//! at any time.
 //!
 //! The fuzzer plays a hostile process: it takes a real queue with a few
 //! records in it and overwrites arbitrary bytes of its header, committed

@@ -76,6 +76,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 #[path = "fuzzing.rs"]
 pub mod __fuzzing;

@@ -3,9 +3,10 @@
 //! `scripts/test.d/50-redis.sh` starts a server on a free 127.0.0.1 port and
 //! sets `PROCQ_REDIS_URL` (`redis://127.0.0.1:PORT/0`) and
 //! `PROCQ_REDIS_SERVER` (the binary, for the restart test, which runs its own
-//! server). The shared semantics run against both backends with the same
-//! code: shared memory (a name) and Redis (a URL) go through the same
-//! `Queue::open`. Without `PROCQ_REDIS_URL` every test prints why it skips.
+//! server). These are the Redis-only tests (faults, leases, URLs, TLS); the
+//! semantics both backends share are in `tests/contract.rs`, which runs
+//! them against every backend present. Without `PROCQ_REDIS_URL` every test
+//! prints why it skips.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -16,7 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{role, spawn, wait_ok};
+#[cfg(feature = "redis-tls")]
+use common::wait_ok;
+use common::{role, spawn};
 use procq::{Error, JoinableQueue, Queue};
 
 const SENTINEL: u64 = u64::MAX;
@@ -106,189 +109,25 @@ fn fresh(tag: &str) -> String {
     )
 }
 
-/// A queue location on one backend: a shared-memory name, or a Redis URL.
-#[derive(Clone, Copy, Debug)]
-enum On {
-    Shm,
-    Redis,
-}
-
-/// Creates a fresh queue location with `maxsize` on `on`; `opts` are Redis
-/// URL options. Returns the first handle (it keeps a shm queue alive).
+/// A fresh queue on the server `base` with `maxsize`; `opts` are URL
+/// options (the TLS test; the other tests of both backends are in
+/// `tests/contract.rs`).
+#[cfg(feature = "redis-tls")]
 fn make<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
-    on: On,
     base: &str,
     tag: &str,
     maxsize: usize,
     opts: &str,
 ) -> Queue<T> {
-    let loc = match on {
-        On::Shm => fresh(tag),
-        On::Redis => format!("{base}/{}{opts}", fresh(tag)),
-    };
-    Queue::open_or_create(&loc, maxsize).unwrap()
+    Queue::open_or_create(&format!("{base}/{}{opts}", fresh(tag)), maxsize).unwrap()
 }
 
-fn make_joinable(on: On, base: &str, tag: &str, opts: &str) -> JoinableQueue<u64> {
-    let loc = match on {
-        On::Shm => fresh(tag),
-        On::Redis => format!("{base}/{}{opts}", fresh(tag)),
-    };
-    JoinableQueue::open_or_create(&loc, 0).unwrap()
+#[cfg(feature = "redis-tls")]
+fn make_joinable(base: &str, tag: &str, opts: &str) -> JoinableQueue<u64> {
+    JoinableQueue::open_or_create(&format!("{base}/{}{opts}", fresh(tag)), 0).unwrap()
 }
 
-/// Runs `f` on both backends.
-fn both(f: impl Fn(On, &str)) {
-    let Some(base) = server() else { return };
-    for on in [On::Shm, On::Redis] {
-        eprintln!("backend {on:?}");
-        f(on, &base);
-    }
-}
-
-#[test]
-fn fifo_sizes_nowait_and_timeouts() {
-    both(|on, base| {
-        let q = make::<u64>(on, base, "fifo", 3, "");
-        assert!(q.empty() && !q.full());
-        assert_eq!((q.maxsize(), q.capacity()), (3, Some(3)));
-        for i in 0..3 {
-            q.put(&i).unwrap();
-        }
-        assert_eq!(q.qsize(), 3);
-        assert!(q.full());
-        assert!(matches!(q.put_nowait(&9), Err(Error::Full)));
-        let t = Instant::now();
-        assert!(matches!(
-            q.put_timeout(&9, Duration::from_millis(150)),
-            Err(Error::Full)
-        ));
-        let e = t.elapsed();
-        assert!(
-            e >= Duration::from_millis(150) && e < Duration::from_secs(1),
-            "{e:?}"
-        );
-        assert_eq!(q.get().unwrap(), 0);
-        assert_eq!(q.get_nowait().unwrap(), 1);
-        assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), 2);
-        assert!(matches!(q.get_nowait(), Err(Error::Empty)));
-        let t = Instant::now();
-        assert!(matches!(
-            q.get_deadline(Instant::now() + Duration::from_millis(150)),
-            Err(Error::Empty)
-        ));
-        let e = t.elapsed();
-        assert!(
-            e >= Duration::from_millis(150) && e < Duration::from_secs(1),
-            "{e:?}"
-        );
-        // Another handle (as another process would) sees the same queue.
-        let other = Queue::<u64>::open(q.name()).unwrap();
-        q.put(&7).unwrap();
-        assert_eq!(other.qsize(), 1);
-        assert_eq!(other.get().unwrap(), 7);
-    });
-}
-
-#[test]
-fn batches_keep_order_and_respect_maxsize() {
-    both(|on, base| {
-        let q = make::<u64>(on, base, "batch", 0, "");
-        let items: Vec<u64> = (0..2500).collect();
-        q.put_many(&items).unwrap();
-        assert_eq!(q.qsize(), 2500);
-        let mut got = Vec::new();
-        while got.len() < 2500 {
-            got.extend(q.get_many_timeout(700, Duration::from_secs(2)).unwrap());
-        }
-        assert_eq!(got, items);
-        assert!(matches!(q.get_many_nowait(5), Err(Error::Empty)));
-
-        // A bounded queue takes a batch larger than maxsize as room frees.
-        let b = make::<u64>(on, base, "batch-bounded", 4, "");
-        let b2 = b.clone();
-        let t = std::thread::spawn(move || b2.put_many(&(0..20).collect::<Vec<_>>()));
-        let mut got = Vec::new();
-        while got.len() < 20 {
-            assert!(b.qsize() <= 4);
-            got.extend(b.get_many_timeout(3, Duration::from_secs(5)).unwrap());
-        }
-        t.join().unwrap().unwrap();
-        assert_eq!(got, (0..20).collect::<Vec<_>>());
-    });
-}
-
-#[test]
-fn blocked_get_and_put_are_woken_promptly_by_other_processes() {
-    both(|on, base| {
-        let q = make::<u64>(on, base, "wake", 1, "");
-        let mut child = spawn("put_later", &[q.name(), "300", "42"]);
-        let t = Instant::now();
-        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 42);
-        let e = t.elapsed();
-        // Woken by the put, not by a periodic check (the backstop is 2 s).
-        assert!(e < Duration::from_millis(1300), "get woke after {e:?}");
-        wait_ok(&mut child, Duration::from_secs(10));
-
-        q.put(&1).unwrap();
-        let mut child = spawn("get_later", &[q.name(), "300"]);
-        let t = Instant::now();
-        q.put_timeout(&2, Duration::from_secs(10)).unwrap();
-        let e = t.elapsed();
-        assert!(e < Duration::from_millis(1300), "put woke after {e:?}");
-        wait_ok(&mut child, Duration::from_secs(10));
-        assert_eq!(q.get().unwrap(), 2);
-    });
-}
-
-#[test]
-fn close_wakes_this_handles_waiters_only() {
-    both(|on, base| {
-        let q = make::<u64>(on, base, "close", 0, "");
-        let other = q.clone();
-        let waiter = {
-            let q = q.clone();
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                let r = q.get_timeout(Duration::from_secs(10));
-                (r, t.elapsed(), q)
-            })
-        };
-        std::thread::sleep(Duration::from_millis(200));
-        // The waiter's handle is a clone: closing `q` does not close it.
-        q.close();
-        assert!(q.is_closed());
-        assert!(matches!(q.put(&1), Err(Error::Closed)));
-        assert!(matches!(q.get_nowait(), Err(Error::Closed)));
-        other.put(&5).unwrap();
-        let (r, e, _) = waiter.join().unwrap();
-        assert_eq!(r.unwrap(), 5);
-        assert!(e < Duration::from_secs(2), "{e:?}");
-    });
-}
-
-#[test]
-fn close_interrupts_a_blocked_call_on_the_same_handle() {
-    both(|on, base| {
-        let q = std::sync::Arc::new(make::<u64>(on, base, "close-same", 0, ""));
-        let t = std::thread::spawn({
-            let q = q.clone();
-            move || {
-                let start = Instant::now();
-                (q.get_timeout(Duration::from_secs(10)), start.elapsed())
-            }
-        });
-        std::thread::sleep(Duration::from_millis(200));
-        q.close();
-        let (r, e) = t.join().unwrap();
-        assert!(matches!(r, Err(Error::Closed)), "{r:?}");
-        assert!(
-            e < Duration::from_secs(2),
-            "close took {e:?} to wake the waiter"
-        );
-    });
-}
-
+#[cfg(feature = "redis-tls")]
 fn drain(results: &Queue<u64>, n: usize) -> Vec<u64> {
     let mut got = Vec::new();
     while got.len() < n {
@@ -300,63 +139,6 @@ fn drain(results: &Queue<u64>, n: usize) -> Vec<u64> {
     }
     got.sort_unstable();
     got
-}
-
-#[test]
-fn many_processes_every_item_exactly_once_and_maxsize_never_exceeded() {
-    both(|on, base| {
-        let q = make::<u64>(on, base, "mpmc", 5, "");
-        let results = make::<u64>(on, base, "mpmc-out", 0, "");
-        let producers: Vec<Child> = (0..3)
-            .map(|p| spawn("produce", &[q.name(), &(p * 1000).to_string(), "200"]))
-            .collect();
-        let consumers: Vec<Child> = (0..3)
-            .map(|_| spawn("consume", &[q.name(), results.name()]))
-            .collect();
-        // Watch the bound while everyone runs.
-        let mut max_seen = 0;
-        let start = Instant::now();
-        while results.qsize() < 600 && start.elapsed() < Duration::from_secs(30) {
-            max_seen = max_seen.max(q.qsize());
-        }
-        for mut c in producers {
-            wait_ok(&mut c, Duration::from_secs(30));
-        }
-        for _ in 0..3 {
-            q.put(&SENTINEL).unwrap();
-        }
-        for mut c in consumers {
-            wait_ok(&mut c, Duration::from_secs(30));
-        }
-        assert!(max_seen <= 5, "qsize reached {max_seen} > maxsize 5");
-        let want: Vec<u64> = (0..3).flat_map(|p| p * 1000..p * 1000 + 200).collect();
-        assert_eq!(drain(&results, 600), want);
-        assert!(results.empty() && q.empty());
-    });
-}
-
-#[test]
-fn joinable_join_waits_for_task_done_across_processes() {
-    both(|on, base| {
-        let q = make_joinable(on, base, "join", "");
-        let results = make::<u64>(on, base, "join-out", 0, "");
-        q.put_many(&(0..100).collect::<Vec<_>>()).unwrap();
-        assert_eq!(q.unfinished_tasks().unwrap(), 100);
-        assert!(q.join_timeout(Duration::from_millis(100)).is_err());
-        let workers: Vec<Child> = (0..2)
-            .map(|_| spawn("work", &[q.name(), results.name()]))
-            .collect();
-        for _ in 0..2 {
-            q.put(&SENTINEL).unwrap();
-        }
-        q.join_timeout(Duration::from_secs(30)).unwrap();
-        assert_eq!(q.unfinished_tasks().unwrap(), 0);
-        for mut w in workers {
-            wait_ok(&mut w, Duration::from_secs(30));
-        }
-        assert_eq!(drain(&results, 100), (0..100).collect::<Vec<_>>());
-        assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
-    });
 }
 
 #[test]
@@ -798,8 +580,8 @@ fn tls_queues_work_across_processes_and_plain_urls_to_tls_fail_fast() {
     assert!(base.starts_with("rediss://"), "{base}");
 
     // Items from a child process, then through a child that forwards them.
-    let q = make::<u64>(On::Redis, &base, "tls", 0, "");
-    let results = make::<u64>(On::Redis, &base, "tls-out", 0, "");
+    let q = make::<u64>(&base, "tls", 0, "");
+    let results = make::<u64>(&base, "tls-out", 0, "");
     assert!(q.name().starts_with("rediss://"));
     let mut producer = spawn("produce", &[q.name(), "0", "100"]);
     let mut got = Vec::new();
@@ -815,8 +597,8 @@ fn tls_queues_work_across_processes_and_plain_urls_to_tls_fail_fast() {
     assert_eq!(drain(&results, 50), (100..150).collect::<Vec<_>>());
 
     // A joinable queue's join waits for a worker process's task_done calls.
-    let j = make_joinable(On::Redis, &base, "tls-join", "");
-    let done = make::<u64>(On::Redis, &base, "tls-join-out", 0, "");
+    let j = make_joinable(&base, "tls-join", "");
+    let done = make::<u64>(&base, "tls-join-out", 0, "");
     j.put_many(&(0..30).collect::<Vec<_>>()).unwrap();
     j.put(&SENTINEL).unwrap();
     assert!(j.join_timeout(Duration::from_millis(100)).is_err());

@@ -1,0 +1,533 @@
+//! The contract every backend keeps: the same tests, run against every
+//! backend present — shared memory always; Redis when procq is built with
+//! the `redis` feature and `PROCQ_REDIS_URL` names a server (as
+//! `scripts/test.d/50-redis.sh` does; without it they say that they skip
+//! Redis). A queue is made from a location — a shared-memory name or a
+//! Redis URL — and from then on the test cannot tell which backend it uses,
+//! as a program cannot: the point of the backend seam. (The layout follows
+//! ipc-channel's `platform/test.rs`: one suite, every platform.)
+//!
+//! Backend-specific behaviour is tested elsewhere: crash recovery, locking
+//! and memory in the shared-memory suites, leases, faults, URLs and TLS in
+//! `tests/redis.rs`.
+
+mod common;
+
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{role, spawn, wait_ok};
+use procq::{Error, JoinableQueue, Queue, RawQueue};
+
+const SENTINEL: u64 = u64::MAX;
+
+#[test]
+fn child_entry() {
+    let Some((role, args)) = role() else { return };
+    let a = |i: usize| args[i].as_str();
+    match role.as_str() {
+        "produce" => {
+            let q = Queue::<u64>::open(a(0)).unwrap();
+            let start: u64 = a(1).parse().unwrap();
+            let count: u64 = a(2).parse().unwrap();
+            for i in start..start + count {
+                q.put_timeout(&i, Duration::from_secs(30)).unwrap();
+            }
+        }
+        "consume" => {
+            // Forwards every item to the results queue until the sentinel.
+            let q = Queue::<u64>::open(a(0)).unwrap();
+            let out = Queue::<u64>::open(a(1)).unwrap();
+            loop {
+                let x = q.get_timeout(Duration::from_secs(30)).unwrap();
+                if x == SENTINEL {
+                    break;
+                }
+                out.put(&x).unwrap();
+            }
+        }
+        "work" => {
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            let out = Queue::<u64>::open(a(1)).unwrap();
+            loop {
+                let x = q.get_timeout(Duration::from_secs(30)).unwrap();
+                if x != SENTINEL {
+                    out.put(&x).unwrap();
+                }
+                q.task_done().unwrap();
+                if x == SENTINEL {
+                    break;
+                }
+            }
+        }
+        "put_later" => {
+            let q = Queue::<u64>::open(a(0)).unwrap();
+            std::thread::sleep(Duration::from_millis(a(1).parse().unwrap()));
+            q.put(&a(2).parse().unwrap()).unwrap();
+        }
+        "get_later" => {
+            let q = Queue::<u64>::open(a(0)).unwrap();
+            std::thread::sleep(Duration::from_millis(a(1).parse().unwrap()));
+            q.get_timeout(Duration::from_secs(10)).unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Where a test's queues live.
+#[derive(Clone, Debug)]
+enum On {
+    /// Shared memory on this machine.
+    Shm,
+    /// The Redis database at this URL (`redis://host:port/db`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Redis(String),
+}
+
+/// Every backend present (see the module docs).
+fn backends() -> Vec<On> {
+    let mut all = vec![On::Shm];
+    match std::env::var("PROCQ_REDIS_URL") {
+        Ok(url) if !url.is_empty() && cfg!(feature = "redis") => all.push(On::Redis(url)),
+        Ok(url) if !url.is_empty() => {
+            eprintln!("SKIP Redis: PROCQ_REDIS_URL is set but procq was built without `redis`")
+        }
+        _ => eprintln!(
+            "SKIP Redis: PROCQ_REDIS_URL is not set; scripts/test.d/50-redis.sh runs these \
+             tests against a redis-server too"
+        ),
+    }
+    all
+}
+
+/// Runs `f` on every backend present.
+fn each_backend(f: impl Fn(&On)) {
+    for on in backends() {
+        eprintln!("backend {on:?}");
+        f(&on);
+    }
+}
+
+/// A queue location unique to this process: a name, or a URL on the server.
+fn fresh(on: &On, tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "contract-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    match on {
+        On::Shm => name,
+        On::Redis(base) => format!("{base}/{name}"),
+    }
+}
+
+/// Removes a queue when the test ends, however it ends (a shared-memory
+/// queue also goes with its last handle; a Redis queue stays on the server
+/// until removed).
+struct Remove(String);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = procq::remove(&self.0);
+    }
+}
+
+/// Creates a fresh queue with `maxsize` on `on`. Returns the first handle
+/// (it keeps a shared-memory queue alive) and what removes it.
+fn make<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
+    on: &On,
+    tag: &str,
+    maxsize: usize,
+) -> (Queue<T>, Remove) {
+    let loc = fresh(on, tag);
+    (Queue::open_or_create(&loc, maxsize).unwrap(), Remove(loc))
+}
+
+fn make_joinable(on: &On, tag: &str) -> (JoinableQueue<u64>, Remove) {
+    let loc = fresh(on, tag);
+    (JoinableQueue::open_or_create(&loc, 0).unwrap(), Remove(loc))
+}
+
+#[test]
+fn fifo_sizes_nowait_and_timeouts() {
+    each_backend(|on| {
+        let (q, _q_rm) = make::<u64>(on, "fifo", 3);
+        assert!(q.empty() && !q.full());
+        assert_eq!((q.maxsize(), q.capacity()), (3, Some(3)));
+        for i in 0..3 {
+            q.put(&i).unwrap();
+        }
+        assert_eq!(q.qsize(), 3);
+        assert!(q.full());
+        assert!(matches!(q.put_nowait(&9), Err(Error::Full)));
+        let t = Instant::now();
+        assert!(matches!(
+            q.put_timeout(&9, Duration::from_millis(150)),
+            Err(Error::Full)
+        ));
+        let e = t.elapsed();
+        assert!(
+            e >= Duration::from_millis(150) && e < Duration::from_secs(1),
+            "{e:?}"
+        );
+        assert_eq!(q.get().unwrap(), 0);
+        assert_eq!(q.get_nowait().unwrap(), 1);
+        assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), 2);
+        assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+        let t = Instant::now();
+        assert!(matches!(
+            q.get_deadline(Instant::now() + Duration::from_millis(150)),
+            Err(Error::Empty)
+        ));
+        let e = t.elapsed();
+        assert!(
+            e >= Duration::from_millis(150) && e < Duration::from_secs(1),
+            "{e:?}"
+        );
+        // Another handle (as another process would) sees the same queue.
+        let other = Queue::<u64>::open(q.name()).unwrap();
+        q.put(&7).unwrap();
+        assert_eq!(other.qsize(), 1);
+        assert_eq!(other.get().unwrap(), 7);
+    });
+}
+
+#[test]
+fn batches_keep_order_and_respect_maxsize() {
+    each_backend(|on| {
+        let (q, _q_rm) = make::<u64>(on, "batch", 0);
+        let items: Vec<u64> = (0..2500).collect();
+        q.put_many(&items).unwrap();
+        assert_eq!(q.qsize(), 2500);
+        let mut got = Vec::new();
+        while got.len() < 2500 {
+            got.extend(q.get_many_timeout(700, Duration::from_secs(2)).unwrap());
+        }
+        assert_eq!(got, items);
+        assert!(matches!(q.get_many_nowait(5), Err(Error::Empty)));
+
+        // A bounded queue takes a batch larger than maxsize as room frees.
+        let (b, _b_rm) = make::<u64>(on, "batch-bounded", 4);
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || b2.put_many(&(0..20).collect::<Vec<_>>()));
+        let mut got = Vec::new();
+        while got.len() < 20 {
+            assert!(b.qsize() <= 4);
+            got.extend(b.get_many_timeout(3, Duration::from_secs(5)).unwrap());
+        }
+        t.join().unwrap().unwrap();
+        assert_eq!(got, (0..20).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn blocked_get_and_put_are_woken_promptly_by_other_processes() {
+    each_backend(|on| {
+        let (q, _q_rm) = make::<u64>(on, "wake", 1);
+        let mut child = spawn("put_later", &[q.name(), "300", "42"]);
+        let t = Instant::now();
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 42);
+        let e = t.elapsed();
+        // Woken by the put, not by a periodic check (the backstop is 2 s).
+        assert!(e < Duration::from_millis(1300), "get woke after {e:?}");
+        wait_ok(&mut child, Duration::from_secs(10));
+
+        q.put(&1).unwrap();
+        let mut child = spawn("get_later", &[q.name(), "300"]);
+        let t = Instant::now();
+        q.put_timeout(&2, Duration::from_secs(10)).unwrap();
+        let e = t.elapsed();
+        assert!(e < Duration::from_millis(1300), "put woke after {e:?}");
+        wait_ok(&mut child, Duration::from_secs(10));
+        assert_eq!(q.get().unwrap(), 2);
+    });
+}
+
+#[test]
+fn close_wakes_this_handles_waiters_only() {
+    each_backend(|on| {
+        let (q, _q_rm) = make::<u64>(on, "close", 0);
+        let other = q.clone();
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = q.get_timeout(Duration::from_secs(10));
+                (r, t.elapsed(), q)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        // The waiter's handle is a clone: closing `q` does not close it.
+        q.close();
+        assert!(q.is_closed());
+        assert!(matches!(q.put(&1), Err(Error::Closed)));
+        assert!(matches!(q.get_nowait(), Err(Error::Closed)));
+        other.put(&5).unwrap();
+        let (r, e, _) = waiter.join().unwrap();
+        assert_eq!(r.unwrap(), 5);
+        assert!(e < Duration::from_secs(2), "{e:?}");
+    });
+}
+
+#[test]
+fn close_interrupts_a_blocked_call_on_the_same_handle() {
+    each_backend(|on| {
+        let (q, _rm) = make::<u64>(on, "close-same", 0);
+        let q = std::sync::Arc::new(q);
+        let t = std::thread::spawn({
+            let q = q.clone();
+            move || {
+                let start = Instant::now();
+                (q.get_timeout(Duration::from_secs(10)), start.elapsed())
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        q.close();
+        let (r, e) = t.join().unwrap();
+        assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+        assert!(
+            e < Duration::from_secs(2),
+            "close took {e:?} to wake the waiter"
+        );
+    });
+}
+
+#[test]
+fn many_processes_every_item_exactly_once_and_maxsize_never_exceeded() {
+    each_backend(|on| {
+        let (q, _q_rm) = make::<u64>(on, "mpmc", 5);
+        let (results, _results_rm) = make::<u64>(on, "mpmc-out", 0);
+        let producers: Vec<Child> = (0..3)
+            .map(|p| spawn("produce", &[q.name(), &(p * 1000).to_string(), "200"]))
+            .collect();
+        let consumers: Vec<Child> = (0..3)
+            .map(|_| spawn("consume", &[q.name(), results.name()]))
+            .collect();
+        // Watch the bound while everyone runs.
+        let mut max_seen = 0;
+        let start = Instant::now();
+        while results.qsize() < 600 && start.elapsed() < Duration::from_secs(30) {
+            max_seen = max_seen.max(q.qsize());
+        }
+        for mut c in producers {
+            wait_ok(&mut c, Duration::from_secs(30));
+        }
+        for _ in 0..3 {
+            q.put(&SENTINEL).unwrap();
+        }
+        for mut c in consumers {
+            wait_ok(&mut c, Duration::from_secs(30));
+        }
+        assert!(max_seen <= 5, "qsize reached {max_seen} > maxsize 5");
+        let want: Vec<u64> = (0..3).flat_map(|p| p * 1000..p * 1000 + 200).collect();
+        assert_eq!(drain(&results, 600), want);
+        assert!(results.empty() && q.empty());
+    });
+}
+
+#[test]
+fn joinable_join_waits_for_task_done_across_processes() {
+    each_backend(|on| {
+        let (q, _q_rm) = make_joinable(on, "join");
+        let (results, _results_rm) = make::<u64>(on, "join-out", 0);
+        q.put_many(&(0..100).collect::<Vec<_>>()).unwrap();
+        assert_eq!(q.unfinished_tasks().unwrap(), 100);
+        assert!(q.join_timeout(Duration::from_millis(100)).is_err());
+        let workers: Vec<Child> = (0..2)
+            .map(|_| spawn("work", &[q.name(), results.name()]))
+            .collect();
+        for _ in 0..2 {
+            q.put(&SENTINEL).unwrap();
+        }
+        q.join_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(q.unfinished_tasks().unwrap(), 0);
+        for mut w in workers {
+            wait_ok(&mut w, Duration::from_secs(30));
+        }
+        assert_eq!(drain(&results, 100), (0..100).collect::<Vec<_>>());
+        assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+    });
+}
+
+fn drain(results: &Queue<u64>, n: usize) -> Vec<u64> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(
+            results
+                .get_many_timeout(n, Duration::from_secs(20))
+                .unwrap(),
+        );
+    }
+    got.sort_unstable();
+    got
+}
+
+#[test]
+fn open_never_creates_and_open_or_create_does() {
+    each_backend(|on| {
+        let loc = fresh(on, "open-rule");
+        let _rm = Remove(loc.clone());
+        assert!(matches!(Queue::<u64>::open(&loc), Err(Error::NotFound(_))));
+        assert!(matches!(
+            JoinableQueue::<u64>::open(&loc),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(RawQueue::open(&loc), Err(Error::NotFound(_))));
+        // Looking did not create it either.
+        assert!(matches!(procq::stats(&loc), Err(Error::NotFound(_))));
+        let q = Queue::<u64>::open_or_create(&loc, 3).unwrap();
+        assert_eq!(Queue::<u64>::open(&loc).unwrap().maxsize(), 3);
+        assert_eq!(RawQueue::open_or_create(&loc, 3).unwrap().maxsize(), 3);
+        q.put(&1).unwrap();
+        assert_eq!(RawQueue::open(&loc).unwrap().qsize(), 1);
+        // The same rule for joinable queues, which must be joinable.
+        let jloc = fresh(on, "open-rule-j");
+        let _jrm = Remove(jloc.clone());
+        assert!(matches!(
+            JoinableQueue::<u64>::open(&jloc),
+            Err(Error::NotFound(_))
+        ));
+        let j = JoinableQueue::<u64>::open_or_create(&jloc, 0).unwrap();
+        assert!(JoinableQueue::<u64>::open(&jloc).is_ok());
+        assert!(matches!(
+            JoinableQueue::<u64>::open(&loc),
+            Err(Error::InvalidQueue { .. })
+        ));
+        drop(j);
+    });
+}
+
+#[test]
+fn a_join_that_runs_out_of_time_is_a_timeout() {
+    each_backend(|on| {
+        let (q, _rm) = make_joinable(on, "join-timeout");
+        q.put(&1).unwrap();
+        let t = Instant::now();
+        assert!(matches!(
+            q.join_timeout(Duration::from_millis(100)),
+            Err(Error::Timeout)
+        ));
+        assert!(
+            t.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(matches!(
+            q.join_deadline(Instant::now()),
+            Err(Error::Timeout)
+        ));
+        let raw = RawQueue::open(q.name()).unwrap();
+        assert!(matches!(
+            raw.join_timeout(Duration::from_millis(10)),
+            Err(Error::Timeout)
+        ));
+        assert_eq!(q.get().unwrap(), 1);
+        q.task_done().unwrap();
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+        raw.join_deadline(Instant::now() + Duration::from_secs(5))
+            .unwrap();
+    });
+}
+
+/// An encoding no `u64` has: a varint that never ends.
+const NOT_A_U64: &[u8] = &[0xff; 11];
+
+#[test]
+fn an_undecodable_item_is_reported_once_and_never_blocks_the_queue() {
+    each_backend(|on| {
+        let (q, _rm) = make::<u64>(on, "undecodable", 0);
+        let raw = RawQueue::open(q.name()).unwrap();
+        raw.put(NOT_A_U64).unwrap();
+        q.put(&7).unwrap();
+        assert!(matches!(q.get_nowait(), Err(Error::Codec(_))));
+        assert_eq!(q.get_nowait().unwrap(), 7);
+        // In a batch: the items before it come back, it ends the batch, the
+        // next call reports it, the one after gets the rest.
+        q.put(&1).unwrap();
+        raw.put(NOT_A_U64).unwrap();
+        q.put(&2).unwrap();
+        assert_eq!(q.get_many_nowait(10).unwrap(), [1]);
+        assert!(matches!(q.get_many_nowait(10), Err(Error::Codec(_))));
+        assert_eq!(q.get_many_nowait(10).unwrap(), [2]);
+        assert!(q.empty());
+    });
+}
+
+#[test]
+fn an_undecodable_task_counts_as_done() {
+    each_backend(|on| {
+        let (q, _rm) = make_joinable(on, "undecodable-task");
+        RawQueue::open(q.name()).unwrap().put(NOT_A_U64).unwrap();
+        q.put(&5).unwrap();
+        assert_eq!(q.unfinished_tasks().unwrap(), 2);
+        assert!(matches!(
+            q.get_timeout(Duration::from_secs(5)),
+            Err(Error::Codec(_))
+        ));
+        assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 5);
+        q.task_done().unwrap();
+        // The caller never got the bad item, so it never finishes it.
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+        assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+    });
+}
+
+#[test]
+fn raw_queues_have_every_form_of_waiting() {
+    each_backend(|on| {
+        let loc = fresh(on, "raw-forms");
+        let _rm = Remove(loc.clone());
+        let q = RawQueue::open_or_create(&loc, 2).unwrap();
+        q.put(b"a").unwrap();
+        q.put_deadline(b"b", Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        assert!(matches!(q.put_nowait(b"c"), Err(Error::Full)));
+        assert!(matches!(
+            q.put_timeout(b"c", Duration::from_millis(20)),
+            Err(Error::Full)
+        ));
+        assert!(matches!(
+            q.put_deadline(b"c", Instant::now() + Duration::from_millis(20)),
+            Err(Error::Full)
+        ));
+        assert_eq!(q.get_many(1).unwrap(), [b"a".to_vec()]);
+        assert_eq!(
+            q.get_many_deadline(5, Instant::now() + Duration::from_secs(5))
+                .unwrap(),
+            [b"b".to_vec()]
+        );
+        assert!(matches!(q.get_many_nowait(5), Err(Error::Empty)));
+        assert!(matches!(
+            q.get_many_timeout(5, Duration::from_millis(20)),
+            Err(Error::Empty)
+        ));
+        assert!(matches!(
+            q.get_deadline(Instant::now() + Duration::from_millis(20)),
+            Err(Error::Empty)
+        ));
+        q.put_many([b"x".as_slice(), b"y"]).unwrap();
+        assert_eq!(q.get().unwrap(), b"x");
+        assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), b"y");
+    });
+}
+
+#[test]
+fn display_and_debug_never_show_a_password() {
+    each_backend(|on| {
+        let (q, _rm) = make::<u64>(on, "shown", 0);
+        let shown = q.address().to_string();
+        assert_eq!(shown, q.display_name());
+        assert!(format!("{q:?}").contains(&*q.display_name()));
+        if let On::Redis(base) = on {
+            // The same server with a password a Redis user may carry: the
+            // name keeps it (another process needs it), nothing shown does.
+            let url = base.replacen("://", "://user:hunter2@", 1) + "/x";
+            let address: procq::Address = url.parse().unwrap();
+            assert_eq!(address.as_str(), url);
+            assert!(!address.to_string().contains("hunter2"));
+            assert!(!format!("{address:?}").contains("hunter2"));
+        }
+    });
+}

@@ -149,6 +149,10 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
 
     /// [`new`](Self::new) then [`start`](Self::start).
     ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    ///
     /// ```
     /// fn square(x: u64) -> u64 { x * x }
     ///
@@ -247,9 +251,12 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
 
     /// Starts the child. Returns once it exists; it runs concurrently.
     ///
-    /// Errors: [`ProcessError::NotInitialized`] if [`init`] was not called,
-    /// [`ProcessError::AlreadyStarted`], an encoding error of the arguments,
-    /// or the OS's refusal to create the process.
+    /// # Errors
+    ///
+    /// [`ProcessError::NotInitialized`] if [`init`] was not called,
+    /// [`ProcessError::AlreadyStarted`], [`ProcessError::Codec`] if the
+    /// arguments do not encode, or [`ProcessError::Io`] if the OS refuses
+    /// to create the process.
     ///
     /// ```
     /// fn f() {}
@@ -524,6 +531,11 @@ impl<R> Process<R> {
     /// Sends SIGTERM (Python's `p.terminate()`); a child that has already
     /// exited is left alone. Join afterwards to reap it.
     ///
+    /// # Errors
+    ///
+    /// [`ProcessError::NotStarted`]; [`ProcessError::Io`] if the signal
+    /// cannot be sent.
+    ///
     /// ```
     /// fn idle() { std::thread::sleep(std::time::Duration::from_secs(60)) }
     ///
@@ -541,6 +553,10 @@ impl<R> Process<R> {
 
     /// Sends SIGKILL (Python's `p.kill()`); a child that has already exited
     /// is left alone. Join afterwards to reap it.
+    ///
+    /// # Errors
+    ///
+    /// As [`terminate`](Self::terminate).
     ///
     /// ```
     /// fn idle() { std::thread::sleep(std::time::Duration::from_secs(60)) }
@@ -575,7 +591,9 @@ impl<R: DeserializeOwned> Process<R> {
     /// Waits for the child to exit and returns its target's return value
     /// (Python's `p.join()`, which however does not report failures).
     ///
-    /// Errors carry what happened in the child: [`ProcessError::Panicked`]
+    /// # Errors
+    ///
+    /// They carry what happened in the child: [`ProcessError::Panicked`]
     /// with the panic message, [`ProcessError::Exited`] with a non-zero exit
     /// code, [`ProcessError::Signaled`] with the signal, and
     /// [`ProcessError::NotDispatched`] if the child's `main` never ran the
@@ -601,6 +619,10 @@ impl<R: DeserializeOwned> Process<R> {
     /// the child still runs after `timeout` (it keeps running; join again or
     /// kill it).
     ///
+    /// # Errors
+    ///
+    /// [`ProcessError::Timeout`], and those of [`join`](Self::join).
+    ///
     /// ```
     /// use std::time::Duration;
     /// fn idle() { std::thread::sleep(Duration::from_secs(60)) }
@@ -620,6 +642,10 @@ impl<R: DeserializeOwned> Process<R> {
     }
 
     /// [`join`](Self::join) until a deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](Self::join_timeout).
     ///
     /// ```
     /// use std::time::{Duration, Instant};

@@ -150,6 +150,21 @@ impl Builder {
     }
 
     /// Creates a [`Queue<T>`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a name or URL that is not valid;
+    /// [`Error::AlreadyExists`] if a shared-memory queue of that name
+    /// exists; [`Error::Io`] if the segment cannot be made (a full
+    /// `/dev/shm`). On Redis, [`Error::InvalidQueue`] for an existing queue
+    /// of another kind or bound, and [`Error::Redis`] if the server cannot
+    /// be reached.
+    ///
+    /// ```
+    /// let q = procq::Builder::new().maxsize(2).build::<String>()?;
+    /// assert_eq!(q.maxsize(), 2);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
     pub fn build<T: Serialize + DeserializeOwned + 'static>(&self) -> Result<Queue<T>> {
         Ok(Queue::from_raw(
             self.create(Kind::Queue, codec::fingerprint::<T>())?,
@@ -157,6 +172,15 @@ impl Builder {
     }
 
     /// Creates a [`JoinableQueue<T>`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a name or URL that is not valid;
+    /// [`Error::AlreadyExists`] if a shared-memory queue of that name
+    /// exists; [`Error::Io`] if the segment cannot be made (a full
+    /// `/dev/shm`). On Redis, [`Error::InvalidQueue`] for an existing queue
+    /// of another kind or bound, and [`Error::Redis`] if the server cannot
+    /// be reached.
     ///
     /// ```
     /// let q = procq::Builder::new().maxsize(8).build_joinable::<u32>()?;
@@ -176,6 +200,10 @@ impl Builder {
 
     /// Creates an untyped [`RawQueue`] of byte strings.
     ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    ///
     /// ```
     /// let q = procq::Builder::new().build_raw()?;
     /// q.put(b"abc")?;
@@ -189,6 +217,10 @@ impl Builder {
     /// Creates an untyped joinable queue: a [`RawQueue`] whose `get`s count
     /// as tasks (finish them with [`RawQueue::task_done`]); any typed
     /// [`JoinableQueue<T>`] can open it.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
     ///
     /// ```
     /// let q = procq::Builder::new().build_raw_joinable()?;

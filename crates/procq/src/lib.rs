@@ -68,10 +68,19 @@
 //! }
 //! ```
 //!
-//! Linux only for now; the OS-specific parts are in `shm` (segments),
-//! `sigbus` (surviving truncated segments), `sync` (futex lock and event
-//! counts) and `liveness` (file locks), and in `procq-process`'s `entry`
-//! (how a `Process` child finds its target).
+//! # Where things are
+//!
+//! Each backend sits behind one seam, `backend/mod.rs`, which holds every
+//! `match` on where a queue lives (its module docs draw the module graph):
+//! shared memory in `backend/shm/`, Redis in `redis/` (the `redis`
+//! feature). Above it, [`RawQueue`] holds the backend and [`Queue`] and
+//! [`JoinableQueue`] encode and decode; [`Address`] is the one place that
+//! tells a name from a URL.
+//!
+//! Linux only for now; the OS-specific parts are in `backend/shm/`:
+//! `segment` (segments), `sigbus` (surviving truncated segments), `sync`
+//! (futex lock and event counts) and `liveness` (file locks), and in
+//! `procq-process`'s `entry` (how a `Process` child finds its target).
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -20,25 +20,32 @@
 //!
 //! # Module graph
 //!
-//! Imports only go down this list (tests aside):
+//! Each file imports only files below it (test modules aside; `lib.rs`
+//! only declares and re-exports):
 //!
 //! ```text
-//! lib.rs                      crate docs and re-exports
-//! queue.rs, joinable.rs       typed handles: encode and decode (codec), call RawQueue
-//! builder.rs                  Builder: creates through Backend
-//! raw.rs                      RawQueue: the one holder of a Backend
-//! inspect.rs                  stats/list/remove/collect_garbage on an Address
-//! backend/mod.rs              Backend, every dispatch
-//!   backend/shm/…             shared memory (see its module docs)
-//!   redis/…                   Redis (feature `redis`)
-//! address.rs                  Address: names and URLs, checked once
-//! codec.rs                    items to bytes (postcard)
-//! block.rs, kind.rs, stats.rs the vocabulary every backend speaks
-//! error.rs                    Error
+//! builder.rs             Builder            -> joinable, queue, raw
+//! joinable.rs            JoinableQueue<T>   -> queue
+//! queue.rs               Queue<T>           -> raw, codec
+//! raw.rs, inspect.rs     RawQueue; stats/list/remove/collect_garbage
+//!                                           -> backend, address
+//! backend/mod.rs         Backend: every dispatch
+//!                                           -> backend/shm, redis, address
+//!   backend/shm/mod.rs   Handle             -> attach, ops, inspect
+//!     attach, ops        attaching; operations   -> wait, locked
+//!     inspect, wait      read-outs; waiting      -> locked
+//!     locked             the lock held          -> shared
+//!     shared             Shared             -> layout, liveness, segment, ring
+//!     segment            segments           -> sigbus, address (name rules)
+//!     liveness, layout   -> sync, ring;  sigbus, sync, ring: leaves
+//! address.rs             Address            -> redis (its URL parser)
+//! redis/mod.rs           RedisQueue (feature `redis`)
+//! codec.rs, stats.rs, block.rs, kind.rs, error.rs: the vocabulary, leaves
 //! ```
 //!
-//! `fuzzing.rs` (the fuzz targets' entry points) sits beside `lib.rs`: it
-//! drives the public API and pokes at `backend::shm::layout`.
+//! `fuzzing.rs` (`procq::__fuzzing`, feature `testing`) sits beside
+//! `lib.rs`: it drives the public API and writes `backend::shm::layout`
+//! offsets.
 
 pub(crate) mod shm;
 

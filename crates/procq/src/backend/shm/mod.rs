@@ -9,18 +9,18 @@
 //!
 //! ```text
 //! mod.rs      Handle: one handle; fork-safe re-attach; what Backend calls
-//! inspect.rs  read-outs, removal, garbage collection
-//! ops.rs      put, get, task_done, join, remove (on an attachment)
-//! wait.rs     Waiter: spin, then sleep on an event count
 //! attach.rs   create, open, inspect, detach; the per-process registry
+//! ops.rs      put, get, task_done, join, remove (on an attachment)
+//! inspect.rs  read-outs, removal, garbage collection
+//! wait.rs     Waiter: spin, then sleep on an event count
 //! locked.rs   the lock held: recovery, commit, journal, ring edits
 //! shared.rs   Shared: one attachment's fields and shared checks
 //! liveness.rs liveness tokens (open-file-description locks)
 //! layout.rs   the header: identity, lock, state cells, slots, tokens
-//! ring.rs     the ring buffer of records (pure arithmetic, proptested)
-//! sync.rs     the robust futex lock and futex event counts
 //! segment.rs  named segments: open, map, reserve, release, unlink
 //! sigbus.rs   surviving the truncation of a mapped file
+//! ring.rs     the ring buffer of records (pure arithmetic, proptested)
+//! sync.rs     the robust futex lock and futex event counts
 //! ```
 //!
 //! Porting to another OS means replacing `segment`, `sigbus`, `sync` and

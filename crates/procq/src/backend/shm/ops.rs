@@ -1,6 +1,6 @@
-//! The queue operations on an attachment: put, get, task accounting,
-//! join, and removal. Each takes the lock (see `locked`), tries, and waits
-//! (see `wait`) until it can or its deadline passes.
+//! The queue operations on an attachment: put, get, task accounting and
+//! join. Each takes the lock (see `locked`), tries, and waits (see `wait`)
+//! until it can or its deadline passes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -205,36 +205,5 @@ impl Shared {
         h.items.bump();
         h.space.bump();
         h.done.bump();
-    }
-
-    /// Reclaims dead processes' slots; removes the queue if nobody live
-    /// uses it and it is not persistent. Returns whether it was removed.
-    pub(crate) fn collect_if_orphaned(&self) -> Result<bool> {
-        let mut g = self.lock()?;
-        g.sweep();
-        let h = self.header();
-        let persistent = h.flags.load(Ordering::Relaxed) & FLAG_PERSISTENT != 0;
-        if persistent || h.slots.iter().any(|s| s.pid.load(Ordering::Relaxed) != 0) {
-            return Ok(false);
-        }
-        g.retire_name()
-    }
-
-    /// Removes the queue's name (`procq::remove`), whoever uses it, if the
-    /// name still refers to this segment; flags the segment as removed so
-    /// that racing `open`s refuse it. Returns whether the name was removed
-    /// (`false`: it was gone, or names a queue created since).
-    pub(crate) fn remove(&self) -> Result<bool> {
-        // A queue whose lock cannot be taken (corrupt, or its memory gone)
-        // is removed all the same: the lock only orders this against other
-        // procq removals of the same segment.
-        let _g = self.lock().ok();
-        let h = self.header();
-        // Unlike the last detacher and `collect_garbage`, an explicit remove
-        // also finishes a removal that flagged the segment but did not get
-        // to unlink it: the name was looked up and checked just now.
-        let removed = self.seg.unlink_if_same(&self.name)?;
-        h.unlinked.store(1, Ordering::Relaxed);
-        Ok(removed)
     }
 }

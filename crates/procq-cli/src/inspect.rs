@@ -475,12 +475,26 @@ pub(crate) fn rm(name: &str, force: bool, if_exists: bool) -> Result<(), Failure
         println!("removed {}", shown(name));
         return Ok(());
     }
-    let s = stats_or_fail(name)?;
-    if s.attached_processes > 0 && !force {
-        return Err(Failure::op(format!(
-            "queue {name:?} is in use by {} live process(es); use --force to remove it anyway",
-            s.attached_processes
-        )));
+    if !force {
+        // Only the in-use check needs the queue's lock: --force skips it, so
+        // that a queue whose lock is wedged (holder stopped) can be removed.
+        let s = match stats_or_fail(name) {
+            Err(_) if matches!(procq::stats(name), Err(procq::Error::LockBusy { .. })) => {
+                return Err(Failure::op(format!(
+                    "queue {name:?} is locked by a live process that does not let go \
+                     (stopped?); use --force to remove it anyway"
+                )))
+            }
+            other => other?,
+        };
+        if s.attached_processes > 0 {
+            return Err(Failure::op(format!(
+                "queue {name:?} is in use by {} live process(es); use --force to remove it anyway",
+                s.attached_processes
+            )));
+        }
+    } else if !is_url(name) {
+        procq::validate_name(name)?;
     }
     procq::remove(name)?;
     println!("removed {name}");
@@ -488,17 +502,29 @@ pub(crate) fn rm(name: &str, force: bool, if_exists: bool) -> Result<(), Failure
 }
 
 pub(crate) fn gc(dry_run: bool) -> Result<(), Failure> {
-    let removed = if dry_run {
-        procq::list()?
-            .into_iter()
-            .filter(|n| procq::stats(n).is_ok_and(|s| s.attached_processes == 0 && !s.persistent))
-            .collect()
+    let (removed, skipped) = if dry_run {
+        let mut removed = Vec::new();
+        let mut skipped = Vec::new();
+        for name in procq::list()? {
+            match procq::stats(&name) {
+                Ok(s) if s.attached_processes == 0 && !s.persistent => removed.push(name),
+                Ok(_) => {}
+                Err(e) => skipped.push((name, e)),
+            }
+        }
+        (removed, skipped)
     } else {
-        procq::collect_garbage()?
+        let report = procq::collect_garbage_report()?;
+        (report.removed, report.skipped)
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     for name in &removed {
         println!("{verb} {name}");
+    }
+    // Queues gc could not look into (another user's, a wedged lock, not a
+    // procq segment) were left alone: say which and why, then go on.
+    for (name, why) in &skipped {
+        eprintln!("procq gc: skipped {name}: {why}");
     }
     if removed.is_empty() {
         println!("no orphaned queues");

@@ -247,9 +247,12 @@ pub(crate) fn shown(name: &str) -> String {
 impl From<procq::Error> for Failure {
     fn from(e: procq::Error) -> Failure {
         match e {
+            // A queue another user owns (or a symlink in its place) is
+            // refused like a bad name: exit 2, nothing was touched.
             procq::Error::NotFound(_)
             | procq::Error::InvalidName { .. }
-            | procq::Error::AlreadyExists(_) => Failure::usage(e.to_string()),
+            | procq::Error::AlreadyExists(_)
+            | procq::Error::PermissionDenied { .. } => Failure::usage(e.to_string()),
             _ => Failure::op(e.to_string()),
         }
     }

@@ -107,6 +107,8 @@ fn another_users_queue_is_refused_with_exit_2_and_left_alone() {
             text(&out.stderr)
         );
     }
+    let (out, _) = procq(&["ls"]);
+    assert!(out.status.success(), "ls: {}", text(&out.stderr));
     let (out, _) = procq(&["gc"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -164,6 +166,11 @@ fn a_queue_locked_by_a_stopped_process_never_hangs_the_command() {
         "{}",
         text(&out.stderr)
     );
+
+    let (out, took) = procq(&["ls"]);
+    assert!(out.status.success(), "ls: {}", text(&out.stderr));
+    assert!(took < limit, "ls took {took:?}");
+    assert!(text(&out.stdout).contains(&name), "{}", text(&out.stdout));
 
     let (out, took) = procq(&["gc"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

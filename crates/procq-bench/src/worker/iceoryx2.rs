@@ -17,7 +17,7 @@ use std::time::Duration;
 use iceoryx2::port::update_connections::UpdateConnections;
 use iceoryx2::prelude::*;
 
-use super::{expect_echo, linger, monotonic_ns, ping_pong, say, wait_go, Result};
+use super::protocol::{expect_echo, linger, monotonic_ns, ping_pong, say, wait_go, Result};
 use crate::item::Item;
 
 /// An iceoryx2 node whose files carry the running suite's own prefix

@@ -7,7 +7,7 @@
 
 use ipmpsc::{Receiver, Sender, SharedRingBuffer};
 
-use super::{expect_echo, monotonic_ns, ping_pong, say, wait_go, Bincode, Result};
+use super::protocol::{expect_echo, monotonic_ns, ping_pong, say, wait_go, Bincode, Result};
 use crate::item::Item;
 
 /// Size of an ipmpsc ring holding `bound` items of this kind.

@@ -19,35 +19,28 @@
 //! Anything else a worker has to say goes to stderr, and a failing worker
 //! exits with status 1, which the parent reports as the case's error.
 
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc_channel::ipc::{self, IpcBytesSender, IpcOneShotServer, IpcSender};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::item::Item;
-use crate::stats::LatencySummary;
 
 #[cfg(feature = "iceoryx2")]
 mod iceoryx2;
 #[cfg(feature = "ipmpsc")]
 mod ipmpsc;
+mod protocol;
 #[cfg(feature = "iceoryx2")]
 pub(crate) use self::iceoryx2::iceoryx2_prefix;
-
-/// How an ipmpsc worker encodes `Vec<u8>` items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Bincode {
-    /// serde's generic sequence: one `u8` at a time.
-    Generic,
-    /// `serde_bytes`: the bytes as one block.
-    Bytes,
-}
+use self::protocol::{expect_echo, ping_pong, say, wait_go, Result};
+pub(crate) use self::protocol::{monotonic_ns, Bincode};
 
 /// First command-line argument that turns the benchmark binary into a
 /// worker process. Any binary that runs the suite (`procq-bench`, or the
@@ -215,63 +208,6 @@ pub(crate) enum Role {
         warmup: u64,
         round_trips: u64,
     },
-}
-
-/// Nanoseconds on `CLOCK_MONOTONIC`, comparable across processes (the
-/// clock `Instant` uses on Linux, but as a plain number).
-pub(crate) fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T> = std::result::Result<T, BoxError>;
-
-/// Set once this worker has reported `done`.
-static FINISHED: AtomicBool = AtomicBool::new(false);
-
-fn say(line: &str) -> Result<()> {
-    if line.starts_with("done") {
-        FINISHED.store(true, Ordering::SeqCst);
-    }
-    let mut out = io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
-}
-
-/// Waits for the parent's `go` line, then watches stdin: it closes early
-/// only if the parent gave up on this run or died, and then a worker blocked
-/// in a `get` must not linger (holding a queue) forever.
-fn wait_go() -> Result<()> {
-    let mut line = String::new();
-    io::stdin().lock().read_line(&mut line)?;
-    if line.trim() != "go" {
-        return Err(format!("expected \"go\" from the parent, got {line:?}").into());
-    }
-    std::thread::spawn(|| {
-        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-        if !FINISHED.load(Ordering::SeqCst) {
-            eprintln!("procq-bench worker: the parent went away; stopping");
-            std::process::exit(1);
-        }
-        RELEASED.store(true, Ordering::SeqCst);
-    });
-    Ok(())
-}
-
-/// Set when the parent closed this worker's stdin after its `done`.
-static RELEASED: AtomicBool = AtomicBool::new(false);
-
-/// After `done`: waits until the parent lets go (it closes stdin once
-/// every consumer has reported), for senders whose undelivered items
-/// would vanish with them (an iceoryx2 publisher takes its data segment
-/// along when it goes).
-#[cfg_attr(not(feature = "iceoryx2"), allow(dead_code))]
-fn linger() {
-    while !RELEASED.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn run(role: Role) -> Result<()> {
@@ -465,36 +401,6 @@ fn run_peer(role: Role) -> Result<()> {
         )
         .into()),
     }
-}
-
-fn expect_echo(sent: u64, got: u64) -> Result<()> {
-    if sent != got {
-        return Err(format!("ping {sent} answered with {got}").into());
-    }
-    Ok(())
-}
-
-/// Times `round_trips` calls of `once` after `warmup` untimed ones and
-/// prints the percentiles on the `done` line.
-fn ping_pong(warmup: u64, round_trips: u64, mut once: impl FnMut(u64) -> Result<()>) -> Result<()> {
-    for i in 0..warmup {
-        once(i)?;
-    }
-    let mut samples = Vec::with_capacity(round_trips as usize);
-    for i in 0..round_trips {
-        let t = Instant::now();
-        once(warmup + i)?;
-        samples.push(t.elapsed().as_nanos() as u64);
-    }
-    let s = LatencySummary::from_samples(&mut samples);
-    say(&format!(
-        "done {} {} {} {} {}",
-        monotonic_ns(),
-        s.p50_ns,
-        s.p99_ns,
-        s.p999_ns,
-        s.max_ns
-    ))
 }
 
 fn procq_produce<T: Serialize + DeserializeOwned + 'static>(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use procq::{Process, Queue};
 
-use crate::Failure;
+use crate::failure::Failure;
 
 /// The article's worker: take the ball, work, put it back incremented.
 fn increment_worker(queue: Queue<u64>, loops: u64) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::{is_url, shown, Failure};
+use crate::failure::Failure;
 
 /// One queue as `ls`/`stat` show it. Field names are the stable JSON keys.
 #[derive(Serialize)]
@@ -569,4 +569,16 @@ pub(crate) fn create(name: &str, maxsize: usize, joinable: bool) -> Result<(), F
     }
     println!("created {name} (persistent; remove with: procq rm {name})");
     Ok(())
+}
+
+/// Whether `name` is a Redis queue (or server) URL rather than a
+/// shared-memory queue name (the core's `Address` decides).
+pub(crate) fn is_url(name: &str) -> bool {
+    procq::Address::is_url(name)
+}
+
+/// `name` fit for output: a URL's password replaced by `***` (the core's
+/// `Address` shows queues the same way).
+pub(crate) fn shown(name: &str) -> String {
+    procq::Address::redact(name).into_owned()
 }

@@ -10,6 +10,7 @@
 //! password.
 
 mod demo;
+mod failure;
 mod inspect;
 mod pipe;
 mod shell;
@@ -208,62 +209,6 @@ enum Command {
     Man,
 }
 
-/// A failed command: its exit code and the message for stderr.
-pub(crate) struct Failure {
-    code: u8,
-    message: String,
-}
-
-impl Failure {
-    /// Exit 1: the operation failed.
-    pub(crate) fn op(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 1,
-            message: message.into(),
-        }
-    }
-
-    /// Exit 2: bad usage or no such queue.
-    pub(crate) fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 2,
-            message: message.into(),
-        }
-    }
-}
-
-/// Whether `name` is a Redis queue (or server) URL rather than a
-/// shared-memory queue name (the core's `Address` decides).
-pub(crate) fn is_url(name: &str) -> bool {
-    procq::Address::is_url(name)
-}
-
-/// `name` fit for output: a URL's password replaced by `***` (the core's
-/// `Address` shows queues the same way).
-pub(crate) fn shown(name: &str) -> String {
-    procq::Address::redact(name).into_owned()
-}
-
-impl From<procq::Error> for Failure {
-    fn from(e: procq::Error) -> Failure {
-        match e {
-            // A queue another user owns (or a symlink in its place) is
-            // refused like a bad name: exit 2, nothing was touched.
-            procq::Error::NotFound(_)
-            | procq::Error::InvalidName { .. }
-            | procq::Error::AlreadyExists(_)
-            | procq::Error::PermissionDenied { .. } => Failure::usage(e.to_string()),
-            _ => Failure::op(e.to_string()),
-        }
-    }
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Failure {
-        Failure::op(e.to_string())
-    }
-}
-
 fn main() -> ExitCode {
     // A re-executed child of `procq demo` runs its target here and exits;
     // so does a worker of `procq bench`.
@@ -331,8 +276,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("procq: {}", f.message);
-            ExitCode::from(f.code)
+            eprintln!("procq: {}", f.message());
+            ExitCode::from(f.code())
         }
     }
 }

@@ -16,7 +16,7 @@
 use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
-use crate::Failure;
+use crate::failure::Failure;
 
 /// How items are cut out of stdin (`put`) and written to stdout (`get`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

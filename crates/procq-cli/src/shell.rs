@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::CommandFactory;
 
-use crate::Failure;
+use crate::failure::Failure;
 
 /// The shells `procq completions` writes scripts for.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]

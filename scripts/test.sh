@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, lints, the Rust workspace
-# (unit, integration, doc and example tests), then each extra suite in
+# Runs every test of the project: formatting, lints, import cycles, API
+# docs, the Rust workspace (unit, integration, doc and example tests), then each extra suite in
 # scripts/test.d/ (Python bindings, Redis backend, benchmark smoke run, ...).
 # Each extra suite installs what it needs (pip packages, Debian packages).
 #
@@ -19,11 +19,23 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "import cycles (scripts/module-graph.py)"
+if command -v python3 >/dev/null; then
+    python3 scripts/module-graph.py --check crates/*
+else
+    echo "python3 not found: the module graph is checked by the Python suite's machine"
+fi
+
 step "cargo clippy"
 # The workspace build has the core's `redis` feature on (the procq command
 # enables it); lint the core without it too. 50-redis.sh lints `redis-tls`.
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo clippy -p procq --all-targets --quiet -- -D warnings
+
+step "cargo doc (workspace, warnings are errors)"
+# Broken intra-doc links and stray HTML in doc comments fail here, as
+# they would on docs.rs.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "cargo test (workspace)"
 cargo test --workspace --quiet 2>&1 | tee target/test-rust.log

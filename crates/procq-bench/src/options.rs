@@ -16,12 +16,12 @@ pub struct Options {
     /// A few thousand items per case, one run each: seconds in total.
     pub quick: bool,
     /// Only cases whose id contains this substring (ids look like
-    /// `throughput/procq/1p1c/8B/bounded`; see [`case_ids`]).
+    /// `throughput/procq/1p1c/8B/bounded`; see [`case_ids`](crate::case_ids)).
     pub filter: Option<String>,
     /// Measured runs per case (median reported); default 1 quick, 3 full.
     pub runs: Option<usize>,
     /// Binary to re-execute for worker processes; default the running one,
-    /// which must call [`run_worker_if_requested`] first thing in `main`.
+    /// which must call [`run_worker_if_requested`](crate::run_worker_if_requested) first thing in `main`.
     pub worker_exe: Option<PathBuf>,
 }
 
@@ -67,7 +67,7 @@ pub enum Progress {
         /// Headline figure, e.g. `2.31 M items/s`.
         summary: String,
     },
-    /// A case failed (also recorded in [`Report::errors`]).
+    /// A case failed (also recorded in [`Report::errors`](crate::Report::errors)).
     Failed {
         /// Case id.
         case: String,

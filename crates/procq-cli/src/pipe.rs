@@ -74,7 +74,7 @@ fn seconds(timeout: Option<f64>) -> Result<Option<Duration>, Failure> {
     }
 }
 
-/// Puts `data` as one String/Vec<u8>-encoded item; `done` items went in
+/// Puts `data` as one `String`/`Vec<u8>`-encoded item; `done` items went in
 /// before it (for the timeout message).
 fn put_one(
     q: &procq::RawQueue,
@@ -128,7 +128,7 @@ pub(crate) fn put(
     }
 }
 
-/// The payload of a String/Vec<u8>-encoded item, or why it is not one.
+/// The payload of a `String`/`Vec<u8>`-encoded item, or why it is not one.
 fn decode(record: &[u8]) -> Result<&[u8], String> {
     match postcard::take_from_bytes::<usize>(record) {
         Ok((len, rest)) if len == rest.len() => Ok(rest),

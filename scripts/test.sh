@@ -23,7 +23,7 @@ step "import cycles (scripts/module-graph.py)"
 if command -v python3 >/dev/null; then
     python3 scripts/module-graph.py --check crates/*
 else
-    echo "python3 not found: the module graph is checked by the Python suite's machine"
+    echo "skipped: needs python3"
 fi
 
 step "cargo clippy"
@@ -36,6 +36,14 @@ step "cargo doc (workspace, warnings are errors)"
 # Broken intra-doc links and stray HTML in doc comments fail here, as
 # they would on docs.rs.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "cargo package --list (procq, procq-process)"
+# The crates meant for crates.io must package cleanly (metadata, license
+# files, readme); nothing is published.
+out=$(cargo package -p procq -p procq-process --list --allow-dirty 2>&1)
+if grep -E '^(warning|error)' <<<"$out"; then
+    exit 1
+fi
 
 step "cargo test (workspace)"
 cargo test --workspace --quiet 2>&1 | tee target/test-rust.log

@@ -2,7 +2,7 @@
 """Draws the module graph of a crate from its `use` statements and paths.
 
     scripts/module-graph.py crates/procq            # layers, then any cycle
-    scripts/module-graph.py --edges crates/procq    # every edge, for review
+    scripts/module-graph.py --edges crates/procq    # each module and what it uses, top down
     scripts/module-graph.py --check crates/*        # exit 1 if a cycle exists
 
 A module is a source file (`foo.rs` or `foo/mod.rs` is `foo`, `foo/bar.rs`
@@ -293,15 +293,17 @@ def main():
                     print(f"    {name(v)} -> {', '.join(back)}")
             continue
         print(f"# {crate}: {len(mods)} modules")
-        if show_edges:
-            for v in sorted(edges, key=name):
-                print(f"{name(v)} -> {', '.join(sorted(name(w) for w in edges[v])) or '(nothing)'}")
         level, node = layers(edges, cycles)
         by = {}
         for v in edges:
             by.setdefault(level[node(v)], []).append(v)
         for k in sorted(by, reverse=True):
-            print(f"layer {k}: " + ", ".join(sorted(name(v) for v in by[k])))
+            if show_edges:
+                for v in sorted(by[k], key=name):
+                    uses = sorted(edges[v], key=lambda w: (-level[node(w)], name(w)))
+                    print(f"{k:>2}  {name(v):<28} -> {', '.join(name(w) for w in uses) or '-'}")
+            else:
+                print(f"layer {k}: " + ", ".join(sorted(name(v) for v in by[k])))
         for c in cycles:
             print("CYCLE: " + " <-> ".join(name(v) for v in sorted(c)))
         print()

@@ -5,7 +5,7 @@
 # that it printed the tables and wrote a complete JSON report and an SVG
 # chart.
 # Figures from this run are not measurements (debug build, few items); see
-# the README's "Performance" section for how to measure.
+# docs/performance.md for how to measure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -117,3 +117,9 @@ pub use procq_process::{init, test_support, Process, ProcessError, StartMethod, 
 pub use queue::Queue;
 pub use raw::RawQueue;
 pub use stats::Stats;
+
+/// The README's Rust examples, compiled and run as doc tests (so that the
+/// quickstart a newcomer copies always works).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -17,7 +17,7 @@ use crate::stats::Stats;
 ///
 /// A typed [`Queue<T>`](crate::Queue) stores the postcard encoding of each
 /// item; a `RawQueue` can read and write those bytes too (for `Vec<u8>` and
-/// `String` that is a varint length followed by the data, see the README).
+/// `String` that is a varint length followed by the data, see docs/design.md).
 ///
 /// The blocking calls come in the same four forms as on `Queue`: wait as
 /// long as it takes (`put`), at most a timeout (`put_timeout`), until a

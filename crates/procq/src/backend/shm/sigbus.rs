@@ -37,7 +37,7 @@
 //! nobody, and the other processes that use the segment take their own
 //! faults and fail the same way. It is unmapped with the segment.
 //!
-//! Limits (also in the README): a program that installs its own `SIGBUS`
+//! Limits (also in docs/guarantees.md): a program that installs its own `SIGBUS`
 //! handler after procq and does not pass procq's faults on, or that blocks
 //! `SIGBUS` in the faulting thread, still dies; so does a process whose
 //! `mmap` of the replacement memory fails (address-space or overcommit

@@ -14,7 +14,17 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the one before it took (CI time is budgeted).
+step_name=
+step_start=$SECONDS
+step() {
+    if [ -n "$step_name" ]; then
+        printf '    (%s: %d s)\n' "$step_name" $((SECONDS - step_start))
+    fi
+    step_name=$*
+    step_start=$SECONDS
+    printf '\n==> %s\n' "$*"
+}
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -50,6 +60,7 @@ cargo test --workspace --quiet 2>&1 | tee target/test-rust.log
 grep -q "test result:" target/test-rust.log
 
 if [ "${PROCQ_TEST_ONLY:-}" = rust ]; then
+    step "Rust tests passed"
     exit 0
 fi
 

@@ -239,7 +239,7 @@ impl FromStr for Address {
         }
         #[cfg(feature = "redis")]
         {
-            crate::redis_backend::Target::parse(text)?;
+            crate::backend::redis::Target::parse(text)?;
             Ok(Address::Redis(RedisUrl {
                 url: text.to_owned(),
             }))

@@ -72,8 +72,8 @@
 //!
 //! Each backend sits behind one seam, `backend/mod.rs`, which holds every
 //! `match` on where a queue lives (its module docs draw the module graph):
-//! shared memory in `backend/shm/`, Redis in `redis/` (the `redis`
-//! feature). Above it, [`RawQueue`] holds the backend and [`Queue`] and
+//! shared memory in `backend/shm/`, Redis in `backend/redis/` (the
+//! `redis` feature). Above it, [`RawQueue`] holds the backend and [`Queue`] and
 //! [`JoinableQueue`] encode and decode; [`Address`] is the one place that
 //! tells a name from a URL.
 //!
@@ -100,9 +100,6 @@ mod joinable;
 mod kind;
 mod queue;
 mod raw;
-#[cfg(feature = "redis")]
-#[path = "redis/mod.rs"]
-mod redis_backend;
 mod stats;
 
 pub use address::{validate_name, Address, RedisUrl, ShmName, MAX_NAME_LEN};

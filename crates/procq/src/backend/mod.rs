@@ -3,7 +3,7 @@
 //!
 //! A [`Backend`] is one handle's connection to its queue: a shared-memory
 //! segment on this machine ([`shm`]) or a queue on a Redis server (the
-//! `redis` feature; its code is in `src/redis/`). As crossbeam-channel keeps
+//! `redis` feature; its code is in `backend/redis/`). As crossbeam-channel keeps
 //! every `match` on its flavors in `channel.rs`, this module holds every
 //! `match` on `Backend` and on [`Address`]: the handle types above it
 //! ([`RawQueue`](crate::RawQueue), which alone holds a `Backend`, and
@@ -30,7 +30,7 @@
 //! raw.rs, inspect.rs     RawQueue; stats/list/remove/collect_garbage
 //!                                           -> backend, address
 //! backend/mod.rs         Backend: every dispatch
-//!                                           -> backend/shm, redis, address
+//!                                           -> backend/shm, backend/redis, address
 //!   backend/shm/mod.rs   Handle             -> attach, ops, inspect
 //!     attach, ops        attaching; operations   -> wait, locked
 //!     inspect, wait      read-outs; waiting      -> locked
@@ -38,8 +38,8 @@
 //!     shared             Shared             -> layout, liveness, segment, ring
 //!     segment            segments           -> sigbus, address (name rules)
 //!     liveness, layout   -> sync, ring;  sigbus, sync, ring: leaves
-//! address.rs             Address            -> redis (its URL parser)
-//! redis/mod.rs           RedisQueue (feature `redis`)
+//! address.rs             Address            -> backend/redis (its URL parser)
+//!   backend/redis/mod.rs RedisQueue (feature `redis`)
 //! codec.rs, stats.rs, block.rs, kind.rs, error.rs: the vocabulary, leaves
 //! ```
 //!
@@ -47,6 +47,8 @@
 //! `lib.rs`: it drives the public API and writes `backend::shm::layout`
 //! offsets.
 
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 pub(crate) mod shm;
 
 use std::borrow::Cow;
@@ -63,7 +65,7 @@ use crate::stats::Stats;
 pub(crate) use shm::BATCH_BYTES;
 
 #[cfg(feature = "redis")]
-use crate::redis_backend::{self as redis, RedisQueue};
+use redis::RedisQueue;
 
 /// Where one handle's queue lives.
 ///

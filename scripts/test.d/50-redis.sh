@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The Redis backend's tests against a real redis-server: installs it from
-# Debian when missing, starts a private server on a free 127.0.0.1 port
-# without persistence in a temporary directory, runs
-# `cargo test -p procq --features redis --test redis --test contract` (the
-# Redis-only tests, and the contract of every backend against Redis too),
-# and stops the server
-# however the run ends. The restart test starts (and kills) a second server
-# of its own, with an fsync'ed append-only file, from the same binary.
-#
-# Then TLS (`rediss://`, the `redis-tls` feature, native-tls over the
-# system's OpenSSL): installs libssl-dev and pkg-config when missing, makes a
-# throwaway CA and server certificate with the openssl CLI, starts a second
-# private server listening only on a TLS port, lints with `redis-tls`, and
-# runs the TLS test with SSL_CERT_FILE naming that CA.
+# The Redis backend's tests against real servers, all on 127.0.0.1 and all
+# stopped however the run ends:
+# - a plain redis-server on a free port, without persistence;
+# - a TLS-only redis-server with a throwaway CA and server certificate
+#   (made with the openssl command), for `rediss://` (the `redis-tls`
+#   feature: rustls, no system OpenSSL library needed);
+# - a Redis Cluster of 3 masters (`--cluster-enabled yes` ×3, then
+#   `redis-cli --cluster create`), each node started from a config file in
+#   the temporary directory, with an fsynced append-only file, so that the
+#   restart test can SIGKILL a node and start it again from that file.
+# Installs redis-server (and openssl) from Debian when missing. Runs
+# `cargo test -p procq --features redis-tls --test redis --test redis_cluster
+# --test contract` once with all three (the Redis-only tests, the cluster's,
+# and the contract of every backend against Redis too; the tests that
+# restart a cluster node or move a slot run alone, after the others), then
+# the `procq` command's Redis tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,57 +36,62 @@ fi
 if ! command -v redis-server >/dev/null; then
     # The only place a Redis test may skip: the tests print why.
     echo "SKIP: redis-server could not be installed; the Redis tests will skip" >&2
-    cargo test -p procq --features redis --test redis --test contract --quiet
+    cargo test -p procq --features redis --test redis --test redis_cluster --test contract --quiet
     exit 0
+fi
+if ! command -v openssl >/dev/null; then
+    echo "installing openssl (the command) to make the test certificates"
+    apt_install openssl
 fi
 
 dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$dir" --daemonize no >"$dir/server.log" 2>&1 &
-pid=$!
-tls_pid=
+free_ports() {
+    python3 -c '
+import socket, sys
+held = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
+}
+read -r port tls_port c1 c2 c3 b1 b2 b3 <<<"$(free_ports 8)"
+cluster_ports=("$c1" "$c2" "$c3")
+bus_ports=("$b1" "$b2" "$b3")
+
+pids=()
 cleanup() {
-    for p in $pid $tls_pid; do
+    for p in "${pids[@]}"; do
         kill "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
+    done
+    # Cluster nodes daemonize (a test may restart one): stop them by the
+    # pid file their config names, whoever started them.
+    for cp in "${cluster_ports[@]}"; do
+        f="$dir/cluster/$cp/redis.pid"
+        if [ -s "$f" ]; then kill -9 "$(cat "$f")" 2>/dev/null || true; fi
     done
     rm -rf "$dir"
 }
 trap cleanup EXIT
 
-for _ in $(seq 100); do
-    if redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
-    sleep 0.05
-done
-redis-cli -p "$port" ping >/dev/null || {
-    cat "$dir/server.log" >&2
-    echo "redis-server did not start" >&2
+wait_ping() { # name, redis-cli arguments...
+    local what=$1
+    shift
+    for _ in $(seq 200); do
+        if redis-cli "$@" ping >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    echo "$what did not start" >&2
+    cat "$dir"/*.log "$dir"/cluster/*/redis.log >&2 2>/dev/null || true
     exit 1
 }
 
-export PROCQ_REDIS_URL="redis://127.0.0.1:$port/0"
-export PROCQ_REDIS_SERVER
-PROCQ_REDIS_SERVER=$(command -v redis-server)
-# Compile outside the time limit: it bounds the tests, not a cold build.
-cargo test -p procq --features redis --test redis --test contract --no-run --quiet
-timeout 300 cargo test -p procq --features redis --test redis --test contract -- --test-threads=4
-# The `procq` command with redis:// URLs (crates/procq-cli/tests/cli.rs).
-cargo test -p procq-cli --test cli --no-run --quiet
-timeout 300 cargo test -p procq-cli --test cli -- redis_url
+# --- plain server ------------------------------------------------------------
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$dir" --daemonize no >"$dir/server.log" 2>&1 &
+pids+=($!)
+wait_ping redis-server -p "$port"
 
-# --- TLS -------------------------------------------------------------------
-need=()
-command -v openssl >/dev/null || need+=(openssl)
-command -v pkg-config >/dev/null || need+=(pkg-config)
-if ! { command -v pkg-config >/dev/null && pkg-config --exists openssl; }; then
-    need+=(libssl-dev)
-fi
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing for the redis-tls build: ${need[*]}"
-    apt_install "${need[@]}"
-fi
-
+# --- TLS server --------------------------------------------------------------
 # A CA and a server certificate for 127.0.0.1 / localhost, valid two days.
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
 printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
@@ -105,32 +112,75 @@ printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
     echo "could not make the test certificates" >&2
     exit 1
 }
-
-tls_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir "$dir/tls"
 redis-server --port 0 --tls-port "$tls_port" --bind 127.0.0.1 --save "" \
     --appendonly no --dir "$dir/tls" --daemonize no \
     --tls-cert-file "$dir/server.crt" --tls-key-file "$dir/server.key" \
     --tls-ca-cert-file "$dir/ca.crt" --tls-auth-clients no \
     >"$dir/tls-server.log" 2>&1 &
-tls_pid=$!
-tls_ping() {
-    redis-cli --tls --cacert "$dir/ca.crt" -h 127.0.0.1 -p "$tls_port" ping >/dev/null 2>&1
-}
-for _ in $(seq 100); do
-    if tls_ping; then break; fi
-    sleep 0.05
+pids+=($!)
+wait_ping "the TLS redis-server (is redis-server built with TLS?)" \
+    --tls --cacert "$dir/ca.crt" -h 127.0.0.1 -p "$tls_port"
+
+# --- 3-master cluster --------------------------------------------------------
+nodes=()
+for i in 0 1 2; do
+    cp=${cluster_ports[$i]}
+    mkdir -p "$dir/cluster/$cp"
+    cat >"$dir/cluster/$cp/redis.conf" <<EOF
+port $cp
+cluster-port ${bus_ports[$i]}
+bind 127.0.0.1
+cluster-enabled yes
+cluster-config-file nodes.conf
+cluster-node-timeout 5000
+dir $dir/cluster/$cp
+save ""
+appendonly yes
+appendfsync always
+daemonize yes
+pidfile $dir/cluster/$cp/redis.pid
+logfile $dir/cluster/$cp/redis.log
+EOF
+    redis-server "$dir/cluster/$cp/redis.conf"
+    nodes+=("127.0.0.1:$cp")
 done
-tls_ping || {
-    cat "$dir/tls-server.log" >&2
-    echo "the TLS redis-server did not start (is redis-server built with TLS?)" >&2
+for cp in "${cluster_ports[@]}"; do wait_ping "cluster node $cp" -p "$cp"; done
+redis-cli --cluster create "${nodes[@]}" --cluster-yes >"$dir/cluster-create.log" 2>&1 || {
+    cat "$dir/cluster-create.log" >&2
     exit 1
 }
+for cp in "${cluster_ports[@]}"; do
+    for _ in $(seq 200); do
+        if redis-cli -p "$cp" cluster info 2>/dev/null | grep -q cluster_state:ok; then break; fi
+        sleep 0.05
+    done
+    redis-cli -p "$cp" cluster info | grep -q cluster_state:ok || {
+        echo "cluster node $cp is not ok" >&2
+        exit 1
+    }
+done
+
+# --- tests -------------------------------------------------------------------
+export PROCQ_REDIS_URL="redis://127.0.0.1:$port/0"
+export PROCQ_REDIS_TLS_URL="rediss://127.0.0.1:$tls_port/0"
+export PROCQ_REDIS_CLUSTER_URL="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
+export PROCQ_REDIS_SERVER
+PROCQ_REDIS_SERVER=$(command -v redis-server)
 
 cargo clippy -p procq --features redis-tls --all-targets --quiet -- -D warnings
-# Built first with the usual trust store (cargo may fetch crates); the run
-# trusts only the throwaway CA, and is offline so cargo needs no other.
-cargo test -p procq --features redis-tls --test redis --no-run --quiet
-export PROCQ_REDIS_TLS_URL="rediss://127.0.0.1:$tls_port/0"
-SSL_CERT_FILE="$dir/ca.crt" timeout 120 \
-    cargo test --offline -p procq --features redis-tls --test redis tls_ -- --test-threads=4
+# Compile outside the time limits: they bound the tests, not a cold build.
+# Built with the usual trust store (cargo may fetch crates); the runs trust
+# only the throwaway CA, and are offline so cargo needs no other.
+tests=(--test redis --test redis_cluster --test contract)
+cargo test -p procq --features redis-tls "${tests[@]}" --no-run --quiet
+cargo test -p procq-cli --test cli --no-run --quiet
+alone=(cluster_node_restart_is_survived cluster_slot_migration_is_followed_ask_then_moved)
+skips=()
+for t in "${alone[@]}"; do skips+=(--skip "$t"); done
+SSL_CERT_FILE="$dir/ca.crt" timeout 300 cargo test --offline -p procq --features redis-tls \
+    "${tests[@]}" -- --test-threads=4 "${skips[@]}"
+SSL_CERT_FILE="$dir/ca.crt" timeout 120 cargo test --offline -p procq --features redis-tls \
+    --test redis_cluster -- --test-threads=1 --exact "${alone[@]}"
+# The `procq` command with redis:// URLs (crates/procq-cli/tests/cli.rs).
+timeout 300 cargo test --offline -p procq-cli --test cli -- redis_url

@@ -154,18 +154,21 @@ fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The queue URLs of the Redis database `server` (`redis://host:port/db`).
+/// The queue URLs of the Redis database `server` (`redis://host:port/db`),
+/// or of a Redis Cluster (`redis+cluster://host:port[,host:port…]`).
 #[cfg(feature = "redis")]
 fn redis_queues(server: &str) -> Result<Vec<String>, Failure> {
     // A database URL: scheme, authority, and a number as its only path
-    // segment (a queue URL here is a mistake worth a plain message).
-    let path = server
+    // segment (a queue URL here is a mistake worth a plain message); a
+    // cluster URL may have no path. Options (`?password_env=…`) may follow.
+    let main = server.split_once('?').map_or(server, |(m, _)| m);
+    let cluster = main.contains("+cluster://");
+    let path = main
         .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .map(|(_, path)| path.trim_end_matches('/'));
-    if !is_url(server)
-        || !path.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    {
+        .map(|(_, rest)| rest.split_once('/').map_or("", |(_, p)| p))
+        .map(|path| path.trim_end_matches('/'));
+    let db_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !is_url(server) || !path.is_some_and(|p| db_ok(p) || (cluster && p.is_empty())) {
         return Err(Failure::usage(format!(
             "procq ls lists a Redis database: expected redis://host:port/db, got {:?}",
             shown(server)
@@ -307,6 +310,19 @@ fn detail(s: &procq::Stats, redis: bool) -> Vec<Vec<String>> {
             ),
             kv("type", fingerprint(s.fingerprint)),
         ]);
+        if joinable(s) {
+            let limit = match s.max_deliveries {
+                0 => "no max_deliveries".to_owned(),
+                n => format!("max_deliveries {n}"),
+            };
+            rows.extend([
+                kv(
+                    "deliveries",
+                    format!("{} ({} redelivered)", s.deliveries, s.redeliveries),
+                ),
+                kv("dead letters", format!("{} ({limit})", s.dead_letters)),
+            ]);
+        }
         return rows;
     }
     let r = row(&s.name);
@@ -363,11 +379,18 @@ struct StatJson {
     timeouts: Option<u64>,
     recoveries: Option<u64>,
     reclaimed_processes: Option<u64>,
+    /// Redis joinable queues: items handed out, put back after a lease
+    /// ran out, and moved to `<name>.dead`; the queue's max_deliveries.
+    deliveries: Option<u64>,
+    redeliveries: Option<u64>,
+    dead_letters: Option<u64>,
+    max_deliveries: Option<u64>,
 }
 
 /// The JSON object of `stat` for these statistics.
 fn stat_json(name: &str, s: &procq::Stats) -> StatJson {
     let shm = |v: u64| (!is_url(name)).then_some(v);
+    let leases = |v: u64| (is_url(name) && joinable(s)).then_some(v);
     StatJson {
         row: row_of(name, Ok(s.clone())),
         max_capacity_bytes: shm(s.max_capacity_bytes),
@@ -380,6 +403,10 @@ fn stat_json(name: &str, s: &procq::Stats) -> StatJson {
         timeouts: shm(s.timeouts),
         recoveries: shm(s.recoveries),
         reclaimed_processes: shm(s.reclaimed_processes),
+        deliveries: leases(s.deliveries),
+        redeliveries: leases(s.redeliveries),
+        dead_letters: leases(s.dead_letters),
+        max_deliveries: leases(s.max_deliveries),
     }
 }
 
@@ -534,7 +561,7 @@ pub(crate) fn gc(dry_run: bool) -> Result<(), Failure> {
 
 pub(crate) fn create(name: &str, maxsize: usize, joinable: bool) -> Result<(), Failure> {
     if is_url(name) {
-        // Opening a Redis queue creates it if missing: an existing one is
+        // Building a Redis queue opens it if it exists: an existing one is
         // an error here, as for shared memory.
         match procq::stats(name) {
             Ok(s) => {

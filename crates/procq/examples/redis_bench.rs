@@ -1,26 +1,34 @@
-//! procq on Redis vs a plain Redis list queue vs procq on shared memory.
+//! procq on Redis (one server, and a Redis Cluster) vs a plain Redis list
+//! queue vs procq on shared memory.
 //!
 //! ```text
 //! redis-server --port 6390 --save "" --appendonly no &
-//! cargo run --release -p procq --features redis --example redis_bench -- redis://127.0.0.1:6390/0 [items]
+//! cargo run --release -p procq --features redis --example redis_bench -- \
+//!     redis://127.0.0.1:6390/0 [redis+cluster://127.0.0.1:7001,127.0.0.1:7002 | - [items]]
 //! ```
 //!
-//! Cases, with 100-byte items, 1 producer/1 consumer and 4/4 (threads, each
-//! with its own connection or handle, as separate processes would have):
+//! (`scripts/test.d/50-redis.sh` starts such a server and a 3-master
+//! cluster; `PROCQ_REDIS_URL` / `PROCQ_REDIS_CLUSTER_URL` stand in for the
+//! arguments.) Cases, with 100-byte items, 1 producer/1 consumer and 4/4
+//! (threads, each with its own connection or handle, as separate processes
+//! would have):
 //! - `raw list, 1 cmd/item`: `LPUSH` per item, `BRPOP` per item;
 //! - `raw list, pipelined`: batches of 100 `LPUSH` / one `LPOP key 100`;
-//! - `procq redis put/get`: `Queue::put` / `Queue::get` per item;
-//! - `procq redis put_many/get_many`: batches of 100;
-//! - `procq redis bounded ...`: the same on a queue of maxsize 1024 (each
-//!   `get` is a script that also signals waiting putters);
-//! - `procq redis joinable get+task_done`: a `JoinableQueue`, `put` / `get`
-//!   then `task_done` per item (at-least-once: `get` moves the item to the
-//!   consumer's in-flight list, `task_done` acknowledges it);
-//! - `procq redis joinable batched`: `put_many` / `get_many` of 100, still
-//!   one `task_done` per item;
-//! - `procq shm put/get`: the same on shared memory.
+//! - `procq put/get`: `Queue::put` / `Queue::get` per item;
+//! - `procq put_many/get_many`: batches of 100;
+//! - `procq bounded ...`: the same on a queue of maxsize 1024 (each `get`
+//!   is a script that also signals waiting putters);
+//! - `procq joinable get+task_done`: a `JoinableQueue`, `put` / `get` then
+//!   `task_done` per item (at-least-once: `get` moves the item to the
+//!   consumer's in-flight hash, `task_done` acknowledges it by id);
+//! - `procq joinable batched`: `put_many` / `get_many` of 100, then one
+//!   `task_done_many` per batch;
+//! - the procq cases again on the cluster (no bounded rows);
+//! - `procq shm put/get`, `put_many/get_many`: the same on shared memory.
 //!
-//! Prints items/s per case and the two ratios the Redis backend targets.
+//! Single-item cases move `items` (default 10 000), batched cases ten times
+//! as many; each case runs three times and the median is kept. Prints items/s per case
+//! and the ratios the Redis backend targets.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,8 +208,12 @@ fn procq_case(loc: &str, n: usize, pc: usize, mode: Mode) -> f64 {
             let q: &Queue<Vec<u8>> = j.as_ref().map_or(&plain, JoinableQueue::as_queue);
             let done = |k: usize| {
                 if let Some(j) = &j {
-                    for _ in 0..k {
-                        j.task_done().expect("task_done");
+                    if mode.batched {
+                        j.task_done_many(k).expect("task_done_many");
+                    } else {
+                        for _ in 0..k {
+                            j.task_done().expect("task_done");
+                        }
                     }
                 }
             };
@@ -226,20 +238,39 @@ fn procq_case(loc: &str, n: usize, pc: usize, mode: Mode) -> f64 {
     rate
 }
 
+/// Where a case runs.
+#[derive(Clone, Copy, PartialEq)]
+enum On {
+    /// A plain Redis list, one command per item.
+    RawSingle,
+    /// A plain Redis list, pipelined batches.
+    RawBatched,
+    Redis,
+    Cluster,
+    Shm,
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let server = args
         .next()
         .or_else(|| std::env::var("PROCQ_REDIS_URL").ok())
-        .expect("usage: redis_bench redis://host:port/db [items]");
-    let n: usize = args.next().map_or(20_000, |s| s.parse().expect("items"));
+        .expect("usage: redis_bench redis://host:port/db [redis+cluster://host:port,… [items]]");
+    let cluster = args
+        .next()
+        .or_else(|| std::env::var("PROCQ_REDIS_CLUSTER_URL").ok())
+        .filter(|c| !c.is_empty() && c != "-");
+    let n: usize = args.next().map_or(10_000, |s| s.parse().expect("items"));
     let tag = std::process::id();
-    println!("{n} items of {ITEM} B per case; batches of {BATCH}\n");
     println!(
-        "{:<38} {:>14} {:>14}",
+        "{n} items of {ITEM} B per single-item case, batches of {BATCH} with {} items; \
+         median of 3 runs\n",
+        n * 10
+    );
+    println!(
+        "{:<44} {:>14} {:>14}",
         "case", "1P/1C items/s", "4P/4C items/s"
     );
-    let mut table = Vec::new();
     let bounded = Mode {
         maxsize: 1024,
         ..SINGLE
@@ -249,50 +280,111 @@ fn main() {
         ..SINGLE
     };
     let batched = |m: Mode| Mode { batched: true, ..m };
-    // (name, case); `None` is a raw list case, `Some((mode, on_redis))` procq.
-    let cases: [(&str, Option<(Mode, bool)>); 10] = [
-        ("raw list, 1 cmd/item", None),
-        ("raw list, pipelined batches", None),
-        ("procq redis put/get", Some((SINGLE, true))),
-        ("procq redis put_many/get_many", Some((BATCHED, true))),
-        ("procq redis bounded(1024) put/get", Some((bounded, true))),
+    let mut cases: Vec<(String, On, Mode)> = vec![
+        ("raw list, 1 cmd/item".into(), On::RawSingle, SINGLE),
         (
-            "procq redis bounded put_many/get_many",
-            Some((batched(bounded), true)),
+            "raw list, pipelined batches".into(),
+            On::RawBatched,
+            BATCHED,
         ),
-        ("procq redis joinable get+task_done", Some((joinable, true))),
-        (
-            "procq redis joinable batched",
-            Some((batched(joinable), true)),
-        ),
-        ("procq shm put/get", Some((SINGLE, false))),
-        ("procq shm put_many/get_many", Some((BATCHED, false))),
     ];
-    for (which, (name, case)) in cases.into_iter().enumerate() {
-        let mut row = Vec::new();
-        for pc in [1, 4] {
-            let key = format!("bench-{tag}-{which}-{pc}");
-            let rate = match case {
-                None if which == 0 => raw_single(&server, &key, n, pc),
-                None => raw_batched(&server, &key, n, pc),
-                Some((mode, true)) => procq_case(&format!("{server}/{key}"), n, pc, mode),
-                Some((mode, false)) => procq_case(&key, n, pc, mode),
-            };
-            row.push(rate);
-        }
-        println!("{name:<38} {:>14.0} {:>14.0}", row[0], row[1]);
-        table.push(row);
+    let mut targets = vec![("redis", On::Redis)];
+    if cluster.is_some() {
+        targets.push(("cluster", On::Cluster));
     }
-    println!("\nTargets (Redis backend):");
+    for (label, on) in &targets {
+        cases.push((format!("procq {label} put/get"), *on, SINGLE));
+        cases.push((format!("procq {label} put_many/get_many"), *on, BATCHED));
+        if *on == On::Redis {
+            cases.push((format!("procq {label} bounded(1024) put/get"), *on, bounded));
+            cases.push((
+                format!("procq {label} bounded put_many/get_many"),
+                *on,
+                batched(bounded),
+            ));
+        }
+        cases.push((
+            format!("procq {label} joinable get+task_done"),
+            *on,
+            joinable,
+        ));
+        cases.push((
+            format!("procq {label} joinable batched (task_done_many)"),
+            *on,
+            batched(joinable),
+        ));
+    }
+    cases.push(("procq shm put/get".into(), On::Shm, SINGLE));
+    cases.push(("procq shm put_many/get_many".into(), On::Shm, BATCHED));
+    let mut table: Vec<(String, [f64; 2])> = Vec::new();
+    for (which, (name, on, mode)) in cases.iter().enumerate() {
+        let mut row = [0.0; 2];
+        for (i, pc) in [1, 4].into_iter().enumerate() {
+            // Every case runs three times (the median is kept), batches with
+            // ten times the items: one short run says little on a busy
+            // machine.
+            let items = if mode.batched { n * 10 } else { n };
+            let reps = 3;
+            let mut rates: Vec<f64> = (0..reps)
+                .map(|rep| {
+                    let key = format!("bench-{tag}-{which}-{pc}-{rep}");
+                    match on {
+                        On::RawSingle => raw_single(&server, &key, items, pc),
+                        On::RawBatched => raw_batched(&server, &key, items, pc),
+                        On::Redis => procq_case(&format!("{server}/{key}"), items, pc, *mode),
+                        On::Cluster => {
+                            let c = cluster.as_deref().unwrap_or_default();
+                            let rate = procq_case(&format!("{c}/{key}"), items, pc, *mode);
+                            let _ = procq::remove(&format!("{c}/{key}"));
+                            rate
+                        }
+                        On::Shm => procq_case(&key, items, pc, *mode),
+                    }
+                })
+                .collect();
+            rates.sort_by(f64::total_cmp);
+            row[i] = rates[rates.len() / 2];
+        }
+        println!("{name:<44} {:>14.0} {:>14.0}", row[0], row[1]);
+        table.push((name.clone(), row));
+    }
+    let rate = |name: &str| {
+        table
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| *r)
+            .unwrap_or([f64::NAN; 2])
+    };
+    println!("\nTargets:");
     for (i, pc) in ["1P/1C", "4P/4C"].iter().enumerate() {
-        let single = table[0][i] / table[2][i];
-        let batch = table[3][i] / table[2][i];
+        let raw = rate("raw list, 1 cmd/item")[i];
+        let single = rate("procq redis put/get")[i];
+        let batch = rate("procq redis put_many/get_many")[i];
         println!(
-            "  {pc}: raw 1-cmd / procq single = {single:.2}x (target <= 1.5x) {}; \
-             procq batched / single = {batch:.1}x (target >= 10x) {}",
-            if single <= 1.5 { "MET" } else { "MISSED" },
-            if batch >= 10.0 { "MET" } else { "MISSED" },
+            "  {pc} redis: raw 1-cmd / procq single = {:.2}x (target <= 1.5x) {}; \
+             procq batched / single = {:.1}x (target >= 10x) {}",
+            raw / single,
+            if raw / single <= 1.5 { "MET" } else { "MISSED" },
+            batch / single,
+            if batch / single >= 10.0 {
+                "MET"
+            } else {
+                "MISSED"
+            },
         );
+        for (label, _) in &targets {
+            let plain = rate(&format!("procq {label} put_many/get_many"))[i];
+            let joined = rate(&format!("procq {label} joinable batched (task_done_many)"))[i];
+            println!(
+                "  {pc} {label}: plain batched / joinable batched = {:.2}x (target <= 2x) {}",
+                plain / joined,
+                if plain / joined <= 2.0 {
+                    "MET"
+                } else {
+                    "MISSED"
+                },
+            );
+        }
     }
     // Leave nothing behind on the server.
     if let Ok(mut con) = redis::Client::open(server.as_str()).and_then(|c| c.get_connection()) {

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 pub const MAX_NAME_LEN: usize = 200;
 
 /// URL schemes of the Redis backend (`scheme://…`).
-const REDIS_SCHEMES: &[&str] = &["redis", "rediss"];
+const REDIS_SCHEMES: &[&str] = &["redis", "rediss", "redis+cluster", "rediss+cluster"];
 
 /// Where a queue lives: a shared-memory queue on this machine, named, or a
 /// queue on a Redis server, given by its URL.
@@ -69,8 +69,10 @@ pub enum Address {
 pub struct ShmName(String);
 
 /// A Redis queue URL that the Redis backend accepted:
-/// `redis://[user:password@]host:port/<db>/<name>[?options]` (`rediss://`
-/// for TLS). Shown without its password.
+/// `redis://[user:password@]host:port/<db>/<name>[?options]`, or
+/// `redis+cluster://host:port[,host:port…]/<name>[?options]` for a Redis
+/// Cluster (`rediss://`, `rediss+cluster://` for TLS). Shown without its
+/// password.
 ///
 /// ```
 /// # #[cfg(feature = "redis")] {
@@ -234,7 +236,7 @@ impl FromStr for Address {
         if !REDIS_SCHEMES.contains(&scheme) {
             return Err(Error::InvalidName {
                 name: redact(text).into_owned(),
-                reason: "unknown URL scheme: a queue is a name or a redis:// or rediss:// URL",
+                reason: "unknown URL scheme: a queue is a name or a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL",
             });
         }
         #[cfg(feature = "redis")]
@@ -343,6 +345,8 @@ mod tests {
         }
         assert!(Address::is_url("redis://h:1/0"));
         assert!(Address::is_url("rediss://h:1/0/q"));
+        assert!(Address::is_url("redis+cluster://h:1,h:2/q"));
+        assert!(Address::is_url("rediss+cluster://h:1/q"));
         assert!(!Address::is_url("jobs"));
         assert!(!Address::is_url("http://h/q"));
     }

@@ -363,6 +363,11 @@ impl<T> JoinableQueue<T> {
 
     /// Marks one task (an item got from the queue) as done.
     ///
+    /// On Redis acknowledgement is by item: this marks done the oldest item
+    /// the calling thread got through this handle (the handle's oldest if
+    /// that thread got none), so threads sharing a handle never finish each
+    /// other's items.
+    ///
     /// # Errors
     ///
     /// [`Error::TaskDoneTooOften`] if every item that was got is already
@@ -376,6 +381,30 @@ impl<T> JoinableQueue<T> {
     /// ```
     pub fn task_done(&self) -> Result<()> {
         self.queue.raw.task_done()
+    }
+
+    /// Marks `n` tasks done at once: like `n` calls of
+    /// [`task_done`](Self::task_done), in one lock hold on shared memory and
+    /// one round trip on Redis, so that a consumer of
+    /// [`get_many`](Self::get_many) batches acknowledges at batch speed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TaskDoneTooOften`], marking none, if fewer than `n` tasks
+    /// can be marked (on Redis: fewer than `n` items got through this handle
+    /// and not yet done).
+    ///
+    /// ```
+    /// let q = procq::JoinableQueue::new(0)?;
+    /// q.put_many(&[1u8, 2, 3])?;
+    /// let batch = q.get_many(10)?;
+    /// q.task_done_many(batch.len())?;
+    /// q.join()?;
+    /// assert!(matches!(q.task_done_many(1), Err(procq::Error::TaskDoneTooOften)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn task_done_many(&self, n: usize) -> Result<()> {
+        self.queue.raw.task_done_many(n)
     }
 
     /// Number of tasks put and not yet done (items in the queue included).

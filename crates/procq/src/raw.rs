@@ -613,7 +613,8 @@ impl RawQueue {
 
     /// Marks one task done on a joinable queue (see
     /// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done)). On
-    /// Redis it acknowledges this handle's oldest unacknowledged item.
+    /// Redis it acknowledges the oldest item the calling thread got through
+    /// this handle (the handle's oldest if that thread got none).
     ///
     /// # Errors
     ///
@@ -630,6 +631,26 @@ impl RawQueue {
     /// ```
     pub fn task_done(&self) -> Result<()> {
         self.backend.task_done()
+    }
+
+    /// Marks `n` tasks done at once on a joinable queue (see
+    /// [`JoinableQueue::task_done_many`](crate::JoinableQueue::task_done_many)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TaskDoneTooOften`], marking none, if fewer than `n` tasks
+    /// can be marked.
+    ///
+    /// ```
+    /// let q = procq::Builder::new().build_raw_joinable()?;
+    /// q.put_many([b"a".as_slice(), b"b"])?;
+    /// assert_eq!(q.get_many(10)?.len(), 2);
+    /// q.task_done_many(2)?;
+    /// q.join()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn task_done_many(&self, n: usize) -> Result<()> {
+        self.backend.task_done_many(n)
     }
 
     /// Tasks put and not yet done, on a joinable queue (see

@@ -53,4 +53,15 @@ pub struct Stats {
     pub recoveries: u64,
     /// Dead processes whose slots were reclaimed.
     pub reclaimed_processes: u64,
+    /// Items handed out by `get` since creation, redeliveries included
+    /// (Redis `JoinableQueue`; 0 elsewhere).
+    pub deliveries: u64,
+    /// Items put back in the queue after their consumer's lease ran out
+    /// (Redis `JoinableQueue`; 0 elsewhere).
+    pub redeliveries: u64,
+    /// Items moved to the dead-letter queue `<name>.dead` after
+    /// `max_deliveries` deliveries (Redis `JoinableQueue`; 0 elsewhere).
+    pub dead_letters: u64,
+    /// The queue's `max_deliveries` (0 = no limit; Redis `JoinableQueue`).
+    pub max_deliveries: u64,
 }

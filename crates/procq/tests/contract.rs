@@ -351,6 +351,29 @@ fn joinable_join_waits_for_task_done_across_processes() {
     });
 }
 
+#[test]
+fn task_done_many_finishes_a_batch_at_once_or_none_of_it() {
+    each_backend(|on| {
+        let (q, _rm) = make_joinable(on, "tdm");
+        q.put_many(&(0..10).collect::<Vec<_>>()).unwrap();
+        assert_eq!(q.get_many(6).unwrap(), (0..6).collect::<Vec<_>>());
+        // More than were got: refused, and none is marked.
+        assert!(matches!(q.task_done_many(7), Err(Error::TaskDoneTooOften)));
+        assert_eq!(q.unfinished_tasks().unwrap(), 10);
+        q.task_done_many(0).unwrap();
+        q.task_done_many(6).unwrap();
+        assert_eq!(q.unfinished_tasks().unwrap(), 4);
+        assert!(matches!(
+            q.join_timeout(Duration::from_millis(50)),
+            Err(Error::Timeout)
+        ));
+        assert_eq!(q.get_many(10).unwrap(), (6..10).collect::<Vec<_>>());
+        q.task_done_many(4).unwrap();
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+        assert!(matches!(q.task_done_many(1), Err(Error::TaskDoneTooOften)));
+    });
+}
+
 fn drain(results: &Queue<u64>, n: usize) -> Vec<u64> {
     let mut got = Vec::new();
     while got.len() < n {

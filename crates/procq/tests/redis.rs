@@ -81,6 +81,58 @@ fn child_entry() {
             std::thread::sleep(Duration::from_millis(a(1).parse().unwrap()));
             q.get_timeout(Duration::from_secs(10)).unwrap();
         }
+        "pause_then_ack" => {
+            // Gets x, waits for "go" (the test stops this process meanwhile,
+            // past its lease), gets y, acknowledges x, and waits to be killed
+            // holding y.
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            let out = Queue::<u64>::open(a(1)).unwrap();
+            let ctl = Queue::<u64>::open(a(2)).unwrap();
+            let x = q.get_timeout(Duration::from_secs(30)).unwrap();
+            out.put(&x).unwrap();
+            ctl.get_timeout(Duration::from_secs(60)).unwrap();
+            let y = q.get_timeout(Duration::from_secs(30)).unwrap();
+            out.put(&y).unwrap();
+            q.task_done().unwrap(); // for x, got first
+            out.put(&SENTINEL).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "threads" => {
+            // Two threads share one handle: the first abandons its item, the
+            // second finishes its own; then the process waits to be killed.
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            let out = Queue::<u64>::open(a(1)).unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let x = q.get_timeout(Duration::from_secs(30)).unwrap();
+                    out.put(&x).unwrap();
+                    // Abandoned: no task_done (a crashed or stuck task).
+                })
+                .join()
+                .unwrap();
+                s.spawn(|| {
+                    let y = q.get_timeout(Duration::from_secs(30)).unwrap();
+                    out.put(&y).unwrap();
+                    q.task_done().unwrap();
+                    out.put(&SENTINEL).unwrap();
+                })
+                .join()
+                .unwrap();
+            });
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "partial" => {
+            // Takes a batch, finishes half of it one by one, and waits to
+            // be killed holding the rest.
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            let out = Queue::<u64>::open(a(1)).unwrap();
+            let batch = q.get_many_timeout(4, Duration::from_secs(30)).unwrap();
+            assert_eq!(batch.len(), 4);
+            q.task_done().unwrap();
+            q.task_done().unwrap();
+            out.put(&SENTINEL).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -281,6 +333,11 @@ struct Server {
 
 impl Server {
     fn start(port: u16, dir: &std::path::Path) -> Server {
+        Server::start_with(port, dir, &[])
+    }
+
+    /// Starts a server with `extra` configuration arguments.
+    fn start_with(port: u16, dir: &std::path::Path, extra: &[&str]) -> Server {
         let bin = std::env::var("PROCQ_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -294,6 +351,7 @@ impl Server {
             ])
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
@@ -716,4 +774,453 @@ fn raw_queues_builder_stats_list_and_remove_take_urls() {
     assert!(matches!(procq::stats(&jurl), Err(Error::NotFound(_))));
     assert!(matches!(procq::remove(&jurl), Err(Error::NotFound(_))));
     assert!(!procq::list_redis(&base).unwrap().contains(&jurl));
+}
+
+/// Sends `sig` to `child`.
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on a pid this test started and has not reaped.
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill({}, {sig})", child.id());
+}
+
+/// `host:port` of a `redis://host:port/db` URL.
+fn authority(base: &str) -> &str {
+    base.split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap()
+}
+
+#[test]
+fn a_get_whose_reply_was_lost_is_delivered_and_never_acknowledged_unseen() {
+    let Some(base) = server() else { return };
+    let proxy = LossyProxy::start(authority(&base));
+    let name = fresh("lostget");
+    let direct = JoinableQueue::<u64>::open_or_create(&format!("{base}/{name}"), 0).unwrap();
+    // Load the get and task_done scripts into the server's cache, so that
+    // the armed get is one EVALSHA (not NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    direct.put(&0).unwrap();
+    assert_eq!(direct.get().unwrap(), 0);
+    direct.task_done().unwrap();
+    direct.put_many(&[1, 2]).unwrap();
+
+    let q = JoinableQueue::<u64>::open(&format!(
+        "redis://127.0.0.1:{}/0/{name}?timeout_ms=2000",
+        proxy.port
+    ))
+    .unwrap();
+    // Every command of `q` carries the queue name; the next one is the get.
+    proxy.arm(&name);
+    let err = q.get_timeout(Duration::from_secs(5)).unwrap_err();
+    assert!(matches!(err, Error::Redis { .. }), "{err:?}");
+    assert_eq!(proxy.lost(), 1, "the proxy lost no reply");
+    // The server did run it: one item is in flight, only the reply was lost.
+    assert_eq!(direct.qsize(), 1);
+
+    // A worker loop as any user writes it: retry after a transport error,
+    // task_done after each item it processed.
+    let mut processed = Vec::new();
+    loop {
+        match q.get_timeout(Duration::from_millis(1500)) {
+            Ok(x) => {
+                processed.push(x);
+                q.task_done().unwrap();
+            }
+            Err(Error::Empty) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    processed.sort_unstable();
+    assert_eq!(processed, [1, 2], "an item was never handed out");
+    assert_eq!(q.unfinished_tasks().unwrap(), 0);
+    direct.join_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+
+    // A task_done whose reply is lost is sent again and counted once.
+    direct.put_many(&[3, 4]).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 3);
+    proxy.arm(&name);
+    q.task_done().unwrap();
+    assert_eq!(proxy.lost(), 2, "the proxy lost no reply");
+    assert_eq!(q.unfinished_tasks().unwrap(), 1);
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 4);
+    q.task_done().unwrap();
+    direct.join_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+}
+
+#[test]
+fn a_late_task_done_after_a_pause_past_the_lease_acknowledges_the_old_item() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}?lease_ms=500", fresh("paused"));
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let out = Queue::<u64>::open_or_create(&format!("{base}/{}", fresh("paused-out")), 0).unwrap();
+    let ctl = Queue::<u64>::open_or_create(&format!("{base}/{}", fresh("paused-ctl")), 0).unwrap();
+    q.put(&1).unwrap();
+    let mut child = spawn("pause_then_ack", &[&url, out.name(), ctl.name()]);
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), 1);
+    // Stopped (heartbeat included) for three leases: item 1 comes back.
+    signal(&child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 1);
+    q.put(&2).unwrap();
+    ctl.put(&0).unwrap();
+    signal(&child, libc::SIGCONT);
+    // Resumed: it gets 2, then acknowledges 1 (late), then dies holding 2.
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), 2);
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), SENTINEL);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(5)).ok(),
+        Some(2),
+        "the item the dead consumer held was not redelivered"
+    );
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn threads_sharing_a_handle_acknowledge_their_own_items() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}?lease_ms=500", fresh("threads"));
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let out = Queue::<u64>::open_or_create(&format!("{base}/{}", fresh("threads-out")), 0).unwrap();
+    q.put_many(&[1, 2]).unwrap();
+    let mut child = spawn("threads", &[&url, out.name()]);
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), 1);
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), 2);
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), SENTINEL);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The abandoned item comes back; the finished one does not.
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(5)).ok(),
+        Some(1),
+        "the second thread's task_done acknowledged the first thread's item"
+    );
+    q.task_done().unwrap();
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(1500)),
+        Err(Error::Empty)
+    ));
+
+    // A thread that got nothing (a dispatcher's workers) still acknowledges
+    // the handle's oldest item, as multiprocessing allows.
+    q.put_many(&[3, 4]).unwrap();
+    let got = std::thread::scope(|s| s.spawn(|| q.get_many(2).unwrap()).join().unwrap());
+    assert_eq!(got, [3, 4]);
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+}
+
+#[test]
+fn an_eviction_policy_that_can_drop_items_is_refused_at_open() {
+    if server().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(fresh("procq-redis-evict"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    let port = free_port();
+    let _srv = Server::start_with(port, &dir, &["--maxmemory-policy", "allkeys-lru"]);
+    let url = format!("redis://127.0.0.1:{port}/0/{}", fresh("evict"));
+    let err = Queue::<u64>::open(&url).unwrap_err();
+    assert!(matches!(err, Error::InvalidQueue { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("maxmemory-policy") && msg.contains("allkeys-lru"),
+        "{msg}"
+    );
+    // Nothing was created; the caller may accept the risk explicitly.
+    let q = Queue::<u64>::open_or_create(&format!("{url}?allow_eviction=1"), 0).unwrap();
+    q.put(&1).unwrap();
+    assert_eq!(q.get().unwrap(), 1);
+    drop(_srv);
+
+    // Under noeviction a full server refuses the put that does not fit:
+    // an error, and every item acknowledged before it is still there.
+    let port = free_port();
+    let full_dir = dir.join("full");
+    std::fs::create_dir_all(&full_dir).unwrap();
+    let _srv = Server::start_with(
+        port,
+        &full_dir,
+        &["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"],
+    );
+    let url = format!("redis://127.0.0.1:{port}/0/{}", fresh("full"));
+    let q = JoinableQueue::<Vec<u8>>::open_or_create(&url, 0).unwrap();
+    let mut acked = 0;
+    let err = loop {
+        match q.put(&vec![acked as u8; 64 * 1024]) {
+            Ok(()) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 1000, "a 4 MB server took 64 MB");
+    };
+    assert!(err.to_string().contains("OOM"), "{err}");
+    assert!(acked > 0);
+    assert_eq!(q.qsize(), acked);
+    assert_eq!(q.unfinished_tasks().unwrap(), acked as u64);
+    for i in 0..acked {
+        assert_eq!(q.get_nowait().unwrap(), vec![i as u8; 64 * 1024]);
+        q.task_done().unwrap();
+    }
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+}
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn tls_connect_to_a_server_that_never_answers_is_bounded_by_timeout_ms() {
+    // Accepts TCP connections and never sends a byte: the TLS handshake
+    // must not wait past timeout_ms.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let url = format!(
+        "rediss://127.0.0.1:{port}/0/{}?timeout_ms=500",
+        fresh("tls-silent")
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = Queue::<u64>::open(&url).map(|_| ());
+        let _ = tx.send((r, t.elapsed()));
+    });
+    let (r, e) = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("rediss:// open hung on a server that never answers");
+    let err = r.unwrap_err();
+    assert!(matches!(err, Error::Redis { .. }), "{err:?}");
+    assert!(e < Duration::from_secs(3), "open took {e:?}");
+}
+
+#[test]
+fn an_item_delivered_max_deliveries_times_goes_to_the_dead_letter_queue() {
+    let Some(base) = server() else { return };
+    let name = fresh("poison");
+    let url = format!("{base}/{name}?lease_ms=300&max_deliveries=2");
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let got = Queue::<u64>::open_or_create(&format!("{base}/{}", fresh("poison-got")), 0).unwrap();
+    q.put_many(&[1, 2]).unwrap();
+    // Item 1 kills every consumer that takes it.
+    for _ in 0..2 {
+        let mut holder = spawn("hold", &[&url, got.name()]);
+        assert_eq!(got.get_timeout(Duration::from_secs(20)).unwrap(), 1);
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        // Past the dead holder's lease, a script reaps it (join runs one).
+        assert!(q.join_timeout(Duration::from_millis(800)).is_err());
+    }
+    assert_eq!(q.qsize(), 1);
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 2);
+    q.task_done().unwrap();
+    // Delivered twice without task_done: moved out and counted done.
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(q.unfinished_tasks().unwrap(), 0);
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(500)),
+        Err(Error::Empty)
+    ));
+    let st = q.stats().unwrap();
+    assert_eq!(
+        (
+            st.deliveries,
+            st.redeliveries,
+            st.dead_letters,
+            st.max_deliveries
+        ),
+        (3, 1, 1, 2)
+    );
+    // The dead-letter queue is an ordinary queue of the same item type,
+    // on the same server and database, listed with the others.
+    let dead_url = format!("{base}/{name}.dead");
+    assert!(procq::list_redis(&base).unwrap().contains(&dead_url));
+    assert!(matches!(
+        Queue::<String>::open(&dead_url),
+        Err(Error::InvalidQueue { .. })
+    ));
+    let dead = Queue::<u64>::open(&dead_url).unwrap();
+    assert_eq!(dead.stats().unwrap().kind, procq::Kind::Queue);
+    assert_eq!(dead.get_nowait().unwrap(), 1);
+    assert!(matches!(dead.get_nowait(), Err(Error::Empty)));
+    // A queue opened with another limit than its own is refused.
+    assert!(matches!(
+        JoinableQueue::<u64>::open(&format!("{base}/{name}?max_deliveries=3")),
+        Err(Error::InvalidQueue { .. })
+    ));
+    procq::remove(&dead_url).unwrap();
+    procq::remove(&format!("{base}/{name}")).unwrap();
+}
+
+/// A Redis user (ACL) of this test's own with a password, deleted on drop:
+/// the shared server's default user stays password-free.
+struct AclUser {
+    base: String,
+    name: String,
+}
+
+impl AclUser {
+    fn new(base: &str, password: &str) -> AclUser {
+        let name = format!("procq-test-{}", fresh("user"));
+        let mut con = redis::Client::open(base).unwrap().get_connection().unwrap();
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&name)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .exec(&mut con)
+            .unwrap();
+        AclUser {
+            base: base.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        if let Ok(mut con) =
+            redis::Client::open(self.base.as_str()).and_then(|c| c.get_connection())
+        {
+            let _ = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.name)
+                .exec(&mut con);
+        }
+    }
+}
+
+#[test]
+fn passwords_from_the_environment_or_a_file_never_show() {
+    let Some(base) = server() else { return };
+    let secret = format!("pw-{}", fresh("secret"));
+    let user = AclUser::new(&base, &secret);
+    let auth = authority(&base);
+    let dir = std::env::temp_dir().join(fresh("procq-pw"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    let file = dir.join("password");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let name = fresh("pw");
+    let by_file = format!(
+        "redis://{}@{auth}/0/{name}?password_file={}",
+        user.name,
+        file.display()
+    );
+    let q = Queue::<u64>::open_or_create(&by_file, 0).unwrap();
+    assert!(!q.name().contains(&secret));
+    assert!(!format!("{q:?}").contains(&secret));
+
+    // Another process reads it from its own environment: the URL (which
+    // `ps` would show) carries only the variable's name.
+    let by_env = format!(
+        "redis://{}@{auth}/0/{name}?password_env=PROCQ_TEST_REDIS_PASSWORD",
+        user.name
+    );
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_entry",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env("PROCQ_TEST_ROLE", "produce")
+        .env(
+            "PROCQ_TEST_ARGS",
+            [by_env.as_str(), "0", "20"].join("\u{1f}"),
+        )
+        .env("PROCQ_TEST_REDIS_PASSWORD", &secret)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ok(&mut child, Duration::from_secs(30));
+    assert_eq!(drain(&q, 20), (0..20).collect::<Vec<_>>());
+
+    // Listing keeps the option, so listed URLs open as they are.
+    let server_url = format!(
+        "redis://{}@{auth}/0?password_file={}",
+        user.name,
+        file.display()
+    );
+    let listed = procq::list_redis(&server_url).unwrap();
+    assert!(listed.contains(&by_file), "{listed:?}");
+
+    // Wrong or missing passwords: clear errors that never show one.
+    std::fs::write(&file, "not-the-password\n").unwrap();
+    let err = Queue::<u64>::open(&by_file).unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(
+        !msg.contains("not-the-password") && !msg.contains(&secret),
+        "{msg}"
+    );
+    let unset = format!(
+        "redis://{}@{auth}/0/{name}?password_env=PROCQ_TEST_SURELY_UNSET",
+        user.name
+    );
+    let err = Queue::<u64>::open(&unset).unwrap_err();
+    assert!(matches!(err, Error::InvalidName { .. }), "{err:?}");
+    assert!(err.to_string().contains("password_env"), "{err}");
+    std::fs::remove_file(&file).unwrap();
+    assert!(matches!(
+        Queue::<u64>::open(&by_file),
+        Err(Error::Io { .. })
+    ));
+    drop(q);
+    let mut con = redis::Client::open(base.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("procq:{{{name}}}:meta"))
+        .query(&mut con)
+        .unwrap();
+}
+
+#[test]
+fn a_partly_finished_batch_comes_back_without_its_finished_items() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}?lease_ms=500", fresh("partial"));
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let out = Queue::<u64>::open_or_create(&format!("{base}/{}", fresh("partial-out")), 0).unwrap();
+    q.put_many(&[1, 2, 3, 4, 5]).unwrap();
+    let mut child = spawn("partial", &[&url, out.name()]);
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), SENTINEL);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(q.unfinished_tasks().unwrap(), 3);
+    // Past the dead consumer's lease, a script reaps it (join runs one).
+    assert!(q.join_timeout(Duration::from_millis(800)).is_err());
+    // The server forgets its scripts (as after a restart): reloaded.
+    let mut con = redis::Client::open(base.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("SCRIPT").arg("FLUSH").exec(&mut con).unwrap();
+    // Items 3 and 4 come back first, in order, then 5; 1 and 2 never.
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.extend(q.get_many_timeout(10, Duration::from_secs(5)).unwrap());
+    }
+    assert_eq!(got, [3, 4, 5]);
+    let st = q.stats().unwrap();
+    assert_eq!((st.redeliveries, st.deliveries), (2, 7));
+    q.task_done_many(3).unwrap();
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(800)),
+        Err(Error::Empty)
+    ));
 }

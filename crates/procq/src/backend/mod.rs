@@ -158,6 +158,7 @@ impl Backend {
                         Some(new.kind),
                         new.fingerprint,
                         maxsize,
+                        true,
                     );
                     Ok(Backend::Redis(Box::new(q.map_err(redis_error)?)))
                 }
@@ -204,21 +205,16 @@ impl Backend {
             Address::Redis(url) => {
                 #[cfg(feature = "redis")]
                 {
-                    let url = url.as_str();
-                    if open.create.is_none() {
-                        // The server creates a queue when it opens it: ask
-                        // first, so that `open` never creates. (A queue
-                        // removed between the two calls comes back empty;
-                        // the Redis backend should learn to open without
-                        // creating in one script.)
-                        redis::stats(url).map_err(redis_error)?;
-                    }
+                    // One script opens, and creates only if allowed: a
+                    // plain `open` never creates, even of a queue removed
+                    // meanwhile.
                     let q = RedisQueue::open(
-                        url,
+                        url.as_str(),
                         open.kind,
                         open.require,
                         open.fingerprint,
                         open.create.map(|m| m as u64),
+                        open.create.is_some(),
                     );
                     Ok(Backend::Redis(Box::new(q.map_err(redis_error)?)))
                 }
@@ -346,34 +342,12 @@ impl Backend {
         &self,
         max: usize,
         block: Block,
-        #[allow(unused_mut)] mut f: impl FnMut(&[u8]) -> bool,
+        f: impl FnMut(&[u8]) -> bool,
     ) -> Result<usize> {
         match self {
             Backend::Shm(h) => h.pop(max, block, f),
             #[cfg(feature = "redis")]
-            Backend::Redis(r) => {
-                let items = r.get(max.max(1), block).map_err(redis_error)?;
-                let mut items = items.into_iter();
-                let mut n = 0;
-                while let Some(bytes) = items.next() {
-                    if f(&bytes) {
-                        n += 1;
-                        continue;
-                    }
-                    if n > 0 {
-                        // Taken from the server but not returned: the next
-                        // call hands it (and the rest) out first.
-                        r.stash(std::iter::once(bytes).chain(items));
-                        return Ok(n);
-                    }
-                    r.stash(items);
-                    if r.kind() == Kind::Joinable {
-                        let _ = r.task_done();
-                    }
-                    return Ok(1);
-                }
-                Ok(n)
-            }
+            Backend::Redis(r) => r.pop(max, block, f).map_err(redis_error),
         }
     }
 
@@ -381,7 +355,18 @@ impl Backend {
         match self {
             Backend::Shm(h) => h.task_done(),
             #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.task_done().map_err(redis_error),
+            Backend::Redis(r) => r.task_done(1).map_err(redis_error),
+        }
+    }
+
+    /// Marks `n` tasks done at once (one lock hold on shared memory, one
+    /// round trip on Redis); [`Error::TaskDoneTooOften`], marking none, if
+    /// fewer are outstanding (on Redis: held by this handle).
+    pub(crate) fn task_done_many(&self, n: usize) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.task_done_many(n),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.task_done(n).map_err(redis_error),
         }
     }
 

@@ -8,6 +8,7 @@
 -- retried after its reply was lost is answered from there instead of
 -- enqueueing the items a second time.
 local maxsize = tonumber(ARGV[2])
+local joinable = ARGV[3] == '1'
 local pkey = PREFIX .. ':producer:' .. ARGV[4]
 local prev = redis.call('GET', pkey)
 if prev then
@@ -16,7 +17,7 @@ if prev then
 end
 local n = #ARGV - 5
 if maxsize > 0 then
-  local room = maxsize - redis.call('LLEN', K_ITEMS)
+  local room = maxsize - queued()
   if room <= 0 then
     -- Every space token is stale now (there is no space): the caller will
     -- wait for one pushed by a later get.
@@ -26,8 +27,8 @@ if maxsize > 0 then
   if room < n then n = room end
 end
 redis.call('RPUSH', K_ITEMS, unpack(ARGV, 6, 5 + n))
-if ARGV[3] == '1' then redis.call('HINCRBY', K_META, 'unfinished', n) end
+if joinable then redis.call('HINCRBY', K_META, 'unfinished', n) end
 -- A plain unbounded queue's getters block on the items list itself.
-if ARGV[3] == '1' or maxsize > 0 then signal(K_AVAIL, n) end
+if joinable or maxsize > 0 then signal(K_AVAIL, n) end
 redis.call('SET', pkey, ARGV[5] .. ':' .. n, 'PX', 3600000)
 return n

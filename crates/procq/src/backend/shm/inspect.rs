@@ -137,6 +137,10 @@ pub(crate) fn stats_of(shared: &Shared) -> Result<Stats> {
         timeouts: snap.timeouts,
         recoveries: snap.recoveries,
         reclaimed_processes: snap.reclaimed,
+        deliveries: 0,
+        redeliveries: 0,
+        dead_letters: 0,
+        max_deliveries: 0,
     })
 }
 

@@ -286,6 +286,10 @@ impl Handle {
         self.shared()?.task_done()
     }
 
+    pub(crate) fn task_done_many(&self, n: usize) -> Result<()> {
+        self.shared()?.task_done_many(n as u64)
+    }
+
     pub(crate) fn unfinished(&self) -> Result<u64> {
         Ok(self.shared()?.state()?.unfinished)
     }

@@ -132,33 +132,50 @@ impl Shared {
     /// when its getter leaves. So `unfinished` stays equal to the items in
     /// the ring plus the tasks taken and not done over all slots.
     pub(crate) fn task_done(&self) -> Result<()> {
+        self.task_done_many(1)
+    }
+
+    /// Marks `n` tasks done under one lock hold;
+    /// [`Error::TaskDoneTooOften`], marking none, if fewer than `n` items
+    /// were got and not yet done. Each task is credited to a process that
+    /// got one (this one first), one slot per commit, as `task_done` does.
+    pub(crate) fn task_done_many(&self, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
         let mut g = self.lock()?;
-        let s = &mut g.state;
-        if s.unfinished <= s.ring.count {
+        if g.state.unfinished < g.state.ring.count.saturating_add(n) {
             return Err(Error::TaskDoneTooOften);
         }
-        s.unfinished -= 1;
         let h = self.header();
         let taken = |slot: &Slot| {
             (slot.owner.load(Ordering::Relaxed) != 0)
                 .then(|| slot.tasks.load(Ordering::Relaxed))
                 .filter(|&t| t > 0)
         };
-        let credited = self
-            .slot_ref()
-            .and_then(taken)
-            .map(|t| (self.slot, t))
-            .or_else(|| {
-                h.slots
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, slot)| taken(slot).map(|t| (i, t)))
-            });
-        if let Some((i, t)) = credited {
-            g.journal(i, OP_SET, t - 1);
+        let mut left = n;
+        while left > 0 {
+            let credited = self
+                .slot_ref()
+                .and_then(taken)
+                .map(|t| (self.slot, t))
+                .or_else(|| {
+                    h.slots
+                        .iter()
+                        .enumerate()
+                        .find_map(|(i, slot)| taken(slot).map(|t| (i, t)))
+                });
+            // No process holds a task (they were written off): the rest
+            // are done with no slot to credit.
+            let k = credited.map_or(left, |(_, t)| left.min(t));
+            if let Some((i, t)) = credited {
+                g.journal(i, OP_SET, t - k);
+            }
+            g.state.unfinished -= k;
+            left -= k;
+            g.wake_done = g.state.unfinished == 0;
+            g.commit();
         }
-        g.wake_done = g.state.unfinished == 0;
-        g.commit();
         Ok(())
     }
 

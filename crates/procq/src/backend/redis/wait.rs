@@ -1,0 +1,169 @@
+//! Waiting without polling: `BLPOP` on a wake-up token list (or on a plain
+//! queue's items), bounded by the caller's deadline, the earliest lease
+//! expiry, and [`SAFETY_SLICE`]; and `close()`, which wakes this handle's
+//! blocked calls with `CLIENT UNBLOCK`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ::redis::Value;
+
+use super::conn::{is_broken, is_interrupted};
+use super::RedisQueue;
+use crate::block::Block;
+use crate::error::{Error, Result};
+
+/// Longest single blocking wait: a backstop against a wake-up token lost
+/// with a broken connection, not the wake-up path.
+pub(crate) const SAFETY_SLICE: Duration = Duration::from_secs(2);
+
+/// What to wait for between script calls.
+#[derive(Clone, Copy)]
+pub(crate) enum Token {
+    Avail,
+    Space,
+    Zero,
+}
+
+/// The value of a `BLPOP` reply (`[key, value]`), if it popped one.
+pub(crate) fn popped(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::Array(kv) => match kv.get(1) {
+            Some(Value::BulkString(b)) => Some(b.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl RedisQueue {
+    /// Waits for a token on `which` for at most `hint_ms` (a lease expiry,
+    /// -1 if none), the deadline, and [`SAFETY_SLICE`]. Returns `false` if
+    /// the deadline has passed.
+    pub(crate) fn wait(&self, which: Token, block: Block, hint_ms: i64) -> Result<bool> {
+        let key = match which {
+            Token::Avail => &self.keys[2],
+            Token::Space => &self.keys[3],
+            Token::Zero => &self.keys[5],
+        };
+        Ok(self.blpop(key, block, hint_ms)?.is_some())
+    }
+
+    /// `BLPOP key` for at most `hint_ms` (if not -1), the deadline, and
+    /// [`SAFETY_SLICE`]; `None` if the deadline had passed (nothing waited),
+    /// else the reply (`Nil` when the slice ran out).
+    pub(crate) fn blpop(&self, key: &str, block: Block, hint_ms: i64) -> Result<Option<Value>> {
+        let deadline = match block {
+            Block::No => return Ok(None),
+            Block::Forever => None,
+            Block::Until(d) => Some(d),
+        };
+        let now = Instant::now();
+        let mut slice = SAFETY_SLICE;
+        if let Some(d) = deadline {
+            if d <= now {
+                return Ok(None);
+            }
+            slice = slice.min(d - now);
+        }
+        if hint_ms >= 0 {
+            // Wake just after the lease runs out, so that reap finds it due.
+            slice = slice.min(Duration::from_millis(hint_ms as u64 + 5));
+        }
+        // BLPOP takes seconds with millisecond resolution; 0 would mean "forever".
+        let secs = (slice.as_millis().max(1) as f64) / 1000.0;
+        let io_timeout = self.pool.target.io_timeout;
+        let mut c = self.pool.conn(deadline)?;
+        if c.client_id.is_none() {
+            let mut r = c
+                .link
+                .on_node(::redis::cmd("CLIENT").arg("ID"), self.pool.slot);
+            if r.as_ref().is_err_and(is_interrupted) {
+                r = c
+                    .link
+                    .on_node(::redis::cmd("CLIENT").arg("ID"), self.pool.slot);
+            }
+            match r {
+                Ok(Value::Int(id)) => c.client_id = Some(id),
+                Ok(_) => c.client_id = Some(0),
+                Err(e) => {
+                    if !is_broken(&e) {
+                        self.pool.release(c);
+                    }
+                    return Err(self.pool.map_err("CLIENT ID", e));
+                }
+            }
+        }
+        let id = c.client_id.unwrap_or(0);
+        self.blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
+        let result = if self.closed.load(Ordering::SeqCst) {
+            Ok(Value::Nil)
+        } else {
+            c.link.set_read_timeout(Some(slice + io_timeout));
+            let r = ::redis::cmd("BLPOP")
+                .arg(key)
+                .arg(secs)
+                .query::<Value>(c.link.as_dyn());
+            c.link.set_read_timeout(Some(io_timeout));
+            r
+        };
+        self.blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&b| b != id);
+        match result {
+            Ok(v) => {
+                self.pool.release(c);
+                if self.closed.load(Ordering::Relaxed) {
+                    // Do not lose an item popped just as the handle closed.
+                    if key == self.keys[0] {
+                        if let Some(item) = popped(&v) {
+                            self.stash(std::iter::once(((0, 0), item)));
+                        }
+                    }
+                    return Err(Error::Closed);
+                }
+                Ok(Some(v))
+            }
+            Err(e) if is_interrupted(&e) => {
+                // Stopped and continued while waiting: a spurious wake-up.
+                // (A plain queue's item popped meanwhile is lost with the
+                // skipped reply; README, "Redis".)
+                self.pool.release(c);
+                Ok(Some(Value::Nil))
+            }
+            Err(e) => {
+                if !is_broken(&e) {
+                    self.pool.release(c);
+                }
+                Err(self.pool.map_err("BLPOP", e))
+            }
+        }
+    }
+
+    /// Closes this handle and wakes its blocked calls (`CLIENT UNBLOCK`).
+    pub(crate) fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let ids: Vec<i64> = self
+            .blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if ids.is_empty() {
+            return;
+        }
+        let slot = self.pool.slot;
+        let _ = self.pool.with_conn("CLIENT UNBLOCK", None, |c| {
+            for id in &ids {
+                c.link
+                    .on_node(::redis::cmd("CLIENT").arg("UNBLOCK").arg(*id), slot)?;
+            }
+            Ok(())
+        });
+    }
+}

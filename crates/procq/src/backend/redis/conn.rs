@@ -139,6 +139,19 @@ impl Connector {
     }
 }
 
+/// The server's version from its `INFO server` text if it is older than
+/// [`MIN_VERSION`] (a text without one passes: the scripts then say what
+/// they lack).
+fn too_old(info: &str) -> Option<&str> {
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(str::trim)?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (have < MIN_VERSION).then_some(version)
+}
+
 /// Makes ring the process's rustls crypto provider unless one is set (a
 /// program may install its own first; then that one is used).
 #[cfg(feature = "redis-tls")]
@@ -456,24 +469,16 @@ impl Pool {
             Value::VerbatimString { text, .. } => text.clone(),
             _ => String::new(),
         };
-        if let Some(version) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .map(str::trim)
-        {
-            let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-            let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-            if have < MIN_VERSION {
-                return Err(Error::invalid(
-                    &self.target.name,
-                    format!(
-                        "{} runs Redis {version}; procq needs Redis {}.{} or newer",
-                        self.target.server_display(),
-                        MIN_VERSION.0,
-                        MIN_VERSION.1
-                    ),
-                ));
-            }
+        if let Some(version) = too_old(&info) {
+            return Err(Error::invalid(
+                &self.target.name,
+                format!(
+                    "{} runs Redis {version}; procq needs Redis {}.{} or newer",
+                    self.target.server_display(),
+                    MIN_VERSION.0,
+                    MIN_VERSION.1
+                ),
+            ));
         }
         if !self.target.allow_eviction {
             if let Some(p) = policy.ok().and_then(|v| config_value(&v)) {
@@ -516,6 +521,17 @@ fn config_value(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_older_than_6_2_are_refused() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        assert_eq!(too_old(&info("6.0.16")), Some("6.0.16"));
+        assert_eq!(too_old(&info("5.0.7")), Some("5.0.7"));
+        assert_eq!(too_old(&info("6.2.0")), None);
+        assert_eq!(too_old(&info("7.0.15")), None);
+        assert_eq!(too_old(&info("10.1.0")), None);
+        assert_eq!(too_old("# Server\r\n"), None);
+    }
 
     #[test]
     fn passing_server_states_are_retried_and_refusals_are_not() {

@@ -60,19 +60,37 @@
 //! reply repeats it and receives the same items); `task_done` names items
 //! (acknowledging twice counts once); `reap` and the heartbeat's renewal
 //! are idempotent by nature. A command that fails with a connection error
-//! drops that connection and returns [`Error::Io`] naming the server; the
-//! next call reconnects, with exponential backoff between attempts.
+//! drops that connection and returns [`Error::Io`] naming the server (the
+//! backend seam reports it as [`Error::Redis`]); the next call reconnects,
+//! with exponential backoff between attempts.
 //!
 //! The client is the `redis` crate's synchronous connection (and its
 //! synchronous cluster connection): the core API is blocking, and a private
 //! async runtime would add threads and a large dependency for no gain (each
 //! handle keeps a small pool of connections so that threads sharing a
 //! handle never wait on each other's blocking call).
+//!
+//! # Modules
+//!
+//! ```text
+//! mod.rs        RedisQueue: the scripts, open, handles     -> all below
+//! ops.rs        put, get (plain, bounded, joinable), stash -> wait, deliveries
+//! acks.rs       task_done by item number, join, unfinished -> wait, deliveries
+//! lease.rs      the heartbeat thread renewing a lease      -> conn
+//! wait.rs       BLPOP on wake-up tokens, close             -> conn
+//! admin.rs      stats, remove, list (no handle)            -> conn, url, key names
+//! conn.rs       connections, cluster routing, TLS, pool, server checks -> url
+//! deliveries.rs identities, request numbers, items held per thread (leaf)
+//! url.rs        URL grammar, options, passwords, redaction (leaf)
+//! *.lua         the scripts, each prefixed with common.lua
+//! ```
 
+mod acks;
 mod admin;
 mod conn;
 mod deliveries;
 mod lease;
+mod ops;
 mod url;
 mod wait;
 
@@ -91,7 +109,6 @@ use deliveries::{Id, Ids};
 use lease::Heartbeat;
 pub(crate) use url::Target;
 use url::{bad, redact};
-use wait::Token;
 
 use crate::block::Block;
 use crate::error::{Error, Result};
@@ -173,18 +190,6 @@ fn deadline_of(block: Block) -> Option<Instant> {
         Block::Until(d) => Some(d),
         _ => None,
     }
-}
-
-/// Sorted numbers as inclusive ranges of consecutive ones.
-fn ranges(sorted: impl IntoIterator<Item = u64>) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for n in sorted {
-        match out.last_mut() {
-            Some((_, to)) if *to + 1 == n => *to = n,
-            _ => out.push((n, n)),
-        }
-    }
-    out
 }
 
 impl RedisQueue {
@@ -356,372 +361,6 @@ impl RedisQueue {
         }
     }
 
-    /// Puts `items` (already encoded), waiting for room as `block` allows.
-    /// Returns how many went in (all of them unless the wait ran out).
-    pub(crate) fn put(&self, items: &[&[u8]], block: Block) -> Result<usize> {
-        let mut done = 0;
-        while done < items.len() {
-            self.check_open()?;
-            let chunk = &items[done..items.len().min(done + CHUNK)];
-            let h = hash_items(chunk);
-            let (producer, seq) = {
-                let mut ids = self.ids();
-                let seq = match ids.failed_put {
-                    Some((s, fh)) if fh == h => s,
-                    _ => {
-                        ids.put_seq += 1;
-                        ids.put_seq
-                    }
-                };
-                (ids.producer.clone(), seq)
-            };
-            let joinable = u8::from(self.kind == Kind::Joinable);
-            let r: Result<i64> = self.script("put", &PUT, deadline_of(block), |inv| {
-                inv.arg(self.maxsize).arg(joinable).arg(&producer).arg(seq);
-                for item in chunk {
-                    inv.arg(*item);
-                }
-            });
-            let n = {
-                let mut ids = self.ids();
-                match &r {
-                    Err(_) => ids.failed_put = Some((seq, h)),
-                    Ok(_) => ids.failed_put = None,
-                }
-                r?
-            };
-            if n > 0 {
-                done += n as usize;
-                continue;
-            }
-            if !self.wait(Token::Space, block, -1)? {
-                if done == 0 {
-                    return Err(Error::Full);
-                }
-                return Ok(done);
-            }
-        }
-        Ok(done)
-    }
-
-    /// Takes up to `max` items (at least one), waiting for the first as
-    /// `block` allows; `f` sees each item's bytes and says whether to take
-    /// it. Returns how many were taken; on a joinable queue they count as
-    /// handed out to the calling thread.
-    ///
-    /// A refused item ends the batch as on shared memory: a refused *first*
-    /// item is removed all the same (and, on a joinable queue, acknowledged:
-    /// the caller never saw it, so it can never call `task_done` for it); a
-    /// refused later item and the rest are kept for the next call.
-    pub(crate) fn pop(
-        &self,
-        max: usize,
-        block: Block,
-        mut f: impl FnMut(&[u8]) -> bool,
-    ) -> Result<usize> {
-        let taken = self.take(max, block)?;
-        let joinable = self.kind == Kind::Joinable;
-        let mut handed = Vec::with_capacity(taken.len());
-        let mut iter = taken.into_iter();
-        while let Some((id, bytes)) = iter.next() {
-            if f(&bytes) {
-                handed.push(id);
-                continue;
-            }
-            if handed.is_empty() {
-                self.stash(iter);
-                if joinable {
-                    let _ = self.acknowledge(&[id]);
-                }
-                return Ok(1);
-            }
-            self.stash(std::iter::once((id, bytes)).chain(iter));
-            break;
-        }
-        let n = handed.len();
-        if joinable {
-            self.ids().hand_out(handed);
-        }
-        Ok(n)
-    }
-
-    /// Takes up to `max` items with their ids (`(0, 0)` on a plain queue),
-    /// stashed ones first.
-    fn take(&self, max: usize, block: Block) -> Result<Vec<(Id, Vec<u8>)>> {
-        self.check_open()?;
-        {
-            let mut stash = self.stash.lock().unwrap_or_else(|e| e.into_inner());
-            if !stash.is_empty() {
-                let n = max.max(1).min(stash.len());
-                return Ok(stash.drain(..n).collect());
-            }
-        }
-        let max = max.clamp(1, CHUNK);
-        if self.kind == Kind::Queue && self.maxsize == 0 {
-            let items = self.get_plain(max, block)?;
-            return Ok(items.into_iter().map(|i| ((0, 0), i)).collect());
-        }
-        let joinable = self.kind == Kind::Joinable;
-        let lease_ms = self.pool.target.lease.as_millis() as u64;
-        loop {
-            let (consumer, seq) = {
-                let mut ids = self.ids();
-                let seq = if joinable { ids.next_get() } else { 0 };
-                (ids.consumer.clone(), seq)
-            };
-            let reply = if joinable {
-                self.get_joinable(&consumer, max, seq, block)
-            } else {
-                self.script("get", &GET, deadline_of(block), |inv| {
-                    inv.arg(max)
-                        .arg(0)
-                        .arg(&consumer)
-                        .arg(lease_ms)
-                        .arg(self.maxsize)
-                        .arg(seq)
-                        .arg(1);
-                })
-            };
-            let reply: Vec<Value> = match reply {
-                Ok(r) => r,
-                Err(e) => {
-                    if joinable && matches!(e, Error::Io { .. }) {
-                        // It may have run: the next get asks for its items.
-                        self.ids().get_lost(seq);
-                    }
-                    return Err(e);
-                }
-            };
-            let status = reply.first().map_or(0, int);
-            let hint = reply.get(1).map_or(-1, int);
-            if status == 1 {
-                // {1, hint, items} on a plain queue; {1, -1, count, items}
-                // on a joinable one, whose items are (seq, index).
-                let at = if joinable { 3 } else { 2 };
-                if joinable {
-                    self.start_heartbeat(&consumer);
-                }
-                let items = match reply.into_iter().nth(at) {
-                    Some(Value::Array(items)) => items,
-                    _ => Vec::new(),
-                };
-                return Ok(items
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        Value::BulkString(b) => Some(b),
-                        _ => None,
-                    })
-                    .enumerate()
-                    .map(|(i, b)| ((seq, i as u64), b))
-                    .collect());
-            }
-            if !self.wait(Token::Avail, block, hint)? {
-                return Err(Error::Empty);
-            }
-        }
-    }
-
-    /// One joinable get request, in one round trip: the script moves the
-    /// items to the request's own list and answers `{status, hint, count}`;
-    /// a native `LRANGE` of that list, pipelined after it,
-    /// brings the items (so that they never pass through Lua, see
-    /// `common.lua`). Returns the script's answer with the items appended
-    /// as one array, like the plain queue's reply.
-    fn get_joinable(
-        &self,
-        consumer: &str,
-        max: usize,
-        seq: u64,
-        block: Block,
-    ) -> Result<Vec<Value>> {
-        let lease_ms = self.pool.target.lease.as_millis() as u64;
-        let mut eval = ::redis::cmd("EVALSHA");
-        eval.arg(GET.get_hash()).arg(self.keys.len());
-        for k in &self.keys {
-            eval.arg(k);
-        }
-        eval.arg(&self.prefix)
-            .arg(max)
-            .arg(1)
-            .arg(consumer)
-            .arg(lease_ms)
-            .arg(self.maxsize)
-            .arg(seq)
-            .arg(0);
-        let mut lrange = ::redis::cmd("LRANGE");
-        lrange
-            .arg(format!("{}:held:{consumer}:{seq}", self.prefix))
-            .arg(0)
-            .arg(-1);
-        let (meta, items) = self.pool.with_conn("get", deadline_of(block), |c| {
-            match c.link.pair(&eval, &lrange) {
-                Err(e)
-                    if e.kind()
-                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
-                {
-                    // A server restarted (or flushed its scripts) since.
-                    GET.load(c.link.as_dyn())?;
-                    c.link.pair(&eval, &lrange)
-                }
-                other => other,
-            }
-        })?;
-        let mut reply = match meta {
-            Value::Array(v) => v,
-            _ => Vec::new(),
-        };
-        if reply.first().map_or(0, int) == 1 {
-            reply.truncate(3);
-            reply.push(items);
-        }
-        Ok(reply)
-    }
-
-    /// `get` on a plain unbounded queue: no lease, no space to signal, so it
-    /// is `LPOP` or a `BLPOP` on the items list itself, one round trip like a
-    /// hand-written Redis list queue.
-    fn get_plain(&self, max: usize, block: Block) -> Result<Vec<Vec<u8>>> {
-        let key = &self.keys[0];
-        loop {
-            if max > 1 || matches!(block, Block::No) {
-                let v: Option<Vec<Vec<u8>>> = self.pool.with_conn("LPOP", None, |c| {
-                    ::redis::cmd("LPOP")
-                        .arg(key)
-                        .arg(max)
-                        .query(c.link.as_dyn())
-                })?;
-                if let Some(items) = v.filter(|v| !v.is_empty()) {
-                    return Ok(items);
-                }
-            }
-            match self.blpop(key, block, -1)? {
-                None => return Err(Error::Empty),
-                Some(v) => {
-                    if let Some(item) = wait::popped(&v) {
-                        let mut items = vec![item];
-                        if max > 1 {
-                            // Woken by a producer: take what else it put,
-                            // so that a batch consumer that caught up does
-                            // not go on one item per round trip.
-                            if let Ok(Some(more)) = self.pool.with_conn("LPOP", None, |c| {
-                                ::redis::cmd("LPOP")
-                                    .arg(key)
-                                    .arg(max - 1)
-                                    .query::<Option<Vec<Vec<u8>>>>(c.link.as_dyn())
-                            }) {
-                                items.extend(more);
-                            }
-                        }
-                        return Ok(items);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Keeps items taken but not handed out (they come first next time).
-    fn stash(&self, items: impl IntoIterator<Item = (Id, Vec<u8>)>) {
-        let mut stash = self.stash.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, item) in items.into_iter().enumerate() {
-            stash.insert(i, item);
-        }
-    }
-
-    /// Acknowledges `n` items this handle handed out (see [`deliveries`]
-    /// for which), in one round trip; [`Error::TaskDoneTooOften`], with
-    /// nothing acknowledged, if it holds fewer.
-    pub(crate) fn task_done(&self, n: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        let chosen = self.ids().take_for_ack(n).ok_or(Error::TaskDoneTooOften)?;
-        let ids: Vec<Id> = chosen.iter().map(|&(_, id)| id).collect();
-        match self.acknowledge(&ids) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // Acknowledging twice counts once: keep them for a retry.
-                self.ids().unacknowledge(chosen);
-                Err(e)
-            }
-        }
-    }
-
-    /// Acknowledges items by id in one script call (per [`CHUNK`] ranges),
-    /// each request's indexes sent as ranges (a batch is one); idempotent,
-    /// so a call that fails on a broken connection is tried once more.
-    fn acknowledge(&self, ids: &[Id]) -> Result<()> {
-        let consumer = self.ids().consumer.clone();
-        let lease_ms = self.pool.target.lease.as_millis() as u64;
-        let mut ids = ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
-        let triples: Vec<(u64, u64, u64)> = ids
-            .chunk_by(|a, b| a.0 == b.0)
-            .flat_map(|group| {
-                let seq = group[0].0;
-                ranges(group.iter().map(|&(_, i)| i))
-                    .into_iter()
-                    .map(move |(from, to)| (seq, from, to))
-            })
-            .collect();
-        for chunk in triples.chunks(CHUNK / 3) {
-            let run = || {
-                self.script::<i64>("task_done", &TASK_DONE, None, |inv| {
-                    inv.arg(&consumer).arg(lease_ms);
-                    for (seq, from, to) in chunk {
-                        inv.arg(*seq).arg(*from).arg(*to);
-                    }
-                })
-            };
-            match run() {
-                Err(Error::Io { .. }) => run().map(|_| ())?,
-                other => other.map(|_| ())?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits until no task is outstanding; [`Error::Full`] when `block` runs out.
-    pub(crate) fn join(&self, block: Block) -> Result<()> {
-        loop {
-            self.check_open()?;
-            let reply: Vec<Value> = self.script("join", &JOIN, deadline_of(block), |_| {})?;
-            if reply.first().map_or(0, int) == 1 {
-                return Ok(());
-            }
-            let hint = reply.get(1).map_or(-1, int);
-            if !self.wait(Token::Zero, block, hint)? {
-                return Err(Error::Full);
-            }
-        }
-    }
-
-    /// Items in the queue (in-flight items not included).
-    pub(crate) fn qsize(&self) -> Result<usize> {
-        if self.kind == Kind::Joinable {
-            return self.script("qsize", &QSIZE, None, |_| {});
-        }
-        let key = &self.keys[0];
-        self.pool.with_conn("LLEN", None, |c| {
-            ::redis::cmd("LLEN")
-                .arg(key)
-                .query::<usize>(c.link.as_dyn())
-        })
-    }
-
-    /// Tasks put and not yet acknowledged.
-    pub(crate) fn unfinished(&self) -> Result<u64> {
-        let key = &self.keys[1];
-        self.pool
-            .with_conn("HGET", None, |c| {
-                ::redis::cmd("HGET")
-                    .arg(key)
-                    .arg("unfinished")
-                    .query::<Option<i64>>(c.link.as_dyn())
-            })
-            .map(|v| v.unwrap_or(0).max(0) as u64)
-    }
-
     /// Starts the heartbeat that renews this consumer's lease while the
     /// process lives, unless one runs already (or the URL says
     /// `heartbeat=0`).
@@ -755,17 +394,5 @@ impl Drop for RedisQueue {
                 beat.stop();
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn acknowledged_numbers_go_as_ranges() {
-        assert_eq!(super::ranges([]), []);
-        assert_eq!(
-            super::ranges([3, 4, 5, 7, 9, 10]),
-            [(3, 5), (7, 7), (9, 10)]
-        );
     }
 }

@@ -1,0 +1,301 @@
+//! A handle's queue operations: `put` (numbered per producer, so a retry
+//! after a lost reply is answered from the server's record), and `get` in
+//! its three forms — a plain unbounded queue's `LPOP`/`BLPOP`, a bounded
+//! queue's script, and a joinable queue's request (numbered per consumer,
+//! repeated after a lost reply, its items read with a pipelined `LRANGE`) —
+//! with the stash of items taken but not handed out.
+
+use ::redis::Value;
+
+use super::deliveries::Id;
+use super::wait::{self, Token};
+use super::{deadline_of, hash_items, int, RedisQueue, CHUNK, GET, PUT, QSIZE};
+use crate::block::Block;
+use crate::error::{Error, Result};
+use crate::kind::Kind;
+
+impl RedisQueue {
+    /// Puts `items` (already encoded), waiting for room as `block` allows.
+    /// Returns how many went in (all of them unless the wait ran out).
+    pub(crate) fn put(&self, items: &[&[u8]], block: Block) -> Result<usize> {
+        let mut done = 0;
+        while done < items.len() {
+            self.check_open()?;
+            let chunk = &items[done..items.len().min(done + CHUNK)];
+            let h = hash_items(chunk);
+            let (producer, seq) = {
+                let mut ids = self.ids();
+                let seq = match ids.failed_put {
+                    Some((s, fh)) if fh == h => s,
+                    _ => {
+                        ids.put_seq += 1;
+                        ids.put_seq
+                    }
+                };
+                (ids.producer.clone(), seq)
+            };
+            let joinable = u8::from(self.kind == Kind::Joinable);
+            let r: Result<i64> = self.script("put", &PUT, deadline_of(block), |inv| {
+                inv.arg(self.maxsize).arg(joinable).arg(&producer).arg(seq);
+                for item in chunk {
+                    inv.arg(*item);
+                }
+            });
+            let n = {
+                let mut ids = self.ids();
+                match &r {
+                    Err(_) => ids.failed_put = Some((seq, h)),
+                    Ok(_) => ids.failed_put = None,
+                }
+                r?
+            };
+            if n > 0 {
+                done += n as usize;
+                continue;
+            }
+            if !self.wait(Token::Space, block, -1)? {
+                if done == 0 {
+                    return Err(Error::Full);
+                }
+                return Ok(done);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Takes up to `max` items (at least one), waiting for the first as
+    /// `block` allows; `f` sees each item's bytes and says whether to take
+    /// it. Returns how many were taken; on a joinable queue they count as
+    /// handed out to the calling thread.
+    ///
+    /// A refused item ends the batch as on shared memory: a refused *first*
+    /// item is removed all the same (and, on a joinable queue, acknowledged:
+    /// the caller never saw it, so it can never call `task_done` for it); a
+    /// refused later item and the rest are kept for the next call.
+    pub(crate) fn pop(
+        &self,
+        max: usize,
+        block: Block,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<usize> {
+        let taken = self.take(max, block)?;
+        let joinable = self.kind == Kind::Joinable;
+        let mut handed = Vec::with_capacity(taken.len());
+        let mut iter = taken.into_iter();
+        while let Some((id, bytes)) = iter.next() {
+            if f(&bytes) {
+                handed.push(id);
+                continue;
+            }
+            if handed.is_empty() {
+                self.stash(iter);
+                if joinable {
+                    let _ = self.acknowledge(&[id]);
+                }
+                return Ok(1);
+            }
+            self.stash(std::iter::once((id, bytes)).chain(iter));
+            break;
+        }
+        let n = handed.len();
+        if joinable {
+            self.ids().hand_out(handed);
+        }
+        Ok(n)
+    }
+
+    /// Takes up to `max` items with their ids (`(0, 0)` on a plain queue),
+    /// stashed ones first.
+    fn take(&self, max: usize, block: Block) -> Result<Vec<(Id, Vec<u8>)>> {
+        self.check_open()?;
+        {
+            let mut stash = self.stash.lock().unwrap_or_else(|e| e.into_inner());
+            if !stash.is_empty() {
+                let n = max.max(1).min(stash.len());
+                return Ok(stash.drain(..n).collect());
+            }
+        }
+        let max = max.clamp(1, CHUNK);
+        if self.kind == Kind::Queue && self.maxsize == 0 {
+            let items = self.get_plain(max, block)?;
+            return Ok(items.into_iter().map(|i| ((0, 0), i)).collect());
+        }
+        let joinable = self.kind == Kind::Joinable;
+        let lease_ms = self.pool.target.lease.as_millis() as u64;
+        loop {
+            let (consumer, seq) = {
+                let mut ids = self.ids();
+                let seq = if joinable { ids.next_get() } else { 0 };
+                (ids.consumer.clone(), seq)
+            };
+            let reply = if joinable {
+                self.get_joinable(&consumer, max, seq, block)
+            } else {
+                self.script("get", &GET, deadline_of(block), |inv| {
+                    inv.arg(max)
+                        .arg(0)
+                        .arg(&consumer)
+                        .arg(lease_ms)
+                        .arg(self.maxsize)
+                        .arg(seq)
+                        .arg(1);
+                })
+            };
+            let reply: Vec<Value> = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    if joinable && matches!(e, Error::Io { .. }) {
+                        // It may have run: the next get asks for its items.
+                        self.ids().get_lost(seq);
+                    }
+                    return Err(e);
+                }
+            };
+            let status = reply.first().map_or(0, int);
+            let hint = reply.get(1).map_or(-1, int);
+            if status == 1 {
+                // {1, hint, items} on a plain queue; {1, -1, count, items}
+                // on a joinable one, whose items are (seq, index).
+                let at = if joinable { 3 } else { 2 };
+                if joinable {
+                    self.start_heartbeat(&consumer);
+                }
+                let items = match reply.into_iter().nth(at) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                };
+                return Ok(items
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Value::BulkString(b) => Some(b),
+                        _ => None,
+                    })
+                    .enumerate()
+                    .map(|(i, b)| ((seq, i as u64), b))
+                    .collect());
+            }
+            if !self.wait(Token::Avail, block, hint)? {
+                return Err(Error::Empty);
+            }
+        }
+    }
+
+    /// One joinable get request, in one round trip: the script moves the
+    /// items to the request's own list and answers `{status, hint, count}`;
+    /// a native `LRANGE` of that list, pipelined after it,
+    /// brings the items (so that they never pass through Lua, see
+    /// `common.lua`). Returns the script's answer with the items appended
+    /// as one array, like the plain queue's reply.
+    fn get_joinable(
+        &self,
+        consumer: &str,
+        max: usize,
+        seq: u64,
+        block: Block,
+    ) -> Result<Vec<Value>> {
+        let lease_ms = self.pool.target.lease.as_millis() as u64;
+        let mut eval = ::redis::cmd("EVALSHA");
+        eval.arg(GET.get_hash()).arg(self.keys.len());
+        for k in &self.keys {
+            eval.arg(k);
+        }
+        eval.arg(&self.prefix)
+            .arg(max)
+            .arg(1)
+            .arg(consumer)
+            .arg(lease_ms)
+            .arg(self.maxsize)
+            .arg(seq)
+            .arg(0);
+        let mut lrange = ::redis::cmd("LRANGE");
+        lrange
+            .arg(format!("{}:held:{consumer}:{seq}", self.prefix))
+            .arg(0)
+            .arg(-1);
+        let (meta, items) = self.pool.with_conn("get", deadline_of(block), |c| {
+            match c.link.pair(&eval, &lrange) {
+                Err(e)
+                    if e.kind()
+                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+                {
+                    // A server restarted (or flushed its scripts) since.
+                    GET.load(c.link.as_dyn())?;
+                    c.link.pair(&eval, &lrange)
+                }
+                other => other,
+            }
+        })?;
+        let mut reply = match meta {
+            Value::Array(v) => v,
+            _ => Vec::new(),
+        };
+        if reply.first().map_or(0, int) == 1 {
+            reply.truncate(3);
+            reply.push(items);
+        }
+        Ok(reply)
+    }
+
+    /// `get` on a plain unbounded queue: no lease, no space to signal, so it
+    /// is `LPOP` or a `BLPOP` on the items list itself, one round trip like a
+    /// hand-written Redis list queue.
+    fn get_plain(&self, max: usize, block: Block) -> Result<Vec<Vec<u8>>> {
+        let key = &self.keys[0];
+        loop {
+            if max > 1 || matches!(block, Block::No) {
+                let v: Option<Vec<Vec<u8>>> = self.pool.with_conn("LPOP", None, |c| {
+                    ::redis::cmd("LPOP")
+                        .arg(key)
+                        .arg(max)
+                        .query(c.link.as_dyn())
+                })?;
+                if let Some(items) = v.filter(|v| !v.is_empty()) {
+                    return Ok(items);
+                }
+            }
+            match self.blpop(key, block, -1)? {
+                None => return Err(Error::Empty),
+                Some(v) => {
+                    if let Some(item) = wait::popped(&v) {
+                        let mut items = vec![item];
+                        if max > 1 {
+                            // Woken by a producer: take what else it put,
+                            // so that a batch consumer that caught up does
+                            // not go on one item per round trip.
+                            if let Ok(Some(more)) = self.pool.with_conn("LPOP", None, |c| {
+                                ::redis::cmd("LPOP")
+                                    .arg(key)
+                                    .arg(max - 1)
+                                    .query::<Option<Vec<Vec<u8>>>>(c.link.as_dyn())
+                            }) {
+                                items.extend(more);
+                            }
+                        }
+                        return Ok(items);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps items taken but not handed out (they come first next time).
+    pub(super) fn stash(&self, items: impl IntoIterator<Item = (Id, Vec<u8>)>) {
+        let mut stash = self.stash.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, item) in items.into_iter().enumerate() {
+            stash.insert(i, item);
+        }
+    }
+
+    /// Items in the queue (in-flight items not included).
+    pub(crate) fn qsize(&self) -> Result<usize> {
+        if self.kind == Kind::Joinable {
+            return self.script("qsize", &QSIZE, None, |_| {});
+        }
+        let key = &self.keys[0];
+        self.pool.with_conn("LLEN", None, |c| {
+            ::redis::cmd("LLEN")
+                .arg(key)
+                .query::<usize>(c.link.as_dyn())
+        })
+    }
+}

@@ -491,6 +491,130 @@ fn redis_url_create_and_a_password_is_never_shown() {
     assert!(!seen.contains(password), "password shown:\n{seen}");
 }
 
+#[test]
+fn redis_url_password_env_keeps_the_password_out_of_argv_and_output() {
+    let Some(server) = redis_server() else { return };
+    // The password travels in the environment; the URL on the command line
+    // (what `ps` shows) only names the variable. (The test server's default
+    // user has no password, so it accepts this one; tests/redis.rs checks
+    // that a password from the environment authenticates an ACL user.)
+    let secret = "env-sekrit-41c9";
+    let var = "PROCQ_CLI_TEST_REDIS_PW";
+    let Some((scheme, rest)) = server.split_once("://") else {
+        panic!("PROCQ_REDIS_URL {server:?} is not a URL")
+    };
+    let db = format!("{scheme}://default@{rest}?password_env={var}");
+    let name = unique("redis-pwenv");
+    let url = format!("{scheme}://default@{rest}/{name}?password_env={var}");
+    let _c = Cleanup(format!("{server}/{name}"));
+    let mut seen = String::new();
+    let mut run = |args: &[&str], input: &[u8], with_var: bool| -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_procq"));
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if with_var {
+            cmd.env(var, secret);
+        } else {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd.spawn().expect("run procq");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        seen.push_str(&text(&out.stdout));
+        seen.push_str(&text(&out.stderr));
+        assert!(!args.iter().any(|a| a.contains(secret)));
+        out
+    };
+    let out = run(&["put", &url, "--create"], b"1\n2\n", true);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["stat", &url, "--json"], b"", true);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["items"], 2);
+    run(&["stat", &url], b"", true);
+    let out = run(&["ls", &db], b"", true);
+    assert!(text(&out.stdout).contains(&name), "{}", text(&out.stdout));
+    run(&["ls", &db, "--json"], b"", true);
+    let out = run(&["get", &url, "-n", "2"], b"", true);
+    assert_eq!(text(&out.stdout), "1\n2\n");
+    // Without the variable: a usage error naming the option, not the value.
+    let out = run(&["stat", &url], b"", false);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("password_env"));
+    run(
+        &[
+            "get",
+            &format!("{server}/{name}-missing?password_env={var}"),
+        ],
+        b"",
+        true,
+    );
+    let out = run(&["rm", &url], b"", true);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!seen.contains(secret), "password shown:\n{seen}");
+}
+
+#[test]
+fn redis_url_dead_letters_are_read_with_get_and_counted_by_stat() {
+    let Some(server) = redis_server() else { return };
+    let name = unique("redis-poison");
+    let plain = format!("{server}/{name}");
+    let dead = format!("{server}/{name}.dead");
+    let _c = (Cleanup(plain.clone()), Cleanup(dead.clone()));
+    // One delivery allowed; no heartbeat, so the lease of an item got and
+    // never finished runs out while this process lives.
+    let url = format!("{plain}?lease_ms=200&heartbeat=0&max_deliveries=1");
+    let q = procq::JoinableQueue::<String>::open_or_create(&url, 0).unwrap();
+    q.put(&"poison".to_owned()).unwrap();
+    assert_eq!(q.get().unwrap(), "poison");
+    std::thread::sleep(Duration::from_millis(600));
+    // `stat` reaps the expired lease: the item goes to <name>.dead.
+    let out = procq(&["stat", &plain, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["deliveries"], 1, "{st}");
+    assert_eq!(st["redeliveries"], 0, "{st}");
+    assert_eq!(st["dead_letters"], 1, "{st}");
+    assert_eq!(st["max_deliveries"], 1, "{st}");
+    assert_eq!(st["unfinished_tasks"], 0, "{st}");
+    let out = procq(&["stat", &plain]);
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("dead letters") && l.contains("1 (max_deliveries 1)")),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = procq(&["ls", &server]);
+    assert!(text(&out.stdout).contains(&dead), "{}", text(&out.stdout));
+    let out = procq(&["get", &dead]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "poison\n");
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn redis_url_on_a_cluster_put_stat_ls_get_rm() {
+    let Some(_) = redis_server() else { return };
+    let cluster = std::env::var("PROCQ_REDIS_CLUSTER_URL")
+        .expect("PROCQ_REDIS_CLUSTER_URL: 50-redis.sh starts a cluster with the server");
+    let url = format!("{cluster}/{}", unique("redis-cluster"));
+    let _c = Cleanup(url.clone());
+    let out = procq_stdin(&["put", &url, "--create"], b"a\nb\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = procq(&["stat", &url, "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["items"], 2, "{st}");
+    let out = procq(&["ls", &cluster]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&url), "{}", text(&out.stdout));
+    let out = procq(&["get", &url, "-n", "2"]);
+    assert_eq!(text(&out.stdout), "a\nb\n");
+    assert!(procq(&["rm", &url]).status.success());
+    assert!(matches!(procq::stats(&url), Err(procq::Error::NotFound(_))));
+}
+
 /// Runs a shell command line with `$PROCQ` set to the binary.
 fn sh(script: &str) -> Output {
     Command::new("sh")

@@ -4,8 +4,8 @@
 # file into a fresh venv of the oldest and of the newest supported CPython,
 # and runs the pytest suite (tests/, which also runs every examples/*.py) in
 # each; then a few-second smoke run of both benchmark scripts in the newest.
-# tests/test_redis.py starts its own redis-server (installed here when
-# missing).
+# tests/test_redis.py starts its own redis-servers, plain and TLS-only
+# (redis-server and the openssl command installed here when missing).
 #
 # Interpreters: PROCQ_PYTHONS (default "3.9 3.13", the oldest and newest
 # supported), each looked up in pyenv ($PYENV_ROOT/versions/3.X*), then as
@@ -72,8 +72,13 @@ if [ "${#pythons[@]}" -eq 0 ]; then
     pythons+=("$v=$sys")
 fi
 
-# tests/test_redis.py runs a private redis-server of its own.
+# tests/test_redis.py runs private redis-servers of its own (one TLS-only,
+# with a throwaway CA made by the openssl command).
 bash scripts/install-redis-server.sh
+if ! command -v openssl >/dev/null && command -v apt-get >/dev/null; then
+    say "installing openssl (the command) to make the TLS test's certificates"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >&2 || true
+fi
 
 tested=()
 newest_vpy=

@@ -456,6 +456,15 @@ impl JoinableQueue {
         slf.as_super().get().core.task_done(slf.py())
     }
 
+    /// Mark ``n`` tasks done at once, like ``n`` calls of ``task_done()``
+    /// in one step (one round trip on Redis), so that a consumer of
+    /// ``get_many`` batches acknowledges at batch speed. Raises
+    /// ``ValueError``, marking none, if fewer than ``n`` tasks are
+    /// outstanding (on Redis: got through this queue object and not done).
+    fn task_done_many(slf: &Bound<'_, Self>, n: usize) -> PyResult<()> {
+        slf.as_super().get().core.task_done_many(slf.py(), n)
+    }
+
     /// Block until all items in the queue have been gotten and processed.
     ///
     /// The count of unfinished tasks goes up whenever an item is added to

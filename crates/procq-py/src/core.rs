@@ -470,6 +470,15 @@ impl Core {
         result.map_err(|e| self.err(py, e))
     }
 
+    pub(crate) fn task_done_many(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        let result = if self.remote {
+            py.detach(|| self.raw.task_done_many(n))
+        } else {
+            self.raw.task_done_many(n)
+        };
+        result.map_err(|e| self.err(py, e))
+    }
+
     pub(crate) fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let Some(jq) = &self.joiner else {
             return Err(PyRuntimeError::new_err("not a JoinableQueue"));

@@ -124,3 +124,71 @@ def base():
     server.terminate()
     server.wait(10)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- a private TLS-only redis-server -------------------------------------------
+
+def _tls_ping(port, ca):
+    import ssl
+    ctx = ssl.create_default_context(cafile=ca)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def tls_base():
+    """``rediss://127.0.0.1:PORT/0`` of a private TLS-only server, with a
+    throwaway CA (made with the ``openssl`` command) that this process and
+    its children trust through ``SSL_CERT_FILE``."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (scripts/test.d/20-python.sh installs it)")
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed (scripts/test.d/20-python.sh installs it)")
+    workdir = tempfile.mkdtemp(prefix="procq-py-redis-tls-")
+    p = lambda name: os.path.join(workdir, name)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    with open(p("server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+    for cmd in (
+        ["req", "-x509", *ec, "-days", "2", "-subj", "/CN=procq test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+         "-keyout", p("ca.key"), "-out", p("ca.crt")],
+        ["req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", p("server.key"), "-out", p("server.csr")],
+        ["x509", "-req", "-in", p("server.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"),
+         "-set_serial", "1", "-days", "2", "-extfile", p("server.ext"), "-out", p("server.crt")],
+    ):
+        subprocess.run(["openssl", *cmd], check=True, capture_output=True)
+    port = _free_port()
+    server = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir, "--tls-cert-file", p("server.crt"),
+         "--tls-key-file", p("server.key"), "--tls-ca-cert-file", p("ca.crt"),
+         "--tls-auth-clients", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    old = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = p("ca.crt")
+    try:
+        deadline = time.monotonic() + 10
+        while not _tls_ping(port, p("ca.crt")):
+            assert server.poll() is None, "redis-server (TLS) exited at start: built without TLS?"
+            assert time.monotonic() < deadline, "the TLS redis-server did not answer PING"
+            time.sleep(0.05)
+        yield f"rediss://127.0.0.1:{port}/0"
+    finally:
+        if old is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = old
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -12,6 +12,7 @@ import os
 import pickle
 import queue
 import signal
+import socket
 import threading
 import time
 
@@ -247,3 +248,56 @@ def test_out_of_band_buffers_through_redis(base):
     q.put(arrays)
     got = q.get(timeout=WAIT)
     assert all(np.array_equal(a, b) and b.flags.writeable for a, b in zip(arrays, got))
+
+
+def test_task_done_many_marks_a_batch_or_none(base):
+    for loc in (None, url(base, "tdm")):
+        j = procq.JoinableQueue() if loc is None else procq.JoinableQueue(loc, trusted=True)
+        j.put_many(range(10))
+        batch = j.get_many(6, timeout=WAIT)
+        assert batch == list(range(6))
+        with pytest.raises(ValueError):
+            j.task_done_many(7)
+        assert j.unfinished_tasks == 10
+        j.task_done_many(6)
+        assert j.unfinished_tasks == 4
+        assert j.get_many(10, timeout=WAIT) == list(range(6, 10))
+        j.task_done_many(4)
+        assert j.join(timeout=WAIT)
+
+
+def test_rediss_queues_across_processes(tls_base):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = procq.Queue(url(tls_base, "tls"), trusted=True)
+    assert "rediss://" in repr(q)
+    # The child finds the CA through SSL_CERT_FILE, as this process does.
+    run_all([ctx.Process(target=workers.put_many_items, args=(q, 0, 50))], timeout=60)
+    got = []
+    while len(got) < 50:
+        got.extend(q.get_many(50, timeout=WAIT))
+    assert got == list(range(50))
+    j = procq.JoinableQueue(url(tls_base, "tls-join"), trusted=True)
+    procs = [ctx.Process(target=workers.joinable_worker, args=(j,))]
+    for p in procs:
+        p.start()
+    j.put_many(range(20))
+    j.put(None)
+    assert j.join(timeout=30)
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+
+
+def test_rediss_to_a_server_that_never_answers_fails_within_timeout_ms():
+    # Accepts TCP and never sends a byte: the TLS handshake must give up
+    # after timeout_ms instead of hanging (with the GIL released).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        t = time.monotonic()
+        with pytest.raises(OSError):
+            procq.Queue(f"rediss://127.0.0.1:{port}/0/silent?timeout_ms=500", trusted=True)
+        assert time.monotonic() - t < 5

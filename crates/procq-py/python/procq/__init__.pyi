@@ -163,6 +163,8 @@ class JoinableQueue(Queue[_T]):
     ) -> JoinableQueue[Any]: ...
     def task_done(self) -> None:
         """Mark one task got from the queue as done; ``ValueError`` if none is."""
+    def task_done_many(self, n: int) -> None:
+        """Mark ``n`` tasks done at once; ``ValueError``, marking none, if fewer are outstanding."""
     def join(self, timeout: float | None = None) -> bool:
         """Block until every task is done; False if ``timeout`` ran out."""
     @property

@@ -192,3 +192,65 @@ def tls_base():
         server.terminate()
         server.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- a private 3-master Redis Cluster -------------------------------------------
+
+def _cluster_ok(port):
+    try:
+        out = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "cluster_state:ok" in out
+
+
+@pytest.fixture(scope="session")
+def cluster_base():
+    """``redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`` of a
+    private 3-master cluster without persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server is not installed (scripts/test.d/20-python.sh installs it)")
+    workdir = tempfile.mkdtemp(prefix="procq-py-redis-cluster-")
+    # Six distinct free ports (held together while picked); the cluster bus
+    # defaults to port + 10000, which may not exist.
+    held = [socket.socket() for _ in range(6)]
+    for h in held:
+        h.bind(("127.0.0.1", 0))
+    picked = [h.getsockname()[1] for h in held]
+    for h in held:
+        h.close()
+    ports, bus_ports = picked[:3], picked[3:]
+    servers = []
+    try:
+        for port, bus in zip(ports, bus_ports):
+            servers.append(subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--cluster-enabled", "yes",
+                 "--cluster-port", str(bus),
+                 "--cluster-config-file", os.path.join(workdir, f"nodes-{port}.conf"),
+                 "--dir", workdir],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ))
+        deadline = time.monotonic() + 10
+        for port, server in zip(ports, servers):
+            while not _ping(port):
+                assert server.poll() is None, "redis-server (cluster node) exited at start"
+                assert time.monotonic() < deadline, "a cluster node did not answer PING"
+                time.sleep(0.05)
+        nodes = [f"127.0.0.1:{p}" for p in ports]
+        subprocess.run(["redis-cli", "--cluster", "create", *nodes, "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 20
+        while not all(_cluster_ok(p) for p in ports):
+            assert time.monotonic() < deadline, "the cluster did not become ok"
+            time.sleep(0.1)
+        yield "redis+cluster://" + ",".join(nodes)
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -301,3 +301,26 @@ def test_rediss_to_a_server_that_never_answers_fails_within_timeout_ms():
         with pytest.raises(OSError):
             procq.Queue(f"rediss://127.0.0.1:{port}/0/silent?timeout_ms=500", trusted=True)
         assert time.monotonic() - t < 5
+
+
+def test_a_cluster_url_opens_the_same_queues(cluster_base):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    # The article's token counter, across processes, on a Redis Cluster.
+    tokens = procq.Queue(url(cluster_base, "tokens"), trusted=True)
+    tokens.put(0)
+    run_all([ctx.Process(target=workers.increment_worker, args=(tokens, 25))
+             for _ in range(2)], timeout=60)
+    assert tokens.get(timeout=WAIT) == 50
+    # A SIGKILLed consumer's task comes back; join waits for it.
+    q = procq.JoinableQueue(url(cluster_base, "kill", "?lease_ms=500"), trusted=True)
+    ready = procq.Queue(url(cluster_base, "ready"), trusted=True)
+    q.put_many(["task-1", "task-2"])
+    p = ctx.Process(target=workers.consume_without_task_done, args=(q, ready, 1))
+    p.start()
+    os.kill(ready.get(timeout=30), signal.SIGKILL)
+    p.join(10)
+    assert sorted([q.get(timeout=WAIT), q.get(timeout=WAIT)]) == ["task-1", "task-2"]
+    q.task_done_many(2)
+    assert q.join(timeout=WAIT)

@@ -183,7 +183,7 @@ SSL_CERT_FILE="$dir/ca.crt" timeout 300 cargo test --offline -p procq --features
 SSL_CERT_FILE="$dir/ca.crt" timeout 120 cargo test --offline -p procq --features redis-tls \
     --test redis_cluster -- --test-threads=1 --exact "${alone[@]}"
 # The `procq` command with redis:// URLs (crates/procq-cli/tests/cli.rs).
-timeout 300 cargo test --offline -p procq-cli --test cli -- redis_url
+SSL_CERT_FILE="$dir/ca.crt" timeout 300 cargo test --offline -p procq-cli --test cli -- redis_url
 # The Redis benchmark still runs, on the server and the cluster (a few
 # hundred items: a smoke run, not a measurement; see docs/redis.md).
 timeout 300 cargo run --offline -q -p procq --features redis-tls --example redis_bench -- \

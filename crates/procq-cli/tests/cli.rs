@@ -615,6 +615,25 @@ fn redis_url_on_a_cluster_put_stat_ls_get_rm() {
     assert!(matches!(procq::stats(&url), Err(procq::Error::NotFound(_))));
 }
 
+#[test]
+fn redis_url_rediss_works_out_of_the_box() {
+    let Some(_) = redis_server() else { return };
+    // 50-redis.sh runs a TLS-only server and trusts its CA through
+    // SSL_CERT_FILE, which the procq command inherits.
+    let tls = std::env::var("PROCQ_REDIS_TLS_URL")
+        .expect("PROCQ_REDIS_TLS_URL: 50-redis.sh starts a TLS server with the plain one");
+    let url = format!("{tls}/{}", unique("redis-tls"));
+    let _c = Cleanup(url.clone());
+    let out = procq_stdin(&["put", &url, "--create"], b"over tls\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = procq(&["stat", &url, "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["items"], 1, "{st}");
+    let out = procq(&["get", &url]);
+    assert_eq!(text(&out.stdout), "over tls\n");
+    assert!(procq(&["rm", &url]).status.success());
+}
+
 /// Runs a shell command line with `$PROCQ` set to the binary.
 fn sh(script: &str) -> Output {
     Command::new("sh")

@@ -366,6 +366,22 @@ mod tests {
 
     #[cfg(feature = "redis")]
     #[test]
+    fn the_redis_backend_redacts_by_the_same_rule() {
+        for url in [
+            "redis://u:pw@h:1/0/q",
+            "redis://:pw@h:1/0/q",
+            "rediss://u:p@ss@h:1/0",
+            "redis://h:1/0/q?x=a@b",
+            "redis+cluster://u:pw@h:1,h:2/q?password_env=X",
+            "redis://h:1/0/q",
+            "jobs",
+        ] {
+            assert_eq!(crate::backend::redis::url::redact(url), redact(url));
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
     fn redis_urls_are_checked_and_shown_without_password() {
         let a: Address = "redis://u:hunter2@127.0.0.1:6379/0/jobs".parse().unwrap();
         assert!(matches!(a, Address::Redis(_)));

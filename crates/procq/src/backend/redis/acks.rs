@@ -5,9 +5,10 @@
 
 use ::redis::Value;
 
+use super::conn::int;
 use super::deliveries::Id;
 use super::wait::Token;
-use super::{deadline_of, int, RedisQueue, CHUNK, JOIN, TASK_DONE};
+use super::{deadline_of, RedisQueue, CHUNK, JOIN, TASK_DONE};
 use crate::block::Block;
 use crate::error::{Error, Result};
 

@@ -7,9 +7,8 @@ use std::sync::LazyLock;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{Cmd, RedisResult, Script, Value};
 
-use super::conn::{map_err, slot, Connector, Link};
-use super::url::{name_of_meta_key, redact, Target};
-use super::{int, text, KEY_NAMES};
+use super::conn::{int, map_err, slot, text, Connector, Link};
+use super::url::{name_of_meta_key, redact, Target, KEY_NAMES};
 use crate::error::{Error, Result};
 use crate::kind::Kind;
 

@@ -152,6 +152,28 @@ fn too_old(info: &str) -> Option<&str> {
     (have < MIN_VERSION).then_some(version)
 }
 
+/// An integer reply (or a number sent as a string); 0 otherwise.
+pub(crate) fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A reply as text, if it is a string or a number.
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
 /// Makes ring the process's rustls crypto provider unless one is set (a
 /// program may install its own first; then that one is used).
 #[cfg(feature = "redis-tls")]

@@ -91,7 +91,7 @@ mod conn;
 mod deliveries;
 mod lease;
 mod ops;
-mod url;
+pub(crate) mod url;
 mod wait;
 
 use std::collections::hash_map::DefaultHasher;
@@ -104,11 +104,11 @@ use std::time::Instant;
 use ::redis::{Script, Value};
 
 pub(crate) use admin::{list, remove, stats};
-use conn::Pool;
+use conn::{text, Pool};
 use deliveries::{Id, Ids};
 use lease::Heartbeat;
 pub(crate) use url::Target;
-use url::{bad, redact};
+use url::{bad, redact, KEY_NAMES};
 
 use crate::block::Block;
 use crate::error::{Error, Result};
@@ -129,10 +129,6 @@ static QSIZE: LazyLock<Script> = script!("qsize.lua");
 
 /// Most items moved by one script call (Lua's argument stack is ~8000).
 const CHUNK: usize = 1000;
-
-/// The keys every script takes, after the queue's prefix (`common.lua`).
-pub(crate) const KEY_NAMES: [&str; 7] =
-    ["items", "meta", "avail", "space", "leases", "zero", "retry"];
 
 /// One handle to a queue on a Redis server or cluster.
 pub(crate) struct RedisQueue {
@@ -157,26 +153,6 @@ pub(crate) struct RedisQueue {
     /// it (a forked child starts its own: threads do not survive `fork`).
     heartbeat: Mutex<Option<(u32, Arc<Heartbeat>)>>,
     pub(crate) closed: AtomicBool,
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
 }
 
 fn hash_items(items: &[&[u8]]) -> u64 {

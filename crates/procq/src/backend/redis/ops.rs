@@ -7,9 +7,10 @@
 
 use ::redis::Value;
 
+use super::conn::int;
 use super::deliveries::Id;
 use super::wait::{self, Token};
-use super::{deadline_of, hash_items, int, RedisQueue, CHUNK, GET, PUT, QSIZE};
+use super::{deadline_of, hash_items, RedisQueue, CHUNK, GET, PUT, QSIZE};
 use crate::block::Block;
 use crate::error::{Error, Result};
 use crate::kind::Kind;

@@ -38,7 +38,8 @@ pub struct BenchArgs {
     /// Write an SVG chart of the report to FILE.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
-    /// Only the cases whose id contains SUBSTR (see --list).
+    /// Only the cases whose id contains SUBSTR, or one of several
+    /// comma-separated SUBSTRs (see --list).
     #[arg(long, value_name = "SUBSTR")]
     pub filter: Option<String>,
     /// Measured runs per case; the median is reported [default: 3; 1 with --quick].
@@ -91,7 +92,10 @@ impl BenchArgs {
             return ExitCode::SUCCESS;
         }
         if let Some(f) = &self.filter {
-            if !crate::case::case_ids().iter().any(|id| id.contains(f)) {
+            if !crate::case::case_ids()
+                .iter()
+                .any(|id| crate::options::selects(f, id))
+            {
                 eprintln!("{program}: no case matches --filter {f:?} (see --list)");
                 return ExitCode::from(2);
             }

@@ -15,8 +15,9 @@ use std::path::PathBuf;
 pub struct Options {
     /// A few thousand items per case, one run each: seconds in total.
     pub quick: bool,
-    /// Only cases whose id contains this substring (ids look like
-    /// `throughput/procq/1p1c/8B/bounded`; see [`case_ids`](crate::case_ids)).
+    /// Only cases whose id contains this substring, or one of several
+    /// separated by commas (ids look like `throughput/procq/1p1c/8B/bounded`;
+    /// see [`case_ids`](crate::case_ids)).
     pub filter: Option<String>,
     /// Measured runs per case (median reported); default 1 quick, 3 full.
     pub runs: Option<usize>,
@@ -85,5 +86,22 @@ impl fmt::Display for Progress {
             Progress::Finished { case, summary } => write!(f, "      {case}: {summary}"),
             Progress::Failed { case, error } => write!(f, "      {case}: FAILED: {error}"),
         }
+    }
+}
+
+/// Whether `filter` (substrings separated by commas) selects the case `id`.
+pub(crate) fn selects(filter: &str, id: &str) -> bool {
+    filter.split(',').any(|f| id.contains(f))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_filter_of_several_substrings_selects_any_of_them() {
+        let f = "procq/1p1c/8B/bounded,latency/procq";
+        assert!(super::selects(f, "throughput/procq/1p1c/8B/bounded"));
+        assert!(super::selects(f, "latency/procq/idle"));
+        assert!(!super::selects(f, "throughput/procq/4p4c/8B/bounded"));
+        assert!(super::selects("8B", "throughput/socket/1p1c/8B"));
     }
 }

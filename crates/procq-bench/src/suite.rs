@@ -40,7 +40,11 @@ pub(crate) fn run(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Report 
     report.stale_segments_removed = remove_stale();
     let cases: Vec<Case> = all_cases()
         .into_iter()
-        .filter(|c| opts.filter.as_ref().is_none_or(|f| c.id().contains(f)))
+        .filter(|c| {
+            opts.filter
+                .as_ref()
+                .is_none_or(|f| crate::options::selects(f, &c.id()))
+        })
         .collect();
     let total = cases.len();
     for (index, case) in cases.into_iter().enumerate() {

@@ -200,3 +200,52 @@ mod tests {
         }
     }
 }
+
+/// Where [`put_and_stop`] stops a large put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutStop {
+    /// Right after its record was reserved (and the reservation committed).
+    Reserved,
+    /// Half-way through copying the item into the reserved record.
+    HalfCopied,
+    /// After the copy, before the item is published.
+    Copied,
+    /// After the record's header became an item's, before the process's
+    /// loan entry was cleared.
+    HeaderPublished,
+}
+
+/// Puts `bytes` (a large item: at least 16 KiB) to the shared-memory queue
+/// `q` the way a large put goes — reserve, copy outside the lock, publish —
+/// but stops at `stop`, as a process killed there would. The caller then
+/// dies without cleaning up (`std::process::abort()`, or waits for a
+/// SIGKILL). For the crash tests.
+pub fn put_and_stop(q: &RawQueue, bytes: &[u8], stop: PutStop) -> crate::Result<()> {
+    use crate::backend::shm::LoanStop;
+    let stop = match stop {
+        PutStop::Reserved => LoanStop::Reserved,
+        PutStop::HalfCopied => LoanStop::HalfCopied,
+        PutStop::Copied => LoanStop::Copied,
+        PutStop::HeaderPublished => LoanStop::HeaderPublished,
+    };
+    let item = crate::codec::Encoded {
+        head: bytes,
+        body: &[],
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
+    q.backend
+        .shared()
+        .push_loaned(&item, crate::block::Block::Forever, &never, stop)
+}
+
+/// How many reservations of large items readers of queue `name` removed
+/// because their producer died (or gave up) before publishing them. For
+/// the crash tests' reports.
+pub fn orphaned_puts(name: &str) -> std::io::Result<u64> {
+    let file = std::fs::File::open(format!("/dev/shm/procq-{name}"))?;
+    let at = std::mem::offset_of!(Header, counters)
+        + std::mem::offset_of!(crate::backend::shm::layout::Counters, orphans);
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, at as u64)?;
+    Ok(u64::from_le_bytes(word))
+}

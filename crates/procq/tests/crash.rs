@@ -38,7 +38,21 @@ fn checksum(producer: u32, seq: u32, payload: &[u8]) -> u64 {
 fn item(producer: u32, seq: u32) -> Item {
     // Sizes from a few bytes to ~24 KiB exercise padding, wrap-around and
     // growth, and make kills inside the copy (under the lock) likely.
-    let len = (seq.wrapping_mul(2_654_435_761) >> 18) as usize % 24_000;
+    sized(
+        producer,
+        seq,
+        (seq.wrapping_mul(2_654_435_761) >> 18) as usize % 24_000,
+    )
+}
+
+/// A large item (16 KiB to ~400 KiB): copied outside the lock, between a
+/// reservation and its publication, where a kill now lands most often.
+fn big_item(producer: u32, seq: u32) -> Item {
+    let len = 16 * 1024 + (seq.wrapping_mul(2_654_435_761) >> 12) as usize % (384 * 1024);
+    sized(producer, seq, len)
+}
+
+fn sized(producer: u32, seq: u32, len: usize) -> Item {
     let payload: Vec<u8> = (0..len)
         .map(|i| (i as u32 ^ seq ^ producer) as u8)
         .collect();
@@ -60,12 +74,17 @@ fn child_entry() {
         return;
     };
     match role.as_str() {
-        "producer" => {
+        "producer" | "big-producer" => {
             let q = JoinableQueue::<Option<Item>>::open(&args[0]).unwrap();
             let id: u32 = args[1].parse().unwrap();
             let n: u32 = args[2].parse().unwrap();
+            let make = if role == "big-producer" {
+                big_item
+            } else {
+                item
+            };
             for seq in 0..n {
-                q.put(&Some(item(id, seq))).unwrap();
+                q.put(&Some(make(id, seq))).unwrap();
             }
         }
         "consumer" => {
@@ -123,6 +142,8 @@ struct Round {
     /// Consumers killed: each may have taken one item it never reported.
     consumer_kills: usize,
     per_producer: u32,
+    /// Producers of large items only ("big-producer").
+    big: bool,
 }
 
 impl Round {
@@ -131,7 +152,7 @@ impl Round {
         self.next_producer += 1;
         let n = self.per_producer.to_string();
         self.producers.push(common::spawn(
-            "producer",
+            if self.big { "big-producer" } else { "producer" },
             &[self.q.name(), &id.to_string(), &n],
         ));
     }
@@ -172,6 +193,22 @@ fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
+    torture("torture", total_kills, false);
+}
+
+/// The same with large items only: most kills of producers land between
+/// the reservation of a record and its publication (the copy outside the
+/// lock), and of consumers while they wait for a record being written.
+#[test]
+fn sigkill_of_large_item_producers_mid_copy_loses_and_corrupts_nothing() {
+    let kills = std::env::var("PROCQ_TORTURE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(100, |n: usize| (n / 4).max(100));
+    torture("large-item torture", kills, true);
+}
+
+fn torture(what: &str, total_kills: usize, big: bool) {
     let seed = std::env::var("PROCQ_TORTURE_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -182,11 +219,11 @@ fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
                 .as_nanos() as u64
                 | 1
         });
-    eprintln!("torture: {total_kills} kills, seed {seed} (PROCQ_TORTURE_SEED to replay)");
+    eprintln!("{what}: {total_kills} kills, seed {seed} (PROCQ_TORTURE_SEED to replay)");
     let mut rng = Rng(seed);
     let started = Instant::now();
-    let (mut kills, mut rounds, mut delivered, mut lost, mut recoveries) =
-        (0usize, 0usize, 0usize, 0usize, 0u64);
+    let (mut kills, mut rounds, mut delivered, mut lost, mut recoveries, mut orphans) =
+        (0usize, 0usize, 0usize, 0usize, 0u64, 0u64);
     while kills < total_kills {
         rounds += 1;
         // Alternate a tightly bounded queue with a tiny initial ring (so it
@@ -205,7 +242,8 @@ fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
             consumers: Vec::new(),
             next_producer: 0,
             consumer_kills: 0,
-            per_producer: 300,
+            per_producer: if big { 60 } else { 300 },
+            big,
         };
         for _ in 0..3 {
             r.spawn_producer();
@@ -273,6 +311,7 @@ fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
         r.q.task_done().unwrap();
         let st = r.q.stats().unwrap();
         recoveries += st.recoveries;
+        orphans += procq::__fuzzing::orphaned_puts(r.q.name()).unwrap();
         assert_eq!(st.items, 0);
         // Killed processes leave their slots behind; the last live user
         // reclaims them and removes the queue.
@@ -283,8 +322,8 @@ fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
         }
     }
     eprintln!(
-        "torture: {kills} kills in {rounds} rounds, {delivered} items delivered intact, {lost} taken by killed consumers, \
-         {recoveries} lock recoveries, {:.1} s",
+        "{what}: {kills} kills in {rounds} rounds, {delivered} items delivered intact, {lost} taken by killed consumers, \
+         {orphans} puts of killed producers removed unpublished, {recoveries} lock recoveries, {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

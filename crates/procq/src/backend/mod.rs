@@ -224,8 +224,8 @@ impl Backend {
         }
     }
 
-    /// The shared-memory attachment (unit tests of shared memory only).
-    #[cfg(test)]
+    /// The shared-memory attachment (tests of shared memory only).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn shared(&self) -> std::sync::Arc<shm::Shared> {
         match self {
             Backend::Shm(h) => h.attachment(),

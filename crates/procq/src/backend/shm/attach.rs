@@ -17,7 +17,7 @@
 //! `/proc`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -208,6 +208,7 @@ impl Shared {
             min_capacity,
             spin: sync::may_spin(),
             spin_budget: AtomicU32::new(SPIN_MAX / 4),
+            loaning: AtomicBool::new(false),
         });
         if !opts.persistent {
             registry().insert(&shared);
@@ -332,6 +333,7 @@ impl Shared {
             min_capacity,
             spin: sync::may_spin(),
             spin_budget: AtomicU32::new(SPIN_MAX / 4),
+            loaning: AtomicBool::new(false),
         };
         shared.check_expect(expect)?;
         if !claim {

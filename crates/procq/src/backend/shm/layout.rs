@@ -9,6 +9,7 @@
 //!   counters      approximate statistics
 //!   slots[1024]   attached processes: owner token, pid, taken tasks, last
 //!                 journal generation applied, counters (one cache line each)
+//!   loans[1024]   per slot: position + 1 of the record it has reserved (0: none)
 //!   tokens[2047]  generation + pid of each liveness token (see `liveness`)
 //! offset 128 KiB  data area: the ring (see `ring`), up to `max_capacity` bytes
 //! ```
@@ -32,6 +33,26 @@
 //! replays an entry whose generation the slot has not recorded. Storing an
 //! absolute count makes a replay idempotent, so a process killed between the
 //! two stores is harmless: exactly once, without a second lock.
+//!
+//! # Loans: large items are copied outside the lock
+//!
+//! A large item's record is *reserved* under the lock: its header says
+//! `RESV` and names the producer's slot, the slot's entry in [`Header::loans`]
+//! holds the record's position, and the commit counts the record (in
+//! `count` and `unfinished`) like any item. The producer copies the payload
+//! without the lock, then takes the lock again to *publish*: one store turns
+//! the header into an item header, then the loan entry is cleared. A
+//! reserved record at the front makes readers wait.
+//!
+//! A reservation is *live* while its slot's loan entry still names it and
+//! the slot's owner lives; anything else is an orphan, which readers remove
+//! without delivering it (uncounting it). So a producer killed before its
+//! reservation committed leaves nothing; killed during the copy or before
+//! its publish, an orphan (its `put` never returned: nothing acknowledged is
+//! lost, nothing torn is delivered); killed after the header store, a
+//! published item whose stale loan entry no longer matches a reservation.
+//! Growth never moves a live reservation (it waits for the copy), and an
+//! empty ring, the only one that shrinks, has none.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -41,7 +62,7 @@ use super::sync::{EventCount, RobustLock};
 /// "PROCQ", a NUL, "Q", then the byte 1.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PROCQ\0Q\x01");
 /// Bumped whenever the layout changes incompatibly.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// Attached processes one queue can track at once.
 pub(crate) const MAX_SLOTS: usize = 1024;
 /// Liveness tokens one queue can hand out at once (attachments, inspectors
@@ -241,6 +262,9 @@ pub(crate) struct Counters {
     pub(crate) recoveries: AtomicU64,
     /// Dead processes whose slots were reclaimed.
     pub(crate) reclaimed: AtomicU64,
+    /// Reservations of processes that died (or gave up) before publishing
+    /// them, removed by readers (see "Loans").
+    pub(crate) orphans: AtomicU64,
     /// Traffic of processes that have left, and of slotless handles.
     pub(crate) retired: Traffic,
 }
@@ -291,6 +315,9 @@ pub(crate) struct Header {
     pub(crate) counters: Counters,
     /// Attached processes.
     pub(crate) slots: [Slot; MAX_SLOTS],
+    /// Per slot, the position + 1 of the record its process has reserved
+    /// and is copying into (0: none); see the module docs.
+    pub(crate) loans: [AtomicU64; MAX_SLOTS],
     /// Liveness tokens (written without the lock, each by its claimer).
     pub(crate) tokens: [TokenCell; MAX_TOKENS],
 }

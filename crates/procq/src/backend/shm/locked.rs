@@ -9,6 +9,9 @@
 //! ([`Locked::journal`], applied right after the commit and replayed by
 //! recovery). Dropping the guard unlocks and then wakes whoever the change
 //! concerns.
+//!
+//! Large items are copied outside the lock: [`Locked::try_reserve`],
+//! the copy, then [`Locked::publish`] (see "Loans" in `layout`).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,7 +23,7 @@ use crate::kind::Kind;
 
 use super::layout::*;
 use super::liveness::Token;
-use super::ring::Memory;
+use super::ring::{Memory, Push};
 use super::segment::DataArea;
 use super::shared::Shared;
 use super::sync::{Acquired, Holder, Holders};
@@ -107,6 +110,7 @@ impl Shared {
             wake_items: false,
             wake_space: false,
             wake_done: false,
+            head_reserved: false,
         };
         self.check_intact()?;
         if acquired == Acquired::OwnerDied {
@@ -134,6 +138,19 @@ pub(crate) struct Locked<'a> {
     pub(super) wake_items: bool,
     pub(super) wake_space: bool,
     pub(super) wake_done: bool,
+    /// Set by `pop_into` when the front record is a live reservation
+    /// (its producer is still copying): a waiter then looks again soon, in
+    /// case that producer dies.
+    pub(super) head_reserved: bool,
+}
+
+/// A record reserved by this process (see "Loans" in `layout`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loan {
+    /// Position of the record.
+    pos: u64,
+    /// Offset of its payload in the data area.
+    pub(super) off: u64,
 }
 
 impl Drop for Locked<'_> {
@@ -244,6 +261,10 @@ impl Locked<'_> {
         match s.journal_op {
             OP_SET => slot.tasks.store(s.journal_arg, Ordering::Relaxed),
             OP_RECLAIM => {
+                // The slot's reservation, if any, becomes an orphan.
+                if let Some(loan) = self.sh.header().loans.get(s.journal_slot as usize - 1) {
+                    loan.store(0, Ordering::Relaxed);
+                }
                 slot.tasks.store(0, Ordering::Relaxed);
                 slot.pid.store(0, Ordering::Relaxed);
                 slot.owner_gen.store(0, Ordering::Relaxed);
@@ -267,6 +288,7 @@ impl Locked<'_> {
                 // A fresh slot has "seen" the current journal entry, so a
                 // later recovery never replays an old entry onto it.
                 slot.tasks.store(0, Ordering::Relaxed);
+                self.sh.header().loans[i].store(0, Ordering::Relaxed);
                 slot.applied
                     .store(self.state.journal_gen, Ordering::Relaxed);
                 slot.traffic.retire_into(&self.sh.header().counters.retired);
@@ -319,25 +341,39 @@ impl Locked<'_> {
         self.commit();
     }
 
+    /// Where a `len`-byte item goes, growing the ring if it must; `None` if
+    /// the queue is full (or cannot grow now: see [`Locked::grow`]).
+    fn plan(&mut self, len: u64) -> Result<Option<Push>> {
+        let sh = self.sh;
+        if sh.maxsize > 0 && self.state.ring.count >= sh.maxsize {
+            return Ok(None);
+        }
+        let mem = sh.data()?;
+        loop {
+            match self.state.ring.plan_push(len) {
+                Some(plan) => return Ok(Some(plan)),
+                None if self.state.ring.cap < sh.max_capacity => {
+                    if !self.grow(&mem)? {
+                        return Ok(None);
+                    }
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
     /// Pushes one item if it fits now; `Ok(false)` if the queue is full.
     pub(super) fn try_push(&mut self, item: &Encoded<'_>) -> Result<bool> {
         let sh = self.sh;
-        if sh.maxsize > 0 && self.state.ring.count >= sh.maxsize {
-            return Ok(false);
-        }
-        let mem = sh.data()?;
         let len = item.len();
-        let plan = loop {
-            match self.state.ring.plan_push(len) {
-                Some(plan) => break plan,
-                None if self.state.ring.cap < sh.max_capacity => self.grow(&mem)?,
-                None => return Ok(false),
-            }
+        let Some(plan) = self.plan(len)? else {
+            return Ok(false);
         };
+        let mem = sh.data()?;
         let off = self
             .state
             .ring
-            .write_headers(&mem, &plan)
+            .write_headers(&mem, &plan, None)
             .map_err(|c| self.corrupt(c.0))?;
         if !mem.write(off, item.head) || !mem.write(off + item.head.len() as u64, item.body) {
             return Err(self.corrupt("payload out of bounds"));
@@ -351,6 +387,105 @@ impl Locked<'_> {
         self.commit();
         sh.traffic().count(true, 1, len);
         Ok(true)
+    }
+
+    /// Reserves the record of a `len`-byte item for this process to copy
+    /// into without the lock (see "Loans" in `layout`); `Ok(None)` if the
+    /// queue is full. The caller must [`publish`](Self::publish) or
+    /// [`withdraw`](Self::withdraw) it, and has a slot (`sh.slot`).
+    pub(super) fn try_reserve(&mut self, len: u64) -> Result<Option<Loan>> {
+        let sh = self.sh;
+        let Some(plan) = self.plan(len)? else {
+            return Ok(None);
+        };
+        let mem = sh.data()?;
+        let loan = sh
+            .header()
+            .loans
+            .get(sh.slot)
+            .ok_or_else(|| self.corrupt("a loan without a slot"))?;
+        let off = self
+            .state
+            .ring
+            .write_headers(&mem, &plan, Some(sh.slot as u32))
+            .map_err(|c| self.corrupt(c.0))?;
+        // Before the commit: a reservation is never reachable without it.
+        loan.store(plan.pos() + 1, Ordering::Relaxed);
+        let s = &mut self.state;
+        s.ring.commit_push(&plan);
+        s.unfinished = s.unfinished.saturating_add(1);
+        self.commit();
+        Ok(Some(Loan {
+            pos: plan.pos(),
+            off,
+        }))
+    }
+
+    /// Publishes this process's reservation: it becomes an item that
+    /// readers can take.
+    pub(super) fn publish(&mut self, loan: &Loan, len: u64) -> Result<()> {
+        let sh = self.sh;
+        self.publish_header(loan)?;
+        self.withdraw(loan);
+        self.wake_items = true;
+        sh.traffic().count(true, 1, len);
+        Ok(())
+    }
+
+    /// The first step of [`publish`](Self::publish): the reserved header
+    /// becomes an item's.
+    pub(super) fn publish_header(&mut self, loan: &Loan) -> Result<()> {
+        let sh = self.sh;
+        // The copy may have run into a truncated file (see `sigbus`).
+        sh.check_intact()?;
+        let mem = sh.data()?;
+        self.state
+            .ring
+            .publish(&mem, loan.pos, sh.slot as u32)
+            .map_err(|c| self.corrupt(c.0))
+    }
+
+    /// Gives up this process's reservation: it is an orphan from now on,
+    /// which readers remove without delivering (also the last step of
+    /// [`publish`](Self::publish), where the record is an item already).
+    pub(super) fn withdraw(&mut self, _loan: &Loan) {
+        if let Some(l) = self.sh.header().loans.get(self.sh.slot) {
+            l.store(0, Ordering::Relaxed);
+        }
+        // A reader or a grower may be waiting for this reservation.
+        self.wake_items = true;
+        self.wake_space = true;
+    }
+
+    /// Whether the reservation tagged `tag` at `pos` is live: its slot's
+    /// loan entry names it and the slot's owner lives (see "Loans" in
+    /// `layout`). Makes a syscall in the last case.
+    fn loan_is_live(&self, tag: u32, pos: u64) -> bool {
+        let h = self.sh.header();
+        let (Some(loan), Some(slot)) = (h.loans.get(tag as usize), h.slots.get(tag as usize))
+        else {
+            return false;
+        };
+        if loan.load(Ordering::Relaxed) != pos.wrapping_add(1) {
+            return false;
+        }
+        let owner = slot.owner.load(Ordering::Relaxed);
+        let gen = slot.owner_gen.load(Ordering::Relaxed);
+        owner != 0 && self.sh.token.is_alive(&h.tokens, owner, gen)
+    }
+
+    /// Whether a live reservation lies in the part of the ring that growth
+    /// would move (positions with the `cap` bit set): its producer is still
+    /// writing at the old offset.
+    fn growth_blocked(&self, mem: &DataArea<'_>) -> bool {
+        let ring = &self.state.ring;
+        self.sh.header().loans.iter().any(|l| {
+            let pos = l.load(Ordering::Relaxed).wrapping_sub(1);
+            pos & ring.cap != 0
+                && ring
+                    .reserved_at(mem, pos)
+                    .is_some_and(|tag| self.loan_is_live(tag, pos))
+        })
     }
 
     /// Shrinks an idle ring back to its initial size and gives the memory
@@ -376,8 +511,12 @@ impl Locked<'_> {
         None
     }
 
-    /// Doubles the ring, reserving the new memory first.
-    pub(super) fn grow(&mut self, mem: &DataArea<'_>) -> Result<()> {
+    /// Doubles the ring, reserving the new memory first; `Ok(false)` if a
+    /// live reservation would have to move (the caller waits for room).
+    pub(super) fn grow(&mut self, mem: &DataArea<'_>) -> Result<bool> {
+        if self.growth_blocked(mem) {
+            return Ok(false);
+        }
         let cap = self.state.ring.cap;
         self.sh.seg.allocate(DATA_OFFSET + cap, cap).map_err(|e| {
             Error::io(
@@ -391,13 +530,15 @@ impl Locked<'_> {
         })?;
         self.state.ring.grow(mem).map_err(|c| self.corrupt(c.0))?;
         self.commit();
-        Ok(())
+        Ok(true)
     }
 
     /// Pops up to `max` items. `f` sees each item's bytes before it is
     /// removed and answers whether to take it; a refused item is still
     /// removed if it is the first (so a bad item never blocks the queue), and
-    /// otherwise left for the next call.
+    /// otherwise left for the next call. Orphaned reservations at the front
+    /// are removed on the way (not delivered, not counted); a live one
+    /// stops the call (see [`Locked::head_reserved`]).
     pub(super) fn pop_into(
         &mut self,
         max: usize,
@@ -406,11 +547,24 @@ impl Locked<'_> {
         let sh = self.sh;
         let mem = sh.data()?;
         let mut n = 0;
+        let mut orphans = 0u64;
         let mut got_bytes = 0u64;
         while n < max {
             let Some(front) = self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))? else {
                 break;
             };
+            if let Some(tag) = front.reserved {
+                if self.loan_is_live(tag, front.pos) {
+                    self.head_reserved = true;
+                    break;
+                }
+                let s = &mut self.state;
+                s.ring.pop(&front);
+                s.unfinished = s.unfinished.saturating_sub(1);
+                self.wake_done |= s.unfinished == 0;
+                orphans += 1;
+                continue;
+            }
             let accepted = mem
                 .read_with(front.off, front.len, &mut *f)
                 .ok_or_else(|| self.corrupt("item out of bounds"))?;
@@ -431,15 +585,22 @@ impl Locked<'_> {
                 break;
             }
         }
-        if n == 0 {
+        if n == 0 && orphans == 0 {
             return Ok(0);
+        }
+        if orphans > 0 {
+            self.sh
+                .header()
+                .counters
+                .orphans
+                .fetch_add(orphans, Ordering::Relaxed);
         }
         // Only a ring above its minimum can shrink, so only then is the
         // clock read (a queue of small items never pays for it).
         if self.state.ring.count == 0 && self.state.ring.cap > sh.min_capacity {
             self.state.empty_since = monotonic_ns();
         }
-        if sh.kind == Kind::Joinable {
+        if sh.kind == Kind::Joinable && n > 0 {
             let taken = sh.slot_ref().map_or(0, |s| s.tasks.load(Ordering::Relaxed));
             self.journal(sh.slot, OP_SET, taken.saturating_add(n as u64));
         }

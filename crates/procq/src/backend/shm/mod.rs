@@ -53,6 +53,8 @@ use crate::stats::Stats;
 
 use attach::{CreateOptions, Expect};
 use liveness::fork_generation;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use ops::LoanStop;
 pub(crate) use ops::BATCH_BYTES;
 pub(crate) use shared::Shared;
 use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
@@ -205,8 +207,8 @@ impl Handle {
         }
     }
 
-    /// The attachment (unit tests that look at the segment).
-    #[cfg(test)]
+    /// The attachment (tests that look at the segment).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn attachment(&self) -> Arc<Shared> {
         self.shared().unwrap().into_owned()
     }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 use super::layout::*;
 use super::locked::{lock_deadline, within, LOCK_PATIENCE};
-use super::ring::record_size;
+use super::ring::{record_size, Memory};
 use super::shared::Shared;
 use super::wait::{Waiter, Want};
 
@@ -26,11 +26,41 @@ const JOIN_SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// return and re-fault its memory (measured: 100 KB items through Python's
 /// get_many went from 93 µs to ~15 µs per item).
 pub(crate) const BATCH_BYTES: u64 = 64 << 10;
+/// Where [`Shared::push_loaned`] stops (crash tests stop it early, as a
+/// process killed at that point would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoanStop {
+    /// Goes to the end.
+    Never,
+    /// Right after the reservation committed.
+    Reserved,
+    /// Half-way through the copy.
+    HalfCopied,
+    /// After the copy, before the publish.
+    Copied,
+    /// After the header became an item's, before the loan entry is cleared.
+    HeaderPublished,
+}
+
+/// Items at least this large are copied outside the lock (see "Loans" in
+/// `layout`): below it, the second lock hold costs more than the copy it
+/// takes out of the critical section.
+pub(crate) const LOAN_BYTES: u64 = 16 << 10;
 
 impl Shared {
     /// Puts one encoded item.
     pub(crate) fn push(&self, item: &Encoded<'_>, block: Block, closed: &AtomicBool) -> Result<()> {
         self.check_size(item.len())?;
+        // One loan per slot: another thread of this process that holds it
+        // makes this put copy under the lock.
+        if item.len() >= LOAN_BYTES
+            && self.slot < MAX_SLOTS
+            && !self.loaning.swap(true, Ordering::Acquire)
+        {
+            let r = self.push_loaned(item, block, closed, LoanStop::Never);
+            self.loaning.store(false, Ordering::Release);
+            return r;
+        }
         let lock_deadline = lock_deadline(block);
         let mut waiter = Waiter::new(self, block, Want::Space);
         loop {
@@ -46,6 +76,61 @@ impl Shared {
                 return Err(Error::Full);
             }
         }
+    }
+
+    /// Puts one large item: reserves its record, copies it without the
+    /// lock, publishes it (see "Loans" in `layout`). `stop` ends it early,
+    /// as a process killed there would (for the crash tests).
+    pub(crate) fn push_loaned(
+        &self,
+        item: &Encoded<'_>,
+        block: Block,
+        closed: &AtomicBool,
+        stop: LoanStop,
+    ) -> Result<()> {
+        let lock_deadline = lock_deadline(block);
+        let mut waiter = Waiter::new(self, block, Want::Space);
+        let loan = loop {
+            if closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
+            let mut g = self.lock_until(lock_deadline)?;
+            if let Some(loan) = g.try_reserve(item.len())? {
+                break loan;
+            }
+            if !waiter.wait(g)? {
+                return Err(Error::Full);
+            }
+        };
+        if stop == LoanStop::Reserved {
+            return Ok(());
+        }
+        let mem = self.data()?;
+        let copied = if stop == LoanStop::HalfCopied {
+            mem.write(loan.off, &item.head[..item.head.len() / 2])
+        } else {
+            mem.write(loan.off, item.head)
+                && mem.write(loan.off + item.head.len() as u64, item.body)
+        };
+        if stop == LoanStop::HalfCopied || stop == LoanStop::Copied {
+            return Ok(());
+        }
+        // Whatever happens, the reservation must be published or withdrawn:
+        // wait for the lock as long as it takes (a live holder lets go).
+        let mut g = self.lock_until(None)?;
+        if !copied {
+            g.withdraw(&loan);
+            return Err(g.corrupt("payload out of bounds"));
+        }
+        if stop == LoanStop::HeaderPublished {
+            return g.publish_header(&loan);
+        }
+        if let Err(e) = g.publish(&loan, item.len()) {
+            g.withdraw(&loan);
+            return Err(e);
+        }
+        waiter.succeeded();
+        Ok(())
     }
 
     /// Puts several encoded items in order, as many per lock as fit.

@@ -11,6 +11,13 @@
 //! so producers copy into and consumers decode straight out of shared
 //! memory.
 //!
+//! A producer of a large item may *reserve* its record instead (a `RESV`
+//! record: the header names the reserving process's slot), copy the payload
+//! without holding the queue lock, and then *publish* it by turning the
+//! header into an `ITEM` one (see `locked` for the protocol and its crash
+//! recovery). A reserved record is part of the ring like any other; readers
+//! see it at the front as [`Front::reserved`] and do not read its payload.
+//!
 //! Growth doubles `cap` without renumbering positions. Under the new modulus
 //! `2·cap` a live byte stays put if bit `cap` of its position is clear and
 //! moves up by `cap` otherwise; at most `cap` live bytes move, always into the
@@ -38,6 +45,7 @@ pub(crate) const ALIGN: u64 = 16;
 
 const KIND_DATA: u32 = u32::from_le_bytes(*b"ITEM");
 const KIND_PAD: u32 = u32::from_le_bytes(*b"PAD_");
+const KIND_RESV: u32 = u32::from_le_bytes(*b"RESV");
 
 /// How far below `u64::MAX` every position of a valid ring must stay: room
 /// for a push (padding up to `cap`, then a record of up to `max_cap`) and a
@@ -90,6 +98,13 @@ pub(crate) struct Push {
     new_tail: u64,
 }
 
+impl Push {
+    /// Position of the record (its header).
+    pub(crate) fn pos(&self) -> u64 {
+        self.new_tail - record_size(self.len).unwrap_or(0)
+    }
+}
+
 /// The record at the head of the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Front {
@@ -99,6 +114,11 @@ pub(crate) struct Front {
     pub(crate) len: u64,
     /// Head after this record is removed.
     new_head: u64,
+    /// Position of the record (its header).
+    pub(crate) pos: u64,
+    /// `Some(tag)` for a reserved record whose payload is still being
+    /// written (see [`Ring::write_headers`]): its bytes must not be read.
+    pub(crate) reserved: Option<u32>,
 }
 
 /// Total bytes a record with a `len`-byte payload occupies, or `None` on
@@ -108,9 +128,10 @@ pub(crate) fn record_size(len: u64) -> Option<u64> {
         .map(|n| n & !(ALIGN - 1))
 }
 
-fn header_bytes(kind: u32, len: u64) -> [u8; RECORD_HEADER as usize] {
+fn header_bytes(kind: u32, tag: u32, len: u64) -> [u8; RECORD_HEADER as usize] {
     let mut h = [0u8; RECORD_HEADER as usize];
     h[0..4].copy_from_slice(&kind.to_le_bytes());
+    h[4..8].copy_from_slice(&tag.to_le_bytes());
     h[8..16].copy_from_slice(&len.to_le_bytes());
     h
 }
@@ -191,16 +212,49 @@ impl Ring {
 
     /// Writes the headers of a planned push and returns the payload offset;
     /// the caller writes the payload there, then calls [`Ring::commit_push`].
-    pub(crate) fn write_headers(&self, mem: &impl Memory, push: &Push) -> Result<u64, Corrupt> {
+    /// With `reserve: Some(tag)` the record is a reservation tagged `tag`,
+    /// which [`Ring::publish`] later turns into an item.
+    pub(crate) fn write_headers(
+        &self,
+        mem: &impl Memory,
+        push: &Push,
+        reserve: Option<u32>,
+    ) -> Result<u64, Corrupt> {
         if let Some((off, len)) = push.pad {
-            if !mem.write(off, &header_bytes(KIND_PAD, len)) {
+            if !mem.write(off, &header_bytes(KIND_PAD, 0, len)) {
                 return Err(Corrupt("pad out of bounds"));
             }
         }
-        if !mem.write(push.off, &header_bytes(KIND_DATA, push.len)) {
+        let (kind, tag) = reserve.map_or((KIND_DATA, 0), |t| (KIND_RESV, t));
+        if !mem.write(push.off, &header_bytes(kind, tag, push.len)) {
             return Err(Corrupt("record out of bounds"));
         }
         Ok(push.off + RECORD_HEADER)
+    }
+
+    /// The reservation tag of the record at `pos`, if a reserved record of
+    /// this ring starts there (`None` for anything else, garbage included).
+    pub(crate) fn reserved_at(&self, mem: &impl Memory, pos: u64) -> Option<u32> {
+        if pos < self.head || pos >= self.tail || !pos.is_multiple_of(ALIGN) {
+            return None;
+        }
+        let (kind, tag) = mem.read_with(pos % self.cap, 8, |h| {
+            let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap_or_default());
+            (word(0), word(4))
+        })?;
+        (kind == KIND_RESV).then_some(tag)
+    }
+
+    /// Turns the reserved record at `pos`, tagged `tag`, into an item.
+    /// Fails if no such reservation is there.
+    pub(crate) fn publish(&self, mem: &impl Memory, pos: u64, tag: u32) -> Result<(), Corrupt> {
+        if self.reserved_at(mem, pos) != Some(tag) {
+            return Err(Corrupt("a reserved record vanished"));
+        }
+        if !mem.write(pos % self.cap, &KIND_DATA.to_le_bytes()) {
+            return Err(Corrupt("record out of bounds"));
+        }
+        Ok(())
     }
 
     /// Makes a written push part of the ring.
@@ -226,11 +280,12 @@ impl Ring {
                 };
             }
             let off = pos % self.cap;
-            let (kind, len) = mem
+            let (kind, tag, len) = mem
                 .read_with(off, RECORD_HEADER, |h| {
                     let kind = u32::from_le_bytes(h[0..4].try_into().unwrap_or_default());
+                    let tag = u32::from_le_bytes(h[4..8].try_into().unwrap_or_default());
                     let len = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
-                    (kind, len)
+                    (kind, tag, len)
                 })
                 .ok_or(Corrupt("record header out of bounds"))?;
             let left = self.tail - pos;
@@ -248,7 +303,7 @@ impl Ring {
                     }
                     pos += len;
                 }
-                KIND_DATA => {
+                KIND_DATA | KIND_RESV => {
                     let rec = record_size(len).ok_or(Corrupt("record length overflows"))?;
                     if rec > left || rec > self.cap - off {
                         return Err(Corrupt("record length exceeds the ring"));
@@ -257,6 +312,8 @@ impl Ring {
                         off: off + RECORD_HEADER,
                         len,
                         new_head: pos + rec,
+                        pos,
+                        reserved: (kind == KIND_RESV).then_some(tag),
                     }));
                 }
                 _ => return Err(Corrupt("unknown record kind")),
@@ -360,7 +417,7 @@ pub(crate) mod tests {
         loop {
             match ring.plan_push(data.len() as u64) {
                 Some(p) => {
-                    let off = ring.write_headers(mem, &p).unwrap();
+                    let off = ring.write_headers(mem, &p, None).unwrap();
                     assert!(mem.write(off, data));
                     ring.commit_push(&p);
                     return true;
@@ -512,6 +569,28 @@ pub(crate) mod tests {
         assert!(push(&mut ring, &mem, &[7; 240]));
         assert_eq!(pop(&mut ring, &mem), Some(vec![7; 240]));
         assert!(!push(&mut ring, &mem, &[7; 241]));
+    }
+
+    #[test]
+    fn a_reserved_record_is_seen_but_not_read_until_published() {
+        let mem = VecMemory(RefCell::new(vec![0; 1024]));
+        let mut ring = Ring::new(256);
+        let p = ring.plan_push(20).unwrap();
+        let off = ring.write_headers(&mem, &p, Some(7)).unwrap();
+        ring.commit_push(&p);
+        assert!(push(&mut ring, &mem, b"next"));
+        let f = ring.front(&mem).unwrap().unwrap();
+        assert_eq!((f.reserved, f.pos, f.len), (Some(7), p.pos(), 20));
+        assert_eq!(ring.reserved_at(&mem, p.pos()), Some(7));
+        assert_eq!(ring.reserved_at(&mem, p.pos() + 16), None);
+        assert!(ring.publish(&mem, p.pos(), 8).is_err(), "another tag");
+        assert!(mem.write(off, &[5; 20]));
+        ring.publish(&mem, p.pos(), 7).unwrap();
+        assert_eq!(ring.reserved_at(&mem, p.pos()), None);
+        assert!(ring.publish(&mem, p.pos(), 7).is_err(), "published twice");
+        assert_eq!(pop(&mut ring, &mem), Some(vec![5; 20]));
+        assert_eq!(pop(&mut ring, &mem), Some(b"next".to_vec()));
+        assert_eq!(ring.reserved_at(&mem, p.pos()), None, "behind the head");
     }
 
     #[test]

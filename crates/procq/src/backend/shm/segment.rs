@@ -343,7 +343,9 @@ impl super::ring::Memory for DataArea<'_> {
             return false;
         }
         // SAFETY: bounds checked above; the mapping is writable and outlives
-        // `self`; `data` cannot overlap shared memory we hold the lock for.
+        // `self`. The caller holds the queue lock, or the reservation of
+        // this range (see "Loans" in `layout`), so no other procq process
+        // writes it meanwhile; `data` is ours and cannot overlap it.
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(off as usize), data.len())
         };
@@ -355,7 +357,8 @@ impl super::ring::Memory for DataArea<'_> {
             return None;
         }
         // SAFETY: bounds checked above. Writers to this range hold the queue
-        // lock, which the caller holds, so the bytes are stable while `f`
+        // lock, which the caller holds, or a reservation, which readers never
+        // read (see "Loans" in `layout`), so the bytes are stable while `f`
         // runs (a hostile process could still scribble, but `u8` has no
         // invalid values and every length is re-checked by the decoder).
         let bytes =

@@ -5,7 +5,7 @@
 //! one (create, open, inspect, detach), `locked` takes its lock, `ops` and
 //! `wait` are the queue operations, `inspect` its read-outs.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use crate::error::{Error, Result};
 use crate::kind::Kind;
@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     /// change in time, halves when it does not, so that spinning stops
     /// costing CPU where processes outnumber cores.
     pub(super) spin_budget: AtomicU32,
+    /// Whether a thread of this process holds the slot's loan (see "Loans"
+    /// in `layout`): one reservation per slot at a time.
+    pub(super) loaning: AtomicBool,
 }
 
 // SAFETY: all shared-memory access goes through atomics or byte copies made

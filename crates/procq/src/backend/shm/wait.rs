@@ -17,6 +17,9 @@ pub(super) const SPIN_MAX: u32 = 2048;
 /// How often a blocked `put`/`get` wakes to check that its segment still
 /// exists (a truncated file's waiters can never be woken otherwise).
 const INTACT_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often a `get` that waits for a reserved front record (its producer
+/// is copying) looks again: nobody announces that producer's death.
+const RESERVED_CHECK_EVERY: Duration = Duration::from_millis(5);
 
 /// What a blocked caller waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,7 +122,12 @@ impl<'a> Waiter<'a> {
         };
         // Nobody can wake a sleeper whose futex word's page was truncated
         // away: wake up now and then to notice (the next lock reports it).
-        let tick = Instant::now() + INTACT_CHECK_EVERY;
+        let tick = Instant::now()
+            + if g.head_reserved {
+                RESERVED_CHECK_EVERY
+            } else {
+                INTACT_CHECK_EVERY
+            };
         let until = Some(until.map_or(tick, |d| d.min(tick)));
         let key = ev.prepare();
         drop(g);

@@ -228,14 +228,26 @@ pub fn put_and_stop(q: &RawQueue, bytes: &[u8], stop: PutStop) -> crate::Result<
         PutStop::Copied => LoanStop::Copied,
         PutStop::HeaderPublished => LoanStop::HeaderPublished,
     };
-    let item = crate::codec::Encoded {
-        head: bytes,
-        body: &[],
-    };
     let never = std::sync::atomic::AtomicBool::new(false);
-    q.backend
-        .shared()
-        .push_loaned(&item, crate::block::Block::Forever, &never, stop)
+    let half = stop == LoanStop::HalfCopied;
+    let fill = |mem: &crate::backend::shm::DataArea<'_>, off: u64| {
+        use crate::backend::shm::Memory;
+        mem.write(
+            off,
+            if half {
+                &bytes[..bytes.len() / 2]
+            } else {
+                bytes
+            },
+        )
+    };
+    q.backend.shared().push_loaned(
+        bytes.len() as u64,
+        crate::block::Block::Forever,
+        &never,
+        stop,
+        fill,
+    )
 }
 
 /// How many reservations of large items readers of queue `name` removed

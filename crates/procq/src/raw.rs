@@ -296,10 +296,50 @@ impl RawQueue {
         self.backend.put_many(&encoded, block)
     }
 
+    /// Puts one item of `len` bytes that `f` writes in place: a large item
+    /// (16 KiB or more) straight into its record in shared memory, with no
+    /// copy and without holding the queue's lock, so that other producers
+    /// and consumers go on meanwhile. The buffer's initial contents are
+    /// unspecified; `f` should write all of it. Waits up to `timeout` for
+    /// room (`None` = forever; zero = do not wait) before calling `f`.
+    ///
+    /// If `f` panics, nothing is put (the panic goes on). If the process
+    /// dies while `f` runs, nothing is put either: consumers never see a
+    /// partly written item, and the space is reclaimed. Until `f` returns,
+    /// consumers wait for this item, and the items put after it wait
+    /// behind it, so keep `f` short. On Redis, `f` writes into a buffer
+    /// that is then sent.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Self::put_timeout) (with [`Error::Full`] also for
+    /// a zero timeout); [`Error::TooLarge`] before `f` is called.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put_with(100_000, None, |buf| buf.fill(7))?;
+    /// assert_eq!(q.get()?, vec![7; 100_000]);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_with(
+        &self,
+        len: usize,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        self.backend
+            .put_with(len as u64, Block::from_timeout(timeout), f)
+    }
+
     /// Calls `f` with the oldest item's bytes while they are still in shared
     /// memory (no copy), then removes the item. Waits up to `timeout`
     /// (`None` = forever; zero = do not wait). On Redis, `f` sees the bytes
     /// just received.
+    ///
+    /// On shared memory, `f` runs while this process holds the queue's
+    /// lock, and the item is removed only after `f` returns: if `f` panics,
+    /// or the process dies while it runs, the item stays in the queue, first
+    /// in line.
     ///
     /// # Errors
     ///

@@ -43,15 +43,36 @@ fn child_entry() {
         return;
     };
     let q = RawQueue::open(&args[0]).unwrap();
+    match role.as_str() {
+        // Dies inside the closure of a zero-copy put, half-way through.
+        "die-in-put-with" => {
+            q.put_with(300 * 1024, None, |buf| {
+                buf[..1000].fill(9);
+                std::process::abort()
+            })
+            .unwrap();
+            unreachable!();
+        }
+        // Dies inside the closure of a zero-copy get.
+        "die-in-get-with" => {
+            q.get_with(None, |_| std::process::abort()).unwrap();
+            unreachable!();
+        }
+        _ => {}
+    }
     let bytes = postcard::to_allocvec(&big()).unwrap();
     put_and_stop(&q, &bytes, stop_named(&args[1])).unwrap();
     match role.as_str() {
         // Dies there, without unwinding or detaching.
         "abort" => std::process::abort(),
-        // Stays there (alive, holding its loan) until killed.
-        "linger" => loop {
-            std::thread::sleep(Duration::from_secs(1));
-        },
+        // Says so on the queue `args[2]`, then stays there (alive, holding
+        // its loan) until killed.
+        "linger" => {
+            RawQueue::open(&args[2]).unwrap().put(b"there").unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -74,17 +95,13 @@ fn queue(tag: &str) -> JoinableQueue<Vec<u8>> {
         .unwrap()
 }
 
-/// Waits until the queue counts `n` items (the child's reservation
-/// included).
-fn wait_for_count(q: &JoinableQueue<Vec<u8>>, n: usize, child: &mut Child) {
-    let start = Instant::now();
-    while q.qsize() < n {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("child exited early: {status}");
-        }
-        assert!(start.elapsed() < LIMIT, "the child never reserved");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+/// Starts a child that stops a large put to `q` at `stop` and lingers
+/// there; returns once it got there.
+fn linger(q: &JoinableQueue<Vec<u8>>, stop: &str) -> Reaped {
+    let there = RawQueue::new(0).unwrap();
+    let child = Reaped(common::spawn("linger", &[q.name(), stop, there.name()]));
+    assert_eq!(there.get_timeout(LIMIT).unwrap(), b"there");
+    child
 }
 
 /// What the queue must deliver after the child's death, in order: the item
@@ -135,8 +152,8 @@ fn readers_wait_for_a_live_producer_and_skip_it_once_killed() {
     for stop in STOPS {
         let q = queue("loan-linger");
         q.put(&b"before".to_vec()).unwrap();
-        let mut child = Reaped(common::spawn("linger", &[q.name(), &format!("{stop:?}")]));
-        wait_for_count(&q, 2, &mut child.0);
+        let child = linger(&q, &format!("{stop:?}"));
+        assert_eq!(q.qsize(), 2, "the reservation counts");
         q.put(&b"after".to_vec()).unwrap();
         assert_eq!(q.get_timeout(LIMIT).unwrap(), b"before");
         q.task_done().unwrap();
@@ -183,8 +200,7 @@ fn growth_waits_for_a_live_reservation_it_would_move() {
     q.put(&vec![1u8; 200 * 1024 - 32]).unwrap();
     q.get().unwrap();
     q.task_done().unwrap();
-    let mut child = Reaped(common::spawn("linger", &[q.name(), "Copied"]));
-    wait_for_count(&q, 1, &mut child.0);
+    let child = linger(&q, "Copied");
     let item = vec![2u8; 100 * 1024];
     let r = q.put_timeout(&item, Duration::from_millis(200));
     assert!(matches!(r, Err(Error::Full)), "growth must wait: {r:?}");
@@ -194,5 +210,77 @@ fn growth_waits_for_a_live_reservation_it_would_move() {
     assert_eq!(q.get_timeout(LIMIT).unwrap(), item);
     q.task_done().unwrap();
     assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+    q.join_timeout(LIMIT).unwrap();
+}
+
+#[test]
+fn put_with_writes_in_place_and_a_panic_in_it_puts_nothing() {
+    let q = Builder::new()
+        .name(common::unique("put-with"))
+        .build_raw()
+        .unwrap();
+    for len in [0, 10, 16 * 1024 - 1, 16 * 1024, 1 << 20] {
+        q.put_with(len, None, |buf| {
+            assert_eq!(buf.len(), len);
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (i % 253) as u8;
+            }
+        })
+        .unwrap();
+        let want: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        assert_eq!(q.get_nowait().unwrap(), want, "{len}");
+    }
+    for len in [100, 200 * 1024] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.put_with(len, None, |buf| {
+                buf.fill(1);
+                panic!("the closure fails");
+            })
+        }));
+        assert!(r.is_err());
+        // Nothing was put, nothing waits for the withdrawn reservation.
+        assert!(matches!(q.get_nowait(), Err(Error::Empty)), "{len}");
+        assert_eq!(q.qsize(), 0);
+        q.put_with(len, None, |buf| buf.fill(2)).unwrap();
+        assert_eq!(q.get_nowait().unwrap(), vec![2; len]);
+    }
+    // Too large: refused before the closure runs.
+    let r = q.put_with(usize::MAX / 2, Some(Duration::ZERO), |_| unreachable!());
+    assert!(matches!(r, Err(Error::TooLarge { .. })), "{r:?}");
+}
+
+#[test]
+fn a_panic_in_get_with_leaves_the_item_first_in_line() {
+    let q = RawQueue::new(0).unwrap();
+    q.put(b"one").unwrap();
+    q.put(b"two").unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        q.get_with(None, |_| panic!("the closure fails"))
+    }));
+    assert!(r.is_err());
+    assert_eq!(q.get().unwrap(), b"one");
+    assert_eq!(q.get().unwrap(), b"two");
+}
+
+#[test]
+fn a_process_that_dies_in_put_with_or_get_with_loses_nothing() {
+    let q = queue("loan-die-with");
+    let raw = RawQueue::open(q.name()).unwrap();
+    q.put(&b"before".to_vec()).unwrap();
+    let mut child = common::spawn("die-in-put-with", &[q.name()]);
+    assert!(!common::wait(&mut child, LIMIT).success());
+    q.put(&b"after".to_vec()).unwrap();
+    // The half-written item is never delivered.
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), b"before");
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), b"after");
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    assert_eq!(q.qsize(), 0);
+    // A consumer that dies inside get_with leaves the item in the queue.
+    raw.put_with(100 * 1024, None, |b| b.fill(3)).unwrap();
+    let mut child = common::spawn("die-in-get-with", &[q.name()]);
+    assert!(!common::wait(&mut child, LIMIT).success());
+    assert_eq!(raw.get_timeout(LIMIT).unwrap(), vec![3; 100 * 1024]);
+    raw.task_done().unwrap();
     q.join_timeout(LIMIT).unwrap();
 }

@@ -316,6 +316,25 @@ impl Backend {
         }
     }
 
+    /// Puts one `len`-byte item that `fill` writes (in place in shared
+    /// memory for a large item; see `shm::ops`).
+    pub(crate) fn put_with(
+        &self,
+        len: u64,
+        block: Block,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.put_with(len, block, fill),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => {
+                let mut buf = vec![0; len as usize];
+                fill(&mut buf);
+                r.put(&[&buf], block).map(|_| ()).map_err(redis_error)
+            }
+        }
+    }
+
     /// Puts `items` in order, as many per round trip (lock hold) as room
     /// allows; returns how many went in before `block` ran out.
     pub(crate) fn put_many(&self, items: &[Encoded<'_>], block: Block) -> Result<usize> {

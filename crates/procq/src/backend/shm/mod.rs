@@ -58,6 +58,8 @@ pub(crate) use ops::LoanStop;
 pub(crate) use ops::BATCH_BYTES;
 pub(crate) use shared::Shared;
 use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use {ring::Memory, segment::DataArea};
 
 pub(crate) use inspect::{collect_garbage, list_names, remove, stats};
 
@@ -249,6 +251,15 @@ impl Handle {
 
     pub(crate) fn put(&self, item: &Encoded<'_>, block: Block) -> Result<()> {
         self.shared()?.push(item, block, &self.closed)
+    }
+
+    pub(crate) fn put_with(
+        &self,
+        len: u64,
+        block: Block,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        self.shared()?.push_with(len, block, &self.closed, fill)
     }
 
     pub(crate) fn put_many(&self, items: &[Encoded<'_>], block: Block) -> Result<usize> {

@@ -10,8 +10,10 @@ use crate::codec::Encoded;
 use crate::error::{Error, Result};
 
 use super::layout::*;
+use super::locked::Loan;
 use super::locked::{lock_deadline, within, LOCK_PATIENCE};
 use super::ring::{record_size, Memory};
+use super::segment::DataArea;
 use super::shared::Shared;
 use super::wait::{Waiter, Want};
 
@@ -26,6 +28,27 @@ const JOIN_SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// return and re-fault its memory (measured: 100 KB items through Python's
 /// get_many went from 93 µs to ~15 µs per item).
 pub(crate) const BATCH_BYTES: u64 = 64 << 10;
+/// Clears [`Shared::loaning`] when dropped (also when unwinding).
+struct FreeLoan<'a>(&'a AtomicBool);
+
+impl Drop for FreeLoan<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Withdraws a reservation if dropped: armed while a caller's `fill` runs,
+/// so that a panic in it leaves an orphan behind for nobody to wait for.
+struct Withdraw<'a>(&'a Shared, Loan);
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.lock_until(None) {
+            g.withdraw(&self.1);
+        }
+    }
+}
+
 /// Where [`Shared::push_loaned`] stops (crash tests stop it early, as a
 /// process killed at that point would).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +80,11 @@ impl Shared {
             && self.slot < MAX_SLOTS
             && !self.loaning.swap(true, Ordering::Acquire)
         {
-            let r = self.push_loaned(item, block, closed, LoanStop::Never);
-            self.loaning.store(false, Ordering::Release);
-            return r;
+            let _free = FreeLoan(&self.loaning);
+            let copy = |mem: &DataArea<'_>, off: u64| {
+                mem.write(off, item.head) && mem.write(off + item.head.len() as u64, item.body)
+            };
+            return self.push_loaned(item.len(), block, closed, LoanStop::Never, copy);
         }
         let lock_deadline = lock_deadline(block);
         let mut waiter = Waiter::new(self, block, Want::Space);
@@ -78,15 +103,44 @@ impl Shared {
         }
     }
 
-    /// Puts one large item: reserves its record, copies it without the
-    /// lock, publishes it (see "Loans" in `layout`). `stop` ends it early,
-    /// as a process killed there would (for the crash tests).
+    /// Puts one `len`-byte item that `fill` writes in place: in its
+    /// reserved record in shared memory if it is large (and no other thread
+    /// of this process holds the slot's loan), else in a buffer that is then
+    /// put. If `fill` panics, nothing is put.
+    pub(crate) fn push_with(
+        &self,
+        len: u64,
+        block: Block,
+        closed: &AtomicBool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        self.check_size(len)?;
+        if len >= LOAN_BYTES && self.slot < MAX_SLOTS && !self.loaning.swap(true, Ordering::Acquire)
+        {
+            let _free = FreeLoan(&self.loaning);
+            let fill = |mem: &DataArea<'_>, off: u64| mem.with_mut(off, len, fill).is_some();
+            return self.push_loaned(len, block, closed, LoanStop::Never, fill);
+        }
+        let mut buf = vec![0; len as usize];
+        fill(&mut buf);
+        let item = Encoded {
+            head: &buf,
+            body: &[],
+        };
+        self.push(&item, block, closed)
+    }
+
+    /// Puts one large item: reserves its record, lets `fill` write it at
+    /// the payload offset without the lock, publishes it (see "Loans" in
+    /// `layout`). If `fill` panics, the reservation is withdrawn. `stop` ends
+    /// it early, as a process killed there would (for the crash tests).
     pub(crate) fn push_loaned(
         &self,
-        item: &Encoded<'_>,
+        len: u64,
         block: Block,
         closed: &AtomicBool,
         stop: LoanStop,
+        fill: impl FnOnce(&DataArea<'_>, u64) -> bool,
     ) -> Result<()> {
         let lock_deadline = lock_deadline(block);
         let mut waiter = Waiter::new(self, block, Want::Space);
@@ -95,7 +149,7 @@ impl Shared {
                 return Err(Error::Closed);
             }
             let mut g = self.lock_until(lock_deadline)?;
-            if let Some(loan) = g.try_reserve(item.len())? {
+            if let Some(loan) = g.try_reserve(len)? {
                 break loan;
             }
             if !waiter.wait(g)? {
@@ -106,12 +160,9 @@ impl Shared {
             return Ok(());
         }
         let mem = self.data()?;
-        let copied = if stop == LoanStop::HalfCopied {
-            mem.write(loan.off, &item.head[..item.head.len() / 2])
-        } else {
-            mem.write(loan.off, item.head)
-                && mem.write(loan.off + item.head.len() as u64, item.body)
-        };
+        let unwinding = Withdraw(self, loan);
+        let copied = fill(&mem, loan.off);
+        std::mem::forget(unwinding);
         if stop == LoanStop::HalfCopied || stop == LoanStop::Copied {
             return Ok(());
         }
@@ -125,7 +176,7 @@ impl Shared {
         if stop == LoanStop::HeaderPublished {
             return g.publish_header(&loan);
         }
-        if let Err(e) = g.publish(&loan, item.len()) {
+        if let Err(e) = g.publish(&loan, len) {
             g.withdraw(&loan);
             return Err(e);
         }

@@ -333,6 +333,28 @@ impl DataArea<'_> {
     }
 }
 
+impl DataArea<'_> {
+    /// Runs `f` over the `len` bytes at `off`, writable; `None` if out of
+    /// bounds. Only for a range the caller has reserved.
+    pub(crate) fn with_mut<R>(
+        &self,
+        off: u64,
+        len: u64,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Option<R> {
+        if !self.in_bounds(off, len) {
+            return None;
+        }
+        // SAFETY: bounds checked above; the mapping is writable and outlives
+        // `self`. The caller holds the reservation of this range (see
+        // "Loans" in `layout`): no procq process reads or writes it until it
+        // is published, so this is the one reference to these bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(self.base.add(off as usize), len as usize) };
+        Some(f(bytes))
+    }
+}
+
 impl super::ring::Memory for DataArea<'_> {
     fn size(&self) -> u64 {
         self.len

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use procq::{Builder, Error, JoinableQueue, Queue};
+use procq::{Builder, Error, JoinableQueue, Queue, RawQueue};
 use serde::{Deserialize, Serialize};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -74,17 +74,28 @@ fn child_entry() {
         return;
     };
     match role.as_str() {
-        "producer" | "big-producer" => {
+        "producer" => {
             let q = JoinableQueue::<Option<Item>>::open(&args[0]).unwrap();
             let id: u32 = args[1].parse().unwrap();
             let n: u32 = args[2].parse().unwrap();
-            let make = if role == "big-producer" {
-                big_item
-            } else {
-                item
-            };
             for seq in 0..n {
-                q.put(&Some(make(id, seq))).unwrap();
+                q.put(&Some(item(id, seq))).unwrap();
+            }
+        }
+        // Writes each large item in place (`put_with`), one byte at a time,
+        // so that most kills land between the reservation and the publish.
+        "big-producer" => {
+            let q = RawQueue::open(&args[0]).unwrap();
+            let id: u32 = args[1].parse().unwrap();
+            let n: u32 = args[2].parse().unwrap();
+            for seq in 0..n {
+                let bytes = postcard::to_allocvec(&Some(big_item(id, seq))).unwrap();
+                q.put_with(bytes.len(), None, |buf| {
+                    for (d, s) in buf.iter_mut().zip(&bytes) {
+                        *d = *s;
+                    }
+                })
+                .unwrap();
             }
         }
         "consumer" => {

@@ -32,6 +32,9 @@ use super::sync::{Acquired, Holder, Holders};
 /// queue that drains and refills constantly must not free and re-reserve
 /// its memory every time).
 const SHRINK_AFTER: Duration = Duration::from_millis(20);
+/// Most orphaned reservations one `pop_into` removes (the caller comes
+/// back for the rest).
+const MAX_ORPHANS_PER_POP: u64 = 1024;
 /// How long a call with a shorter (or no: `_nowait`) timeout, and an
 /// inspection, waits for the lock before it reports [`Error::LockBusy`]:
 /// critical sections take microseconds, so a holder that keeps the lock
@@ -556,6 +559,11 @@ impl Locked<'_> {
             if let Some(tag) = front.reserved {
                 if self.loan_is_live(tag, front.pos) {
                     self.head_reserved = true;
+                    break;
+                }
+                // Only dead producers leave orphans, but hostile memory can
+                // hold any number: bound the work of one lock hold.
+                if orphans >= MAX_ORPHANS_PER_POP {
                     break;
                 }
                 let s = &mut self.state;

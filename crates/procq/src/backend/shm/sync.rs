@@ -555,8 +555,16 @@ mod tests {
             assert!(l2.unlock(2));
             r
         });
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(l.word() & PARKED, PARKED, "the waiter sleeps");
+        // Wait until the waiter has gone to sleep (on a loaded machine the
+        // thread may take a while to get there).
+        let start = Instant::now();
+        while l.word() & PARKED == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the waiter sleeps"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(l.unlock(1));
         assert_eq!(h.join().unwrap(), Ok(Acquired::Clean));
         assert_eq!(l.word(), 0);

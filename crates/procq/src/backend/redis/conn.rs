@@ -63,10 +63,23 @@ impl Link {
                 .add_command(a.clone())
                 .add_command(b.clone())
                 .query(c),
-            Link::Cluster(c) => ::redis::cluster::cluster_pipe()
-                .add_command(a.clone())
-                .add_command(b.clone())
-                .query(c),
+            Link::Cluster(c) => {
+                let r = ::redis::cluster::cluster_pipe()
+                    .add_command(a.clone())
+                    .add_command(b.clone())
+                    .query(c);
+                match r {
+                    // The cluster client follows MOVED/ASK for a single
+                    // command, but a pipeline's error replies come back as
+                    // values, so a stale slot map would send every pipeline
+                    // to the old owner until the caller gives up. Run the
+                    // two one by one: that follows the redirect, refreshes
+                    // the map for the next pipeline, and a redirected
+                    // command was never run, so nothing runs twice.
+                    Err(e) if e.is_cluster_error() => Ok((a.query(c)?, b.query(c)?)),
+                    other => other,
+                }
+            }
         }
     }
 

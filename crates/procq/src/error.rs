@@ -30,6 +30,23 @@ pub enum Error {
     /// The handle was closed with `close()`; other handles are unaffected.
     #[error("queue handle is closed")]
     Closed,
+    /// The queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown),
+    /// by any process): a `put` fails with it at once, a `get` once the
+    /// items left are drained (at once after an immediate shutdown). It is
+    /// the end of the stream: [`Queue::iter`](crate::Queue::iter) ends on
+    /// it, and Python raises `queue.ShutDown`. A queue stays shut down.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put(&1u8)?;
+    /// q.shutdown(false)?;
+    /// assert!(matches!(q.put(&2), Err(procq::Error::ShutDown)));
+    /// assert_eq!(q.get()?, 1); // what was put before is still delivered
+    /// assert!(matches!(q.get(), Err(procq::Error::ShutDown)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    #[error("queue is shut down")]
+    ShutDown,
     /// `join_timeout` or `join_deadline` ran out of time while tasks were
     /// still unfinished (nothing was changed).
     ///
@@ -130,6 +147,25 @@ pub enum Error {
         name: String,
         /// What is wrong with the segment (owner, mode, file type).
         reason: String,
+    },
+    /// This queue's backend cannot do that (yet): today, only
+    /// [`shutdown`](crate::Queue::shutdown) of a Redis queue. Nothing was
+    /// changed. Python raises `NotImplementedError`; the `procq` command
+    /// exits with code 1.
+    ///
+    /// ```
+    /// let err = procq::Error::Unsupported {
+    ///     what: "shutdown",
+    ///     backend: "redis",
+    /// };
+    /// assert_eq!(err.to_string(), "shutdown is not supported by the redis backend yet");
+    /// ```
+    #[error("{what} is not supported by the {backend} backend yet")]
+    Unsupported {
+        /// The operation refused.
+        what: &'static str,
+        /// The backend that refused it.
+        backend: &'static str,
     },
     /// `task_done()` was called more times than there were items.
     #[error("task_done() called too many times")]

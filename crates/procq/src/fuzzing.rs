@@ -153,6 +153,13 @@ fn exercise(q: &RawQueue, name: &str) {
     let _ = q.get_many_nowait(8);
     let _ = q.qsize();
     let _ = q.task_done();
+    // Last: a queue shut down stays so.
+    let _ = q.is_shutdown();
+    let _ = q.shutdown(false);
+    let _ = q.put(b"refused");
+    let _ = q.get_nowait();
+    let _ = q.shutdown(true);
+    let _ = q.get_nowait();
 }
 
 #[cfg(test)]

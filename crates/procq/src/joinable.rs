@@ -9,6 +9,7 @@ use crate::address::Address;
 use crate::backend::{New, Open};
 use crate::codec;
 use crate::error::Result;
+use crate::iter::Iter;
 use crate::kind::Kind;
 use crate::queue::Queue;
 use crate::raw::RawQueue;
@@ -344,6 +345,36 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
     pub fn get_many_nowait(&self, max: usize) -> Result<Vec<T>> {
         self.queue.get_many_nowait(max)
     }
+
+    /// [`Queue::iter`]: the items until the queue is shut down and
+    /// drained; each is a task to finish with [`task_done`](Self::task_done).
+    ///
+    /// ```
+    /// let q = procq::JoinableQueue::new(0)?;
+    /// q.put_many(&[1u8, 2])?;
+    /// q.shutdown(false)?;
+    /// for job in &q {
+    ///     let _job: u8 = job?;
+    ///     q.task_done()?;
+    /// }
+    /// q.join()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn iter(&self) -> Iter<'_, T> {
+        self.queue.iter()
+    }
+
+    /// [`Queue::try_iter`]: the items there are now.
+    ///
+    /// ```
+    /// let q = procq::JoinableQueue::new(0)?;
+    /// q.put(&1u8)?;
+    /// assert_eq!(q.try_iter().count(), 1);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn try_iter(&self) -> Iter<'_, T> {
+        self.queue.try_iter()
+    }
 }
 
 impl<T> JoinableQueue<T> {
@@ -470,6 +501,39 @@ impl<T> JoinableQueue<T> {
     /// ```
     pub fn join_deadline(&self, deadline: Instant) -> Result<()> {
         self.queue.raw.join_deadline(deadline)
+    }
+
+    /// [`Queue::shutdown`]: puts fail from now on, gets once the queue is
+    /// drained; with `immediate` the items left are dropped and counted
+    /// done, so [`join`](Self::join) returns once the items already got
+    /// are done.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::shutdown`].
+    ///
+    /// ```
+    /// let q = procq::JoinableQueue::new(0)?;
+    /// q.put_many(&[1u8, 2, 3])?;
+    /// q.shutdown(true)?;
+    /// assert_eq!(q.unfinished_tasks()?, 0);
+    /// q.join()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> Result<()> {
+        self.queue.shutdown(immediate)
+    }
+
+    /// [`Queue::is_shutdown`].
+    ///
+    /// ```
+    /// let q = procq::JoinableQueue::<u8>::new(0)?;
+    /// q.shutdown(false)?;
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.queue.is_shutdown()
     }
 
     /// [`Queue::qsize`].
@@ -640,5 +704,15 @@ impl<'de, T: Serialize + DeserializeOwned + 'static> Deserialize<'de> for Joinab
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let name = String::deserialize(d)?;
         JoinableQueue::open(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned + 'static> IntoIterator for &'a JoinableQueue<T> {
+    type Item = Result<T>;
+    type IntoIter = Iter<'a, T>;
+
+    /// [`JoinableQueue::iter`].
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
     }
 }

@@ -96,6 +96,7 @@ mod builder;
 mod codec;
 mod error;
 mod inspect;
+mod iter;
 mod joinable;
 mod kind;
 mod queue;
@@ -108,6 +109,7 @@ pub use error::{CodecError, Error, Result};
 #[cfg(feature = "redis")]
 pub use inspect::list_redis;
 pub use inspect::{collect_garbage, collect_garbage_report, list, remove, stats, Garbage};
+pub use iter::Iter;
 pub use joinable::JoinableQueue;
 pub use kind::Kind;
 pub use procq_process::{init, test_support, Process, ProcessError, StartMethod, Target};

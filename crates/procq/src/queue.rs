@@ -14,6 +14,7 @@ use crate::backend::{New, Open};
 use crate::block::Block;
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::iter::Iter;
 use crate::kind::Kind;
 use crate::raw::RawQueue;
 use crate::stats::Stats;
@@ -164,6 +165,8 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     ///
     /// # Errors
     ///
+    /// [`Error::ShutDown`] once the queue is [shut down](Self::shutdown)
+    /// (also for a call waiting when it happens);
     /// [`Error::Closed`] after [`close`](Self::close) (also for a call
     /// waiting when it happens); [`Error::Codec`] if the item does not
     /// encode; [`Error::TooLarge`] if its encoding is larger than the queue
@@ -234,7 +237,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
 
     // One variant without the `redis` feature.
 
-    fn get_block(&self, block: Block) -> Result<T> {
+    pub(crate) fn get_block(&self, block: Block) -> Result<T> {
         let mut out = None;
         self.raw.backend.pop(1, block, |bytes| {
             let item = codec::decode::<T>(bytes);
@@ -251,7 +254,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     ///
     /// [`Error::Codec`] if the item cannot be decoded as `T`: it is removed
     /// anyway (and, on a joinable queue, counted done), so the next `get`
-    /// sees the next item. [`Error::Closed`] after [`close`](Self::close)
+    /// sees the next item. [`Error::ShutDown`] once the queue is [shut
+    /// down](Self::shutdown) and empty (also for a call waiting when it
+    /// happens). [`Error::Closed`] after [`close`](Self::close)
     /// (also for a call waiting when it happens); [`Error::InvalidQueue`]
     /// if the queue's memory is corrupt.
     ///
@@ -326,7 +331,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// # Errors
     ///
     /// As [`put`](Self::put); an item that does not encode, or is too
-    /// large, fails the call before anything is put.
+    /// large, fails the call before anything is put. A shutdown while the
+    /// call waits for room fails it with [`Error::ShutDown`]: the items
+    /// put before stay in the queue, the rest are not put.
     ///
     /// ```
     /// let q = procq::Queue::new(0)?;
@@ -441,6 +448,43 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// ```
     pub fn get_many_nowait(&self, max: usize) -> Result<Vec<T>> {
         self.get_many_block(max, Block::No)
+    }
+
+    /// An iterator that [`get`](Self::get)s items, waiting for each, and
+    /// ends when the queue is [shut down](Self::shutdown) and drained: the
+    /// end of the stream, without a sentinel item. `for x in &q` does the
+    /// same.
+    ///
+    /// It yields `Err` for an item that does not decode (it was removed;
+    /// the iterator goes on with the next) and, once, for an error that
+    /// ends it: the handle was [closed](Self::close), the queue's memory is
+    /// corrupt or gone. It never yields [`Error::ShutDown`].
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put_many(&[1u32, 2, 3])?;
+    /// q.shutdown(false)?; // typically from the producer, in another process
+    /// let got: Vec<u32> = q.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(got, [1, 2, 3]);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter::new(self, Block::Forever)
+    }
+
+    /// An iterator that [`get_nowait`](Self::get_nowait)s items: it ends
+    /// as soon as the queue is empty (or shut down and drained), and
+    /// otherwise like [`iter`](Self::iter).
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put_many(&[1u32, 2])?;
+    /// assert_eq!(q.try_iter().collect::<Result<Vec<_>, _>>()?, [1, 2]);
+    /// assert_eq!(q.try_iter().count(), 0);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn try_iter(&self) -> Iter<'_, T> {
+        Iter::new(self, Block::No)
     }
 }
 
@@ -604,6 +648,57 @@ impl<T> Queue<T> {
         self.raw.is_closed()
     }
 
+    /// Shuts the queue down, for every process that uses it (Python 3.13's
+    /// `Queue.shutdown`): from now on every [`put`](Self::put) fails with
+    /// [`Error::ShutDown`], and [`get`](Self::get) hands out the items that
+    /// remain, then fails with it too. Every `get` and `put` waiting in any
+    /// process wakes at once. With `immediate`, the items that remain are
+    /// dropped instead (on a [`JoinableQueue`](crate::JoinableQueue) they
+    /// count as done, so [`join`](crate::JoinableQueue::join) returns).
+    ///
+    /// A queue that is shut down stays shut down, also for processes that
+    /// open it later: there is no way to reopen it. To start over, remove it
+    /// ([`procq::remove`](crate::remove), or when its last user lets go) and
+    /// create a new queue, under the same name if you like. Calling it again
+    /// is harmless; `immediate` then still drops what is left.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`close`](Self::close) on this handle;
+    /// [`Error::LockBusy`] if another process keeps the queue's lock for
+    /// more than about a second; [`Error::InvalidQueue`] if its memory is
+    /// corrupt; [`Error::Unsupported`] on a Redis queue (not yet
+    /// implemented there).
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put_many(&[1u8, 2])?;
+    /// q.shutdown(false)?;
+    /// assert!(q.is_shutdown());
+    /// assert!(matches!(q.put(&3), Err(procq::Error::ShutDown)));
+    /// assert_eq!(q.get()?, 1); // what is left is still handed out
+    /// q.shutdown(true)?; // ... unless it is dropped
+    /// assert!(matches!(q.get(), Err(procq::Error::ShutDown)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> Result<()> {
+        self.raw.shutdown(immediate)
+    }
+
+    /// Whether the queue was [shut down](Self::shutdown), by any process.
+    /// (A Redis queue, which cannot be shut down yet, always says no.)
+    ///
+    /// ```
+    /// let q = procq::Queue::<u8>::new(0)?;
+    /// let other = procq::Queue::<u8>::open(q.name())?;
+    /// other.shutdown(false)?;
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.raw.is_shutdown()
+    }
+
     /// A read-out of the queue's counters (see [`Stats`]).
     ///
     /// # Errors
@@ -633,5 +728,16 @@ impl<'de, T: Serialize + DeserializeOwned + 'static> Deserialize<'de> for Queue<
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let name = String::deserialize(d)?;
         Queue::open(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned + 'static> IntoIterator for &'a Queue<T> {
+    type Item = Result<T>;
+    type IntoIter = Iter<'a, T>;
+
+    /// [`Queue::iter`]: `for item in &q` runs until the queue is shut down
+    /// and drained.
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
     }
 }

@@ -651,6 +651,40 @@ impl RawQueue {
         self.backend.is_closed()
     }
 
+    /// Shuts the queue down for every process (see
+    /// [`Queue::shutdown`](crate::Queue::shutdown)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::shutdown`](crate::Queue::shutdown).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put(b"last")?;
+    /// q.shutdown(false)?;
+    /// assert!(matches!(q.put(b"x"), Err(procq::Error::ShutDown)));
+    /// assert_eq!(q.get()?, b"last");
+    /// assert!(matches!(q.get(), Err(procq::Error::ShutDown)));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> Result<()> {
+        self.backend.shutdown(immediate)
+    }
+
+    /// Whether the queue was shut down, by any process (see
+    /// [`Queue::is_shutdown`](crate::Queue::is_shutdown)).
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// assert!(!q.is_shutdown());
+    /// q.shutdown(false)?;
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.backend.is_shutdown()
+    }
+
     /// Marks one task done on a joinable queue (see
     /// [`JoinableQueue::task_done`](crate::JoinableQueue::task_done)). On
     /// Redis it acknowledges the oldest item the calling thread got through

@@ -28,6 +28,9 @@ pub struct Stats {
     pub attached_processes: usize,
     /// Dead processes still recorded (reclaimed on the next sweep).
     pub dead_processes: usize,
+    /// Whether the queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown)):
+    /// it stays so.
+    pub shutdown: bool,
     /// Whether the queue outlives its processes.
     pub persistent: bool,
     /// Creation time, milliseconds since the Unix epoch.

@@ -284,3 +284,49 @@ fn a_process_that_dies_in_put_with_or_get_with_loses_nothing() {
     raw.task_done().unwrap();
     q.join_timeout(LIMIT).unwrap();
 }
+
+/// A shutdown while a live producer is still copying a large item: the
+/// reservation counts as an item (its put began first), so gets wait for it
+/// rather than report the end of the stream; an immediate shutdown drops
+/// what is before it and never pulls the record from under the copy; and a
+/// put that would reserve after the shutdown is refused.
+#[test]
+fn shutdown_waits_for_a_put_still_copying_and_never_pulls_its_record() {
+    for immediate in [false, true] {
+        let q = queue("loan-shutdown");
+        q.put(&b"before".to_vec()).unwrap();
+        let child = linger(&q, "HalfCopied");
+        q.put(&b"after".to_vec()).unwrap();
+        q.shutdown(immediate).unwrap();
+        assert!(matches!(q.put(&big()), Err(Error::ShutDown)), "large put");
+        assert!(matches!(q.put(&b"x".to_vec()), Err(Error::ShutDown)));
+        if immediate {
+            assert_eq!(q.qsize(), 2, "'before' dropped; the reservation stays");
+            assert_eq!(q.unfinished_tasks().unwrap(), 2);
+        } else {
+            assert_eq!(q.get_timeout(LIMIT).unwrap(), b"before");
+            q.task_done().unwrap();
+        }
+        let r = q.get_timeout(Duration::from_millis(100));
+        assert!(
+            matches!(r, Err(Error::Empty)),
+            "immediate={immediate}: a live reservation is not the end: {r:?}"
+        );
+        drop(child); // SIGKILL: the reservation is an orphan now
+        if !immediate {
+            assert_eq!(q.get_timeout(LIMIT).unwrap(), b"after");
+            q.task_done().unwrap();
+        }
+        let r = q.get_timeout(LIMIT);
+        assert!(
+            matches!(r, Err(Error::ShutDown)),
+            "immediate={immediate}: {r:?}"
+        );
+        assert_eq!(q.qsize(), 0);
+        q.join_timeout(LIMIT).expect("join");
+        assert_eq!(q.unfinished_tasks().unwrap(), 0);
+        let name = q.name().to_owned();
+        drop(q);
+        assert!(!common::segment_exists(&name), "{name} leaked");
+    }
+}

@@ -370,6 +370,30 @@ impl Backend {
         }
     }
 
+    /// Shuts the queue down for every process and client (see
+    /// [`Queue::shutdown`](crate::Queue::shutdown)).
+    pub(crate) fn shutdown(&self, immediate: bool) -> Result<()> {
+        match self {
+            Backend::Shm(h) => h.shutdown(immediate),
+            #[cfg(feature = "redis")]
+            // Being written with the Redis backend's rewrite (issue #16);
+            // until then a clear refusal, never a silent no-op.
+            Backend::Redis(_) => Err(Error::Unsupported {
+                what: "shutdown",
+                backend: "redis",
+            }),
+        }
+    }
+
+    /// Whether the queue was shut down.
+    pub(crate) fn is_shutdown(&self) -> bool {
+        match self {
+            Backend::Shm(h) => h.is_shutdown(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => false,
+        }
+    }
+
     pub(crate) fn task_done(&self) -> Result<()> {
         match self {
             Backend::Shm(h) => h.task_done(),

@@ -242,3 +242,41 @@ fn a_slot_replays_a_journal_entry_exactly_2_pow_32_commits_newer() {
     assert_eq!(slot.tasks.load(Ordering::Relaxed), 2, "entry replayed");
     assert_eq!(slot.applied.load(Ordering::Relaxed), seen + (1 << 32));
 }
+
+#[test]
+fn the_shutdown_bit_is_one_flag_and_never_a_journal_operation() {
+    let (name, q, _cleanup) = queue("shutdown-bit");
+    q.put(&vec![1]).unwrap();
+    // The packed word of the committed state (which moves at each commit).
+    let at = || state_offset(&q, 5);
+    let read = || {
+        let mut b = [0u8; 8];
+        file(&name).read_exact_at(&mut b, at() as u64).unwrap();
+        u64::from_le_bytes(b)
+    };
+    let packed = read();
+    assert_eq!(packed & 0xff00, 0, "no journal entry, not shut down yet");
+    // Set by another process: a shut-down queue like any other (puts
+    // fail, the item left is handed out, then gets fail).
+    poke(&name, at(), &(packed | 1 << 15).to_le_bytes());
+    assert!(q.is_shutdown());
+    assert!(matches!(q.put(&vec![2]), Err(Error::ShutDown)));
+    assert_eq!(q.get_nowait().unwrap(), [1]);
+    assert!(matches!(q.get_nowait(), Err(Error::ShutDown)));
+    assert!(q.stats().unwrap().shutdown);
+    // A commit keeps the flag (and clearing it by hand is what a hostile
+    // process could do to any field: it reopens the queue, nothing worse).
+    q.shutdown(true).unwrap();
+    assert_ne!(read() & 1 << 15, 0);
+    // The journal-operation bits (8–13) beside it still reject an unknown
+    // operation, with or without the flag.
+    for op in [3u64, 0x7f] {
+        poke(&name, at(), &((read() & !0x7f00) | op << 8).to_le_bytes());
+        match q.get_nowait() {
+            Err(Error::InvalidQueue { reason, .. }) => {
+                assert!(reason.contains("journal"), "{reason}")
+            }
+            other => panic!("expected InvalidQueue, got {other:?}"),
+        }
+    }
+}

@@ -125,6 +125,7 @@ pub(crate) fn stats_of(shared: &Shared) -> Result<Stats> {
         resident_bytes: snap.resident_bytes,
         attached_processes: snap.attached,
         dead_processes: snap.dead,
+        shutdown: s.shutdown,
         persistent: snap.persistent,
         created_unix_ms: snap.created_unix_ms,
         fingerprint: snap.fingerprint,

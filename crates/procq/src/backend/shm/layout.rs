@@ -62,7 +62,7 @@ use super::sync::{EventCount, RobustLock};
 /// "PROCQ", a NUL, "Q", then the byte 1.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PROCQ\0Q\x01");
 /// Bumped whenever the layout changes incompatibly.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Attached processes one queue can track at once.
 pub(crate) const MAX_SLOTS: usize = 1024;
 /// Liveness tokens one queue can hand out at once (attachments, inspectors
@@ -104,7 +104,20 @@ pub(crate) struct State {
     /// empty since). The ring shrinks only after staying empty a while, so a
     /// queue that drains and refills constantly keeps its memory.
     pub(crate) empty_since: u64,
+    /// The queue was shut down (`Queue::shutdown`): puts fail, gets drain
+    /// what is left. Never cleared. Part of the state so that an immediate
+    /// shutdown drops the items and sets the flag in one commit.
+    pub(crate) shutdown: bool,
+    /// The shutdown was immediate: gets drop what is left instead of
+    /// handing it out (see `Locked::drop_front`). Never cleared.
+    pub(crate) shutdown_immediate: bool,
 }
+
+/// Bit of the packed word (see [`StateCell`]) that holds `State::shutdown`,
+/// the top bit of the journal-operation byte (operations are 0–2).
+const SHUTDOWN_BIT: u64 = 1 << 15;
+/// Bit of the packed word that holds `State::shutdown_immediate`.
+const IMMEDIATE_BIT: u64 = 1 << 14;
 
 /// Storage for one [`State`]: one cache line of plain atomics, so that a
 /// hostile or crashing writer can never cause a data race in the Rust sense,
@@ -112,8 +125,9 @@ pub(crate) struct State {
 #[repr(C, align(64))]
 pub(crate) struct StateCell {
     /// `head`, `tail`, `count`, `unfinished`, `empty_since`, the packed word
-    /// (capacity as log2 in bits 0–7, journal op in 8–15, journal slot in
-    /// 16–31, journal argument in 32–63), `journal_gen`, `gen`.
+    /// (capacity as log2 in bits 0–7, journal op in 8–13, the immediate
+    /// and shutdown flags in bits 14 and 15, journal slot in 16–31, journal argument in 32–63),
+    /// `journal_gen`, `gen`.
     words: [AtomicU64; 8],
 }
 
@@ -135,7 +149,9 @@ impl StateCell {
             },
             unfinished: w(3),
             empty_since: w(4),
-            journal_op: (packed >> 8) & 0xff,
+            journal_op: (packed >> 8) & 0x3f,
+            shutdown: packed & SHUTDOWN_BIT != 0,
+            shutdown_immediate: packed & IMMEDIATE_BIT != 0,
             journal_slot: (packed >> 16) & 0xffff,
             journal_arg: packed >> 32,
             journal_gen: w(6),
@@ -145,7 +161,13 @@ impl StateCell {
 
     pub(crate) fn store(&self, s: &State) {
         let packed = u64::from(s.ring.cap.trailing_zeros())
-            | (s.journal_op & 0xff) << 8
+            | (s.journal_op & 0x3f) << 8
+            | if s.shutdown_immediate {
+                IMMEDIATE_BIT
+            } else {
+                0
+            }
+            | if s.shutdown { SHUTDOWN_BIT } else { 0 }
             | (s.journal_slot & 0xffff) << 16
             | (s.journal_arg & 0xffff_ffff) << 32;
         let vals = [
@@ -328,6 +350,13 @@ impl Header {
     pub(crate) fn peek_count(&self) -> u64 {
         let cur = (self.current.load(Ordering::Acquire) & 1) as usize;
         self.states[cur].words[2].load(Ordering::Relaxed)
+    }
+
+    /// Whether the committed state is shut down, read without the lock: a
+    /// hint for spinning waiters, never used to decide anything.
+    pub(crate) fn peek_shutdown(&self) -> bool {
+        let cur = (self.current.load(Ordering::Acquire) & 1) as usize;
+        self.states[cur].words[5].load(Ordering::Relaxed) & SHUTDOWN_BIT != 0
     }
 
     /// The committed state.

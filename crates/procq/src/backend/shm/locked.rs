@@ -460,6 +460,68 @@ impl Locked<'_> {
         self.wake_space = true;
     }
 
+    /// Shuts the queue down (see `Queue::shutdown`): from this commit on,
+    /// puts (and reservations) fail and gets fail once the ring is empty;
+    /// `immediate` also drops the items left, counting them done. Wakes
+    /// every waiter of every process, which then sees the flag. Idempotent.
+    pub(super) fn shut_down(&mut self, immediate: bool) -> Result<()> {
+        let s = &mut self.state;
+        if !s.shutdown || (immediate && !s.shutdown_immediate) {
+            s.shutdown = true;
+            s.shutdown_immediate |= immediate;
+            self.commit();
+        }
+        if self.state.shutdown_immediate {
+            self.drop_front()?;
+        }
+        // Also when it was shut down already: a waiter that slept through
+        // the first wake-up (say, after a recovery) must not sleep on.
+        self.wake_items = true;
+        self.wake_space = true;
+        Ok(())
+    }
+
+    /// After an immediate shutdown: removes the records from the head up to
+    /// the first live reservation, counting each as a done task (Python
+    /// 3.13's `shutdown(immediate=True)` lets `join` return). A live
+    /// reservation is a put that began before the shutdown and is still
+    /// copying: it stays, and the getter that finds it published later
+    /// drops it the same way, so no item put before an immediate shutdown is
+    /// ever delivered after it, and a producer's record is never pulled
+    /// from under its copy.
+    pub(super) fn drop_front(&mut self) -> Result<()> {
+        let sh = self.sh;
+        let mem = sh.data()?;
+        let mut dropped = 0u64;
+        // The count was validated; the bound only guards the loop.
+        let bound = self.state.ring.count;
+        while dropped <= bound {
+            let Some(front) = self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))? else {
+                break;
+            };
+            if front
+                .reserved
+                .is_some_and(|tag| self.loan_is_live(tag, front.pos))
+            {
+                self.head_reserved = true;
+                break;
+            }
+            self.state.ring.pop(&front);
+            dropped += 1;
+        }
+        if dropped > 0 {
+            let s = &mut self.state;
+            s.unfinished = s.unfinished.saturating_sub(dropped);
+            if s.ring.count == 0 && s.ring.cap > sh.min_capacity {
+                s.empty_since = monotonic_ns();
+            }
+            self.wake_done |= s.unfinished == 0;
+            self.commit();
+            self.wake_space = true;
+        }
+        Ok(())
+    }
+
     /// Whether the reservation tagged `tag` at `pos` is live: its slot's
     /// loan entry names it and the slot's owner lives (see "Loans" in
     /// `layout`). Makes a syscall in the last case.

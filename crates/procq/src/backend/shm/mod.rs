@@ -10,7 +10,7 @@
 //! ```text
 //! mod.rs      Handle: one handle; fork-safe re-attach; what Backend calls
 //! attach.rs   create, open, inspect, detach; the per-process registry
-//! ops.rs      put, get, task_done, join, remove (on an attachment)
+//! ops.rs      put, get, task_done, join, shutdown (on an attachment)
 //! inspect.rs  read-outs, removal, garbage collection
 //! wait.rs     Waiter: spin, then sleep on an event count
 //! locked.rs   the lock held: recovery, commit, journal, ring edits
@@ -279,19 +279,9 @@ impl Handle {
         mut f: impl FnMut(&[u8]) -> bool,
     ) -> Result<usize> {
         let shared = self.shared()?;
-        let mut first = true;
-        let mut refused_first = false;
-        let n = shared.pop(max.max(1), block, &self.closed, |bytes| {
-            let take = f(bytes);
-            if first {
-                first = false;
-                refused_first = !take;
-            }
-            take
-        })?;
-        if refused_first && shared.kind() == Kind::Joinable {
-            let _ = shared.task_done();
-        }
+        let mut first = FirstItem::default();
+        let n = shared.pop(max.max(1), block, &self.closed, |bytes| first.saw(f(bytes)))?;
+        first.settle(&shared);
         Ok(n)
     }
 
@@ -301,6 +291,19 @@ impl Handle {
 
     pub(crate) fn task_done_many(&self, n: usize) -> Result<()> {
         self.shared()?.task_done_many(n as u64)
+    }
+
+    /// Shuts the queue down for every process (see `Locked::shut_down`).
+    pub(crate) fn shutdown(&self, immediate: bool) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.shared()?.shutdown(immediate)
+    }
+
+    /// Whether the queue was shut down; false if its memory is corrupt.
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shared().is_ok_and(|s| s.header().peek_shutdown())
     }
 
     pub(crate) fn unfinished(&self) -> Result<u64> {
@@ -314,6 +317,32 @@ impl Handle {
     pub(crate) fn stats(&self) -> Result<Stats> {
         let shared = self.shared()?;
         inspect::stats_of(&shared)
+    }
+}
+
+/// Whether the first item a `pop` saw was refused (see [`Handle::pop`]).
+#[derive(Default)]
+struct FirstItem {
+    seen: bool,
+    refused: bool,
+}
+
+impl FirstItem {
+    /// Notes the answer for one item; returns it.
+    fn saw(&mut self, take: bool) -> bool {
+        if !self.seen {
+            self.seen = true;
+            self.refused = !take;
+        }
+        take
+    }
+
+    /// A refused first item was removed all the same: on a joinable queue
+    /// it counts as done, since its getter never got it.
+    fn settle(&self, shared: &Shared) {
+        if self.refused && shared.kind() == Kind::Joinable {
+            let _ = shared.task_done();
+        }
     }
 }
 

@@ -93,6 +93,9 @@ impl Shared {
                 return Err(Error::Closed);
             }
             let mut g = self.lock_until(lock_deadline)?;
+            if g.state.shutdown {
+                return Err(Error::ShutDown);
+            }
             if g.try_push(item)? {
                 waiter.succeeded();
                 return Ok(());
@@ -149,6 +152,9 @@ impl Shared {
                 return Err(Error::Closed);
             }
             let mut g = self.lock_until(lock_deadline)?;
+            if g.state.shutdown {
+                return Err(Error::ShutDown);
+            }
             if let Some(loan) = g.try_reserve(len)? {
                 break loan;
             }
@@ -202,6 +208,11 @@ impl Shared {
                 return Err(Error::Closed);
             }
             let mut g = self.lock_until(lock_deadline)?;
+            if g.state.shutdown {
+                // The items before this chunk are in and stay for the
+                // consumers; the caller learns that the rest is refused.
+                return Err(Error::ShutDown);
+            }
             let mut held = 0u64;
             while done < items.len() && held < BATCH_BYTES && g.try_push(&items[done])? {
                 held += items[done].len();
@@ -249,10 +260,22 @@ impl Shared {
                 return Err(Error::Closed);
             }
             let mut g = self.lock_until(lock_deadline)?;
-            let n = g.pop_into(max, &mut f)?;
-            if n > 0 {
-                waiter.succeeded();
-                return Ok(n);
+            if g.state.shutdown_immediate {
+                // Items put before an immediate shutdown are never handed
+                // out; one still being copied is dropped once published.
+                g.drop_front()?;
+            } else {
+                let n = g.pop_into(max, &mut f)?;
+                if n > 0 {
+                    waiter.succeeded();
+                    return Ok(n);
+                }
+            }
+            // A live reservation still counts: its put began before the
+            // shutdown and is an item once published.
+            if g.state.shutdown && g.state.ring.count == 0 {
+                // Shut down and drained: the end of the stream.
+                return Err(Error::ShutDown);
             }
             if !waiter.wait(g)? {
                 return Err(Error::Empty);
@@ -344,6 +367,15 @@ impl Shared {
             let until = block.deadline().map_or(tick, |d| d.min(tick));
             self.header().done.wait(key, Some(until));
         }
+    }
+
+    /// Shuts the queue down for every process (see `Locked::shut_down`).
+    /// Takes the lock with the patience of an inspection: a shutdown never
+    /// waits forever behind a stopped holder.
+    pub(crate) fn shutdown(&self, immediate: bool) -> Result<()> {
+        self.lock_until(within(LOCK_PATIENCE))?
+            .shut_down(immediate)?;
+        Ok(())
     }
 
     /// The committed state (takes the lock: exact; gives up with

@@ -60,7 +60,11 @@ impl<'a> Waiter<'a> {
 
     /// Whether what we wait for has (probably) happened.
     fn ready(&self) -> bool {
-        let count = self.sh.header().peek_count();
+        let h = self.sh.header();
+        if h.peek_shutdown() {
+            return true;
+        }
+        let count = h.peek_count();
         match self.want {
             Want::Items => count > 0,
             Want::Space => self.sh.maxsize == 0 || count < self.sh.maxsize,

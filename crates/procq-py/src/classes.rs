@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList, PyTuple, PyType};
 
 use crate::core::{is_url, Core, Kind, Options};
-use crate::errors::to_py;
+use crate::errors::{shut_down_type, to_py};
 use crate::item::Codec;
 use crate::wait::Wait;
 
@@ -304,6 +304,54 @@ impl Queue {
         self.core.close();
     }
 
+    /// Shut the queue down, for every process that uses it (Python 3.13's
+    /// ``queue.Queue.shutdown``): from now on ``put`` raises
+    /// ``procq.ShutDown`` (``queue.ShutDown`` on 3.13+), and ``get`` returns
+    /// the items that remain, then raises it too. Every ``get`` and ``put``
+    /// blocked in any process wakes at once. With ``immediate=True`` the
+    /// items that remain are dropped instead (on a ``JoinableQueue`` they
+    /// count as done, so ``join()`` returns).
+    ///
+    /// A queue that is shut down stays shut down, also for processes that
+    /// open it later: to start over, create a new queue. Not supported on
+    /// Redis queues yet (``NotImplementedError``).
+    #[pyo3(signature = (immediate=false))]
+    fn shutdown(&self, py: Python<'_>, immediate: bool) -> PyResult<()> {
+        self.core.shutdown(py, immediate)
+    }
+
+    /// Whether the queue was shut down, by any process.
+    #[getter]
+    fn is_shutdown(&self, py: Python<'_>) -> bool {
+        self.core.is_shutdown(py)
+    }
+
+    /// ``for item in q:`` gets items (waiting for each) until the queue is
+    /// shut down and drained.
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.core.get(py, Wait::Until(None)) {
+            Ok(item) => Ok(Some(item)),
+            Err(e) if e.is_instance(py, shut_down_type(py)?.as_any()) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// ``with procq.Queue() as q:`` closes this handle on exit (the queue
+    /// itself lives on for its other handles).
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.core.close();
+        false
+    }
+
     /// Join the background feeder thread. procq has none (``put`` writes
     /// straight to shared memory), so this returns at once; as in the
     /// standard library it may only be called after ``close()``.
@@ -576,6 +624,17 @@ impl SimpleQueue {
     /// stay for other handles.
     fn close(&self) {
         self.core.close();
+    }
+
+    /// ``with procq.SimpleQueue() as q:`` closes this handle on exit.
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.core.close();
+        false
     }
 
     /// The queue's shared-memory name.

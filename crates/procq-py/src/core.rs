@@ -461,6 +461,20 @@ impl Core {
         }
     }
 
+    pub(crate) fn shutdown(&self, py: Python<'_>, immediate: bool) -> PyResult<()> {
+        self.check_open()?;
+        py.detach(|| self.raw.shutdown(immediate))
+            .map_err(|e| self.err(py, e))
+    }
+
+    pub(crate) fn is_shutdown(&self, py: Python<'_>) -> bool {
+        if self.remote {
+            py.detach(|| self.raw.is_shutdown())
+        } else {
+            self.raw.is_shutdown()
+        }
+    }
+
     pub(crate) fn task_done(&self, py: Python<'_>) -> PyResult<()> {
         let result = if self.remote {
             py.detach(|| self.raw.task_done())
@@ -528,6 +542,7 @@ impl Core {
         d.set_item("resident_bytes", st.resident_bytes)?;
         d.set_item("attached_processes", st.attached_processes)?;
         d.set_item("dead_processes", st.dead_processes)?;
+        d.set_item("shutdown", st.shutdown)?;
         d.set_item("items_put", st.items_put)?;
         d.set_item("items_got", st.items_got)?;
         d.set_item("bytes_put", st.bytes_put)?;

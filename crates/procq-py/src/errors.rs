@@ -1,8 +1,8 @@
 //! Errors: the exceptions the standard library raises, made from procq's.
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
-    PyTimeoutError, PyValueError,
+    PyFileExistsError, PyFileNotFoundError, PyNotImplementedError, PyOSError, PyPermissionError,
+    PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -10,6 +10,7 @@ use pyo3::types::PyType;
 
 static EMPTY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static SHUT_DOWN: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `queue.Empty()`, exactly what the standard library raises.
 pub(crate) fn empty_error(py: Python<'_>) -> PyErr {
@@ -27,6 +28,20 @@ pub(crate) fn full_error<A: pyo3::PyErrArguments + 'static>(py: Python<'_>, args
     }
 }
 
+/// `procq.ShutDown()`: `queue.ShutDown` itself on Python 3.13+ (defined in
+/// `procq/__init__.py`, which is loaded before any queue exists).
+pub(crate) fn shut_down_error(py: Python<'_>) -> PyErr {
+    match shut_down_type(py) {
+        Ok(ty) => PyErr::from_type(ty.clone(), ()),
+        Err(e) => e,
+    }
+}
+
+/// The class of [`shut_down_error`].
+pub(crate) fn shut_down_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    SHUT_DOWN.import(py, "procq", "ShutDown")
+}
+
 /// Maps a core error to the exception the standard library would raise.
 pub(crate) fn to_py(py: Python<'_>, name: &str, e: procq::Error) -> PyErr {
     use procq::Error as E;
@@ -34,6 +49,8 @@ pub(crate) fn to_py(py: Python<'_>, name: &str, e: procq::Error) -> PyErr {
         E::Empty => empty_error(py),
         E::Full => full_error(py, ()),
         E::Closed => PyValueError::new_err(format!("Queue {name:?} is closed")),
+        E::ShutDown => shut_down_error(py),
+        E::Unsupported { .. } => PyNotImplementedError::new_err(e.to_string()),
         E::TaskDoneTooOften => PyValueError::new_err(TASK_DONE_TOO_OFTEN),
         // A live process keeps the lock (stopped inside its critical
         // section): the caller's time ran out, but the queue is neither

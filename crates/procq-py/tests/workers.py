@@ -171,3 +171,49 @@ def echo_n(inbox, outbox, n):
 
 def forward_one(inbox, outbox):
     outbox.put(inbox.get(timeout=WAIT))
+
+
+# --- shutdown (issue #16) -----------------------------------------------------
+
+def drain_until_shutdown(q, results):
+    """Iterate until shutdown + drain; report what was got."""
+    got = list(q)
+    assert q.is_shutdown
+    results.put(got)
+
+
+def get_expect_shutdown(q, results):
+    """Block in get() on an empty queue: must raise procq.ShutDown."""
+    try:
+        q.get(timeout=60)
+    except procq.ShutDown:
+        results.put(("shutdown", time.monotonic()))
+    except queue.Empty:
+        results.put(("empty", time.monotonic()))
+
+
+def put_expect_shutdown(q, results):
+    """Block in put() on a full queue: must raise procq.ShutDown."""
+    try:
+        q.put("x", timeout=60)
+    except procq.ShutDown:
+        results.put(("shutdown", time.monotonic()))
+    except queue.Full:
+        results.put(("full", time.monotonic()))
+
+
+def produce_until_shutdown(q, accepted, tag):
+    """Put numbered items until the queue is shut down; report how many
+    were accepted."""
+    n = 0
+    while True:
+        try:
+            q.put((tag, n))
+        except procq.ShutDown:
+            break
+        n += 1
+    accepted.put((tag, n))
+
+
+def shutdown_queue(q, immediate):
+    q.shutdown(immediate=immediate)

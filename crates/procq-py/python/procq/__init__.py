@@ -14,6 +14,10 @@ killed at any instant, and waits use futexes with monotonic timeouts.
 ``procq.Queue``, ``procq.JoinableQueue`` and ``procq.SimpleQueue`` take the
 same arguments and raise the same exceptions (``queue.Empty``,
 ``queue.Full``, ``ValueError``) as their ``multiprocessing`` namesakes.
+``q.shutdown()`` ends the stream as Python 3.13's ``queue.Queue.shutdown``
+does, across processes: ``for item in q:`` stops once the queue is shut
+down and drained, and later calls raise ``procq.ShutDown`` (which is
+``queue.ShutDown`` on 3.13+).
 numpy arrays travel without a copy through pickle (pickle protocol 5 with
 out-of-band buffers); ``dumps=``/``loads=`` replace pickle.
 
@@ -28,6 +32,17 @@ opt-in.
 
 from queue import Empty, Full
 
+try:  # Python 3.13+: the standard library's own exception
+    from queue import ShutDown
+except ImportError:  # pragma: no cover - Python < 3.13
+
+    class ShutDown(Exception):
+        """Raised by ``put()`` on a queue that was shut down, and by ``get()``
+        once a shut-down queue is empty (``queue.ShutDown`` on 3.13+)."""
+
+        __module__ = "procq"
+
+
 from ._procq import JoinableQueue, Queue, SimpleQueue, __version__, collect_garbage
 
 __all__ = [
@@ -36,6 +51,7 @@ __all__ = [
     "SimpleQueue",
     "Empty",
     "Full",
+    "ShutDown",
     "collect_garbage",
     "__version__",
 ]

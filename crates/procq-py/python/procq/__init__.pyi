@@ -1,8 +1,15 @@
 """Type stubs for procq: a faster, crash-proof drop-in for multiprocessing.Queue."""
 
+import sys
 from queue import Empty as Empty, Full as Full
-from types import GenericAlias
-from typing import Any, Callable, Generic, Iterable, Literal, TypeVar, overload
+from types import GenericAlias, TracebackType
+from typing import Any, Callable, Generic, Iterable, Iterator, Literal, TypeVar, overload
+
+if sys.version_info >= (3, 13):
+    from queue import ShutDown as ShutDown
+else:
+    class ShutDown(Exception):
+        """Raised by ``put()`` after ``shutdown()``, and by ``get()`` once drained."""
 
 __all__ = [
     "Queue",
@@ -10,6 +17,7 @@ __all__ = [
     "SimpleQueue",
     "Empty",
     "Full",
+    "ShutDown",
     "collect_garbage",
     "__version__",
 ]
@@ -17,6 +25,7 @@ __all__ = [
 __version__: str
 
 _T = TypeVar("_T")
+_Self = TypeVar("_Self")
 _Codec = Literal["pickle", "bytes", "text"]
 _Dumps = Callable[[Any], Any]  # returns bytes or another bytes-like object
 _Loads = Callable[[bytes], Any]
@@ -102,6 +111,22 @@ class Queue(Generic[_T]):
     def full(self) -> bool: ...
     def close(self) -> None:
         """Close this handle; ``put``/``get`` on it then raise ``ValueError``."""
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shut the queue down for every process (Python 3.13's semantics)."""
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the queue was shut down, by any process."""
+    def __iter__(self) -> Iterator[_T]:
+        """Get items until the queue is shut down and drained."""
+    def __next__(self) -> _T: ...
+    def __enter__(self: _Self) -> _Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Close this handle."""
     def join_thread(self) -> None:
         """No feeder thread to join; only valid after ``close()``."""
     def cancel_join_thread(self) -> None: ...
@@ -198,6 +223,13 @@ class SimpleQueue(Generic[_T]):
     def qsize(self) -> int: ...
     def stats(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
+    def __enter__(self: _Self) -> _Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
     @property
     def name(self) -> str: ...
     @property

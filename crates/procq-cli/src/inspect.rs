@@ -299,6 +299,12 @@ fn detail(s: &procq::Stats, redis: bool) -> Vec<Vec<String>> {
         ),
         kv("items", s.items.to_string()),
     ];
+    if s.shutdown {
+        rows.push(kv(
+            "shut down",
+            "yes (puts fail; gets drain what is left)".into(),
+        ));
+    }
     if joinable(s) {
         rows.push(kv("unfinished tasks", s.unfinished_tasks.to_string()));
     }
@@ -370,6 +376,8 @@ struct StatJson {
     #[serde(flatten)]
     row: Row,
     max_capacity_bytes: Option<u64>,
+    /// `procq shutdown` (or `shutdown()` in a program) was called.
+    shutdown: bool,
     items_put: Option<u64>,
     items_got: Option<u64>,
     bytes_put: Option<u64>,
@@ -394,6 +402,7 @@ fn stat_json(name: &str, s: &procq::Stats) -> StatJson {
     StatJson {
         row: row_of(name, Ok(s.clone())),
         max_capacity_bytes: shm(s.max_capacity_bytes),
+        shutdown: s.shutdown,
         items_put: shm(s.items_put),
         items_got: shm(s.items_got),
         bytes_put: shm(s.bytes_put),

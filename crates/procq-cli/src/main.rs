@@ -109,6 +109,22 @@ enum Command {
         #[arg(long)]
         joinable: bool,
     },
+    /// Shut a queue down: puts fail from now on, gets hand out what is
+    /// left and then fail (`get --follow` ends with exit code 0), in every
+    /// process. A queue stays shut down; remove it and create a new one to
+    /// start over.
+    ///
+    /// Example: procq shutdown jobs
+    ///
+    /// Example: procq shutdown jobs --immediate
+    Shutdown {
+        /// Queue name or redis:// URL.
+        name: String,
+        /// Also drop the items left (on a joinable queue they count as
+        /// done, so `join()` returns).
+        #[arg(long)]
+        immediate: bool,
+    },
     /// Put items read from stdin: one per line, NUL-separated with -0, or
     /// all of it as one item with --raw.
     ///
@@ -160,7 +176,8 @@ enum Command {
         /// Give up (exit 1) if no item arrives for this many seconds.
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
-        /// Keep getting items until interrupted.
+        /// Keep getting items until interrupted, or until the queue is shut
+        /// down (`procq shutdown`) and drained: then exit 0.
         #[arg(long)]
         follow: bool,
         /// Print each item's bytes exactly, with nothing added (what `put
@@ -239,6 +256,7 @@ fn main() -> ExitCode {
             maxsize,
             joinable,
         } => inspect::create(&name, maxsize, joinable),
+        Command::Shutdown { name, immediate } => pipe::shutdown(&name, immediate),
         Command::Put {
             name,
             create,

@@ -1,4 +1,5 @@
-//! `put` and `get`: shell pipelines into and out of queues.
+//! `put` and `get`: shell pipelines into and out of queues; `shutdown`,
+//! which ends them.
 //!
 //! Item format: the postcard encoding of a `String`/`Vec<u8>` — a LEB128
 //! varint length followed by the bytes — so `seq 10 | procq put jobs`
@@ -90,6 +91,10 @@ fn put_one(
             "timed out after {done} item(s) went in: queue {:?} stayed full",
             q.display_name()
         ))),
+        Err(procq::Error::ShutDown) => Err(Failure::op(format!(
+            "queue {:?} is shut down: {done} item(s) went in before",
+            q.display_name()
+        ))),
         other => Ok(other?),
     }
 }
@@ -157,6 +162,14 @@ pub(crate) fn get(
             Err(procq::Error::Empty) => {
                 return Err(Failure::op(format!("timed out after {got} item(s)")))
             }
+            // The end of the stream: what `--follow` waits for.
+            Err(procq::Error::ShutDown) if follow => break,
+            Err(procq::Error::ShutDown) => {
+                return Err(Failure::op(format!(
+                    "queue {:?} is shut down and empty after {got} item(s)",
+                    q.display_name()
+                )))
+            }
             other => other?,
         };
         got += 1;
@@ -182,4 +195,9 @@ pub(crate) fn get(
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// `procq shutdown`: see `procq::RawQueue::shutdown`.
+pub(crate) fn shutdown(name: &str, immediate: bool) -> Result<(), Failure> {
+    Ok(open_or_create(name, false, 0)?.shutdown(immediate)?)
 }

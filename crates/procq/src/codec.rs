@@ -35,8 +35,8 @@ impl Encoded<'_> {
         (self.head.len() + self.body.len()) as u64
     }
 
-    /// Both pieces as one buffer (for transports that take one string).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// Both pieces as one buffer (for transports that take one string,
+    /// and for futures, which keep the item until it is put).
     pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut one = Vec::with_capacity(self.head.len() + self.body.len());
         one.extend_from_slice(self.head);

@@ -95,6 +95,7 @@ mod block;
 mod builder;
 mod codec;
 mod error;
+mod future;
 mod inspect;
 mod iter;
 mod joinable;
@@ -106,6 +107,7 @@ mod stats;
 pub use address::{validate_name, Address, RedisUrl, ShmName, MAX_NAME_LEN};
 pub use builder::Builder;
 pub use error::{CodecError, Error, Result};
+pub use future::{GetFuture, JoinFuture, PutFuture};
 #[cfg(feature = "redis")]
 pub use inspect::list_redis;
 pub use inspect::{collect_garbage, collect_garbage_report, list, remove, stats, Garbage};

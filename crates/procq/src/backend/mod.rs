@@ -26,13 +26,16 @@
 //! ```text
 //! builder.rs             Builder            -> joinable, queue, raw
 //! joinable.rs            JoinableQueue<T>   -> queue
-//! queue.rs               Queue<T>           -> raw, codec
+//! queue.rs               Queue<T>           -> raw, codec, iter
+//! iter.rs, future.rs     Iter; Get/Put/JoinFuture -> queue, raw, backend
 //! raw.rs, inspect.rs     RawQueue; stats/list/remove/collect_garbage
 //!                                           -> backend, address
 //! backend/mod.rs         Backend: every dispatch
 //!                                           -> backend/shm, backend/redis, address
-//!   backend/shm/mod.rs   Handle             -> attach, ops, inspect
+//!   backend/shm/mod.rs   Handle             -> attach, ops, poll, inspect
 //!     attach, ops        attaching; operations   -> wait, locked
+//!     poll               operations as polls     -> watch, locked
+//!     watch              waiter threads for futures -> shared, sync
 //!     inspect, wait      read-outs; waiting      -> locked
 //!     locked             the lock held          -> shared
 //!     shared             Shared             -> layout, liveness, segment, ring
@@ -50,6 +53,10 @@
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 pub(crate) mod shm;
+
+use std::task::{Context, Poll};
+
+pub(crate) use shm::Park;
 
 use std::borrow::Cow;
 #[cfg(feature = "redis")]
@@ -434,6 +441,52 @@ impl Backend {
         }
     }
 
+    /// [`put`](Self::put) as a poll, for futures (see `shm/poll.rs`):
+    /// `Pending` changes nothing and arranges a wake-up.
+    pub(crate) fn poll_put(
+        &self,
+        item: &Encoded<'_>,
+        block: Block,
+        park: &mut Park,
+        cx: &Context<'_>,
+    ) -> Poll<Result<()>> {
+        match self {
+            Backend::Shm(h) => h.poll_put(item, block, park, cx),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Poll::Ready(Err(ASYNC_ON_REDIS)),
+        }
+    }
+
+    /// [`pop`](Self::pop) as a poll (see [`poll_put`](Self::poll_put)).
+    pub(crate) fn poll_pop(
+        &self,
+        max: usize,
+        block: Block,
+        park: &mut Park,
+        cx: &Context<'_>,
+        f: impl FnMut(&[u8]) -> bool,
+    ) -> Poll<Result<usize>> {
+        match self {
+            Backend::Shm(h) => h.poll_pop(max, block, park, cx, f),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Poll::Ready(Err(ASYNC_ON_REDIS)),
+        }
+    }
+
+    /// [`join`](Self::join) as a poll (see [`poll_put`](Self::poll_put)).
+    pub(crate) fn poll_join(
+        &self,
+        block: Block,
+        park: &mut Park,
+        cx: &Context<'_>,
+    ) -> Poll<Result<()>> {
+        match self {
+            Backend::Shm(h) => h.poll_join(block, park, cx),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Poll::Ready(Err(ASYNC_ON_REDIS)),
+        }
+    }
+
     pub(crate) fn stats(&self) -> Result<Stats> {
         match self {
             Backend::Shm(h) => h.stats(),
@@ -442,6 +495,13 @@ impl Backend {
         }
     }
 }
+
+/// The async calls on a Redis queue: not yet (issue #16), and said so.
+#[cfg(feature = "redis")]
+const ASYNC_ON_REDIS: Error = Error::Unsupported {
+    what: "async calls",
+    backend: "redis",
+};
 
 impl Clone for Backend {
     fn clone(&self) -> Self {

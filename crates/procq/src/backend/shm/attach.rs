@@ -32,6 +32,7 @@ use super::segment::Segment;
 use super::shared::{Shared, MAX_CAPACITY_LIMIT};
 use super::sync;
 use super::wait::SPIN_MAX;
+use super::watch::Watchers;
 
 /// How long attaching and detaching wait for the lock. Giving up is safe:
 /// an attacher reports `LockBusy`; a detacher leaves its slot behind, to be
@@ -209,6 +210,7 @@ impl Shared {
             spin: sync::may_spin(),
             spin_budget: AtomicU32::new(SPIN_MAX / 4),
             loaning: AtomicBool::new(false),
+            watchers: Watchers::default(),
         });
         if !opts.persistent {
             registry().insert(&shared);
@@ -334,6 +336,7 @@ impl Shared {
             spin: sync::may_spin(),
             spin_budget: AtomicU32::new(SPIN_MAX / 4),
             loaning: AtomicBool::new(false),
+            watchers: Watchers::default(),
         };
         shared.check_expect(expect)?;
         if !claim {

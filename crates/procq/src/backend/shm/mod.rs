@@ -11,8 +11,10 @@
 //! mod.rs      Handle: one handle; fork-safe re-attach; what Backend calls
 //! attach.rs   create, open, inspect, detach; the per-process registry
 //! ops.rs      put, get, task_done, join, shutdown (on an attachment)
+//! poll.rs     the same as polls, for futures: try, else register a waker
 //! inspect.rs  read-outs, removal, garbage collection
 //! wait.rs     Waiter: spin, then sleep on an event count
+//! watch.rs    Watchers: threads that wake futures (event counts, deadlines)
 //! locked.rs   the lock held: recovery, commit, journal, ring edits
 //! shared.rs   Shared: one attachment's fields and shared checks
 //! liveness.rs liveness tokens (open-file-description locks)
@@ -34,16 +36,19 @@ pub(crate) mod layout;
 mod liveness;
 mod locked;
 mod ops;
+mod poll;
 mod ring;
 mod segment;
 mod shared;
 mod sigbus;
 mod sync;
 mod wait;
+mod watch;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use crate::block::Block;
 use crate::codec::Encoded;
@@ -56,6 +61,7 @@ use liveness::fork_generation;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use ops::LoanStop;
 pub(crate) use ops::BATCH_BYTES;
+pub(crate) use poll::Park;
 pub(crate) use shared::Shared;
 use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
 #[cfg(any(test, feature = "testing"))]
@@ -285,6 +291,56 @@ impl Handle {
         Ok(n)
     }
 
+    /// [`put`](Self::put) as a poll (see `poll`).
+    pub(crate) fn poll_put(
+        &self,
+        item: &Encoded<'_>,
+        block: Block,
+        park: &mut Park,
+        cx: &Context<'_>,
+    ) -> Poll<Result<()>> {
+        match self.shared() {
+            Ok(shared) => shared.poll_push(item, block, park, &self.closed, cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// [`pop`](Self::pop) as a poll (see `poll`).
+    pub(crate) fn poll_pop(
+        &self,
+        max: usize,
+        block: Block,
+        park: &mut Park,
+        cx: &Context<'_>,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Poll<Result<usize>> {
+        let shared = match self.shared() {
+            Ok(shared) => shared,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let mut first = FirstItem::default();
+        let polled = shared.poll_pop(max.max(1), block, park, &self.closed, cx, |bytes| {
+            first.saw(f(bytes))
+        });
+        if let Poll::Ready(Ok(_)) = polled {
+            first.settle(&shared);
+        }
+        polled
+    }
+
+    /// [`join`](Self::join) as a poll (see `poll`).
+    pub(crate) fn poll_join(
+        &self,
+        block: Block,
+        park: &mut Park,
+        cx: &Context<'_>,
+    ) -> Poll<Result<()>> {
+        match self.shared() {
+            Ok(shared) => shared.poll_join(block, park, &self.closed, cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
     pub(crate) fn task_done(&self) -> Result<()> {
         self.shared()?.task_done()
     }
@@ -342,6 +398,17 @@ impl FirstItem {
     fn settle(&self, shared: &Shared) {
         if self.refused && shared.kind() == Kind::Joinable {
             let _ = shared.task_done();
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // A watcher thread may hold the attachment while it sleeps: let it
+        // go now, so that the last handle detaches at once. (Not in a
+        // forked child: the attachment and its threads are the parent's.)
+        if self.shared.generation() == fork_generation() {
+            self.shared.watchers.release(&self.shared);
         }
     }
 }

@@ -234,7 +234,7 @@ impl Shared {
         Ok(done)
     }
 
-    fn check_size(&self, len: u64) -> Result<()> {
+    pub(super) fn check_size(&self, len: u64) -> Result<()> {
         match record_size(len) {
             Some(rec) if rec <= self.max_capacity => Ok(()),
             _ => Err(Error::TooLarge {

@@ -16,6 +16,7 @@ use super::liveness::fork_generation;
 use super::liveness::Token;
 use super::ring::RECORD_HEADER;
 use super::segment::{DataArea, Segment};
+use super::watch::Watchers;
 
 /// Largest data area any queue may have (1 TiB of address space).
 pub(crate) const MAX_CAPACITY_LIMIT: u64 = 1 << 40;
@@ -57,6 +58,8 @@ pub(crate) struct Shared {
     /// Whether a thread of this process holds the slot's loan (see "Loans"
     /// in `layout`): one reservation per slot at a time.
     pub(super) loaning: AtomicBool,
+    /// Where futures of this process wait on this queue (see `watch`).
+    pub(super) watchers: Watchers,
 }
 
 // SAFETY: all shared-memory access goes through atomics or byte copies made

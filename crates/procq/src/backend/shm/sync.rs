@@ -340,6 +340,18 @@ impl EventCount {
         let _ = futex::wake(&self.seq, futex::Flags::empty(), i32::MAX as u32);
     }
 
+    /// The word as it is now (a key to compare with one from `prepare`).
+    pub(crate) fn load(&self) -> u32 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Wakes every sleeper without moving the count: they find nothing
+    /// new and sleep again (used to make a watcher thread let go, see
+    /// `watch`).
+    pub(crate) fn wake_sleepers(&self) {
+        let _ = futex::wake(&self.seq, futex::Flags::empty(), i32::MAX as u32);
+    }
+
     /// Sleeps until the count moves away from `key`, or until `deadline`.
     /// (Callers spin before they announce themselves, see `shared::Waiter`.)
     pub(crate) fn wait(&self, key: u32, deadline: Option<Instant>) -> Wake {

@@ -34,21 +34,34 @@ pub struct GetFuture<'a, T> {
     raw: &'a RawQueue,
     block: Block,
     park: Park,
+    /// Makes the item of its bytes (postcard, or a copy for `RawQueue`).
+    decode: fn(&[u8]) -> Result<T>,
     _item: PhantomData<fn() -> T>,
 }
 
-impl<'a, T> GetFuture<'a, T> {
+impl<'a, T: DeserializeOwned + 'static> GetFuture<'a, T> {
     pub(crate) fn new(raw: &'a RawQueue, block: Block) -> GetFuture<'a, T> {
+        GetFuture::with_decoder(raw, block, codec::decode::<T>)
+    }
+}
+
+impl<'a, T> GetFuture<'a, T> {
+    fn with_decoder(
+        raw: &'a RawQueue,
+        block: Block,
+        decode: fn(&[u8]) -> Result<T>,
+    ) -> GetFuture<'a, T> {
         GetFuture {
             raw,
             block,
             park: Park::default(),
+            decode,
             _item: PhantomData,
         }
     }
 }
 
-impl<T: DeserializeOwned + 'static> Future for GetFuture<'_, T> {
+impl<T> Future for GetFuture<'_, T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
@@ -58,7 +71,7 @@ impl<T: DeserializeOwned + 'static> Future for GetFuture<'_, T> {
             .raw
             .backend
             .poll_pop(1, this.block, &mut this.park, cx, |bytes| {
-                let item = codec::decode::<T>(bytes);
+                let item = (this.decode)(bytes);
                 let ok = item.is_ok();
                 out = Some(item);
                 ok
@@ -331,5 +344,63 @@ impl<T: serde::Serialize + DeserializeOwned + 'static> crate::JoinableQueue<T> {
     /// ```
     pub fn join_async_timeout(&self, timeout: std::time::Duration) -> JoinFuture<'_> {
         JoinFuture::new(&self.as_queue().raw, Block::timeout(timeout))
+    }
+}
+
+impl RawQueue {
+    /// [`get_with`](Self::get_with) as a future resolving to the item's
+    /// bytes (see [`Queue::get_async`](crate::Queue::get_async)); `timeout`
+    /// as for the zero-copy calls: `None` waits forever, zero does not
+    /// wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get), and [`Error::Empty`] when the time runs out.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put(b"abc")?;
+    /// assert_eq!(futures_executor::block_on(q.get_async(None))?, b"abc");
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_async(&self, timeout: Option<std::time::Duration>) -> GetFuture<'_, Vec<u8>> {
+        GetFuture::with_decoder(self, Block::from_timeout(timeout), |b| Ok(b.to_vec()))
+    }
+
+    /// [`put`](Self::put) as a future (see
+    /// [`Queue::put_async`](crate::Queue::put_async)); the bytes are copied
+    /// now. `timeout` as for [`get_async`](Self::get_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put), and [`Error::Full`] when the time runs out.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// futures_executor::block_on(q.put_async(b"abc", None))?;
+    /// assert_eq!(q.get()?, b"abc");
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn put_async(&self, bytes: &[u8], timeout: Option<std::time::Duration>) -> PutFuture<'_> {
+        PutFuture::new(self, Ok(bytes.to_vec()), Block::from_timeout(timeout))
+    }
+
+    /// [`join`](Self::join) as a future (see
+    /// [`JoinableQueue::join_async`](crate::JoinableQueue::join_async));
+    /// `timeout` as for [`get_async`](Self::get_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join), and [`Error::Timeout`] when the time runs
+    /// out.
+    ///
+    /// ```
+    /// let q = procq::Builder::new().build_joinable::<u8>()?;
+    /// let raw = procq::RawQueue::open(q.name())?;
+    /// futures_executor::block_on(raw.join_async(None))?; // nothing put
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn join_async(&self, timeout: Option<std::time::Duration>) -> JoinFuture<'_> {
+        JoinFuture::new(self, Block::from_timeout(timeout))
     }
 }

@@ -326,6 +326,21 @@ impl Queue {
         self.core.is_shutdown(py)
     }
 
+    /// ``await q.get_async(timeout=None)``: ``get()`` for asyncio. The event
+    /// loop keeps running while it waits; ``queue.Empty`` if ``timeout``
+    /// runs out; cancelling it takes nothing from the queue.
+    #[pyo3(signature = (timeout=None))]
+    async fn get_async(&self, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        self.core.get_async(timeout).await
+    }
+
+    /// ``await q.put_async(obj, timeout=None)``: ``put()`` for asyncio;
+    /// ``queue.Full`` if ``timeout`` runs out; cancelling it puts nothing.
+    #[pyo3(signature = (obj, timeout=None))]
+    async fn put_async(&self, obj: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        self.core.put_async(obj, timeout).await
+    }
+
     /// ``for item in q:`` gets items (waiting for each) until the queue is
     /// shut down and drained.
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -524,6 +539,14 @@ impl JoinableQueue {
     #[pyo3(signature = (timeout=None))]
     fn join(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
         slf.as_super().get().core.join(slf.py(), timeout)
+    }
+
+    /// ``await q.join_async(timeout=None)``: ``join()`` for asyncio (the
+    /// event loop keeps running); ``False`` if ``timeout`` runs out first.
+    #[pyo3(signature = (timeout=None))]
+    async fn join_async(slf: Py<Self>, timeout: Option<f64>) -> PyResult<bool> {
+        let base: Py<Queue> = Python::attach(|py| slf.bind(py).clone().into_super().unbind());
+        base.get().core.join_async(timeout).await
     }
 
     /// Number of tasks put and not yet marked done (items still in the

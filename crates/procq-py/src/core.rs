@@ -98,7 +98,7 @@ pub(crate) struct Core {
     /// For `JoinableQueue`: a second handle that provides `join()`. It is
     /// never closed: as in the standard library, `join()` still works after
     /// `close()`.
-    joiner: Option<RawQueue>,
+    pub(crate) joiner: Option<RawQueue>,
     /// Whether the queue is on a Redis server: every call then releases the
     /// GIL (each is a network round trip).
     remote: bool,
@@ -205,7 +205,7 @@ impl Core {
         self.raw.display_name()
     }
 
-    fn err(&self, py: Python<'_>, e: procq::Error) -> PyErr {
+    pub(crate) fn err(&self, py: Python<'_>, e: procq::Error) -> PyErr {
         match e {
             procq::Error::Closed => self.closed_error(),
             procq::Error::TooLarge { size, limit } => {
@@ -231,7 +231,7 @@ impl Core {
         }
     }
 
-    fn check_open(&self) -> PyResult<()> {
+    pub(crate) fn check_open(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(self.closed_error());
         }

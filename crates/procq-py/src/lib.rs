@@ -47,11 +47,13 @@
 //! * `abi`: the buffer protocol and the CPython calls used beyond the 3.9
 //!   limited API (the wheel is abi3);
 //! * `wait`: `block`/`timeout`, and blocking calls in slices;
+//! * `aio`: `get_async`, `put_async`, `join_async` (asyncio coroutines);
 //! * `errors`: procq's errors as the standard library's exceptions.
 
 use pyo3::prelude::*;
 
 mod abi;
+mod aio;
 mod classes;
 mod core;
 mod errors;

@@ -217,3 +217,34 @@ def produce_until_shutdown(q, accepted, tag):
 
 def shutdown_queue(q, immediate):
     q.shutdown(immediate=immediate)
+
+
+# --- async (issue #16) ---------------------------------------------------------
+
+def put_after(q, delay, item):
+    time.sleep(delay)
+    q.put(item)
+
+
+def get_after(q, delay):
+    time.sleep(delay)
+    q.get(timeout=WAIT)
+
+
+def task_done_after(q, delay):
+    q.get(timeout=WAIT)
+    time.sleep(delay)
+    q.task_done()
+
+
+def produce_n(q, n):
+    """Put 0..n, pausing now and then so that the getter waits often."""
+    for i in range(n):
+        q.put(i)
+        if i % 7 == 0:
+            time.sleep(0.0003)
+
+
+def shutdown_after(q, delay):
+    time.sleep(delay)
+    q.shutdown()

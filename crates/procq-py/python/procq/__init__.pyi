@@ -111,6 +111,10 @@ class Queue(Generic[_T]):
     def full(self) -> bool: ...
     def close(self) -> None:
         """Close this handle; ``put``/``get`` on it then raise ``ValueError``."""
+    async def get_async(self, timeout: float | None = None) -> _T:
+        """``get()`` for asyncio: the event loop runs while it waits."""
+    async def put_async(self, obj: _T, timeout: float | None = None) -> None:
+        """``put()`` for asyncio: the event loop runs while it waits."""
     def shutdown(self, immediate: bool = False) -> None:
         """Shut the queue down for every process (Python 3.13's semantics)."""
     @property
@@ -192,6 +196,8 @@ class JoinableQueue(Queue[_T]):
         """Mark ``n`` tasks done at once; ``ValueError``, marking none, if fewer are outstanding."""
     def join(self, timeout: float | None = None) -> bool:
         """Block until every task is done; False if ``timeout`` ran out."""
+    async def join_async(self, timeout: float | None = None) -> bool:
+        """``join()`` for asyncio: the event loop runs while it waits."""
     @property
     def unfinished_tasks(self) -> int: ...
 

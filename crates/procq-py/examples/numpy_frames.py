@@ -22,12 +22,12 @@ def camera(frames):
     for i in range(FRAMES):
         frame[...] = i % 256  # put copies the data: the frame can be reused at once
         frames.put({"index": i, "time": time.time(), "pixels": frame})
-    frames.put(None)
+    frames.shutdown()  # the end of the stream: the viewer stops after the last frame
 
 
 def viewer(frames, report):
     got, checksum = 0, 0
-    while (item := frames.get(timeout=30)) is not None:
+    for item in frames:
         pixels = item["pixels"]
         assert pixels.shape == SHAPE and pixels.flags.writeable
         assert pixels[0, 0, 0] == item["index"] % 256

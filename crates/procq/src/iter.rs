@@ -82,3 +82,53 @@ impl<T: Serialize + DeserializeOwned + 'static> Iterator for Iter<'_, T> {
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> FusedIterator for Iter<'_, T> {}
+
+impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
+    /// An iterator that [`get`](Self::get)s items, waiting for each, and
+    /// ends when the queue is [shut down](Self::shutdown) and drained: the
+    /// end of the stream, without a sentinel item. `for x in &q` does the
+    /// same.
+    ///
+    /// It yields `Err` for an item that does not decode (it was removed;
+    /// the iterator goes on with the next) and, once, for an error that
+    /// ends it: the handle was [closed](Self::close), the queue's memory is
+    /// corrupt or gone. It never yields [`Error::ShutDown`].
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put_many(&[1u32, 2, 3])?;
+    /// q.shutdown(false)?; // typically from the producer, in another process
+    /// let got: Vec<u32> = q.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(got, [1, 2, 3]);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter::new(self, Block::Forever)
+    }
+
+    /// An iterator that [`get_nowait`](Self::get_nowait)s items: it ends
+    /// as soon as the queue is empty (or shut down and drained), and
+    /// otherwise like [`iter`](Self::iter).
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put_many(&[1u32, 2])?;
+    /// assert_eq!(q.try_iter().collect::<Result<Vec<_>, _>>()?, [1, 2]);
+    /// assert_eq!(q.try_iter().count(), 0);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn try_iter(&self) -> Iter<'_, T> {
+        Iter::new(self, Block::No)
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned + 'static> IntoIterator for &'a Queue<T> {
+    type Item = Result<T>;
+    type IntoIter = Iter<'a, T>;
+
+    /// [`Queue::iter`]: `for item in &q` runs until the queue is shut down
+    /// and drained.
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}

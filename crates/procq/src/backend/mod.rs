@@ -26,8 +26,8 @@
 //! ```text
 //! builder.rs             Builder            -> joinable, queue, raw
 //! joinable.rs            JoinableQueue<T>   -> queue
-//! queue.rs               Queue<T>           -> raw, codec, iter
 //! iter.rs, future.rs     Iter; Get/Put/JoinFuture -> queue, raw, backend
+//! queue.rs               Queue<T>           -> raw, codec
 //! raw.rs, inspect.rs     RawQueue; stats/list/remove/collect_garbage
 //!                                           -> backend, address
 //! backend/mod.rs         Backend: every dispatch
@@ -35,10 +35,10 @@
 //!   backend/shm/mod.rs   Handle             -> attach, ops, poll, inspect
 //!     attach, ops        attaching; operations   -> wait, locked
 //!     poll               operations as polls     -> watch, locked
-//!     watch              waiter threads for futures -> shared, sync
+//!     watch              waiter threads for futures -> sync
 //!     inspect, wait      read-outs; waiting      -> locked
 //!     locked             the lock held          -> shared
-//!     shared             Shared             -> layout, liveness, segment, ring
+//!     shared             Shared             -> layout, liveness, segment, ring, watch
 //!     segment            segments           -> sigbus, address (name rules)
 //!     liveness, layout   -> sync, ring;  sigbus, sync, ring: leaves
 //! address.rs             Address            -> backend/redis (its URL parser)

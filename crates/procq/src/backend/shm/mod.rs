@@ -408,7 +408,7 @@ impl Drop for Handle {
         // go now, so that the last handle detaches at once. (Not in a
         // forked child: the attachment and its threads are the parent's.)
         if self.shared.generation() == fork_generation() {
-            self.shared.watchers.release(&self.shared);
+            self.shared.watchers.release(&*self.shared);
         }
     }
 }

@@ -146,7 +146,7 @@ impl Shared {
             }
         }
         // Under the lock, as a blocking waiter does: no wake-up is lost.
-        let key = ev.of(self).prepare();
+        let key = ev.of(&**self).prepare();
         drop(g);
         park.reg = None;
         match ready_try!(self.watchers.register(self, ev, key, cx.waker())) {

@@ -16,7 +16,8 @@ use super::liveness::fork_generation;
 use super::liveness::Token;
 use super::ring::RECORD_HEADER;
 use super::segment::{DataArea, Segment};
-use super::watch::Watchers;
+use super::sync::EventCount;
+use super::watch::{Event, Watched, Watchers};
 
 /// Largest data area any queue may have (1 TiB of address space).
 pub(crate) const MAX_CAPACITY_LIMIT: u64 = 1 << 40;
@@ -128,5 +129,20 @@ impl Shared {
 
     pub(super) fn slot_ref(&self) -> Option<&Slot> {
         self.header().slots.get(self.slot)
+    }
+}
+
+impl Watched for Shared {
+    fn event(&self, ev: Event) -> &EventCount {
+        let h = self.header();
+        match ev {
+            Event::Items => &h.items,
+            Event::Space => &h.space,
+            Event::Done => &h.done,
+        }
+    }
+
+    fn is_intact(&self) -> bool {
+        self.check_intact().is_ok()
     }
 }

@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-use super::shared::Shared;
 use super::sync::EventCount;
 
 /// How often a watcher wakes while futures wait, to notice a truncated
@@ -67,14 +66,19 @@ pub(crate) enum Event {
 impl Event {
     const ALL: [Event; 3] = [Event::Items, Event::Space, Event::Done];
 
-    pub(crate) fn of(self, sh: &Shared) -> &EventCount {
-        let h = sh.header();
-        match self {
-            Event::Items => &h.items,
-            Event::Space => &h.space,
-            Event::Done => &h.done,
-        }
+    pub(crate) fn of<S: Watched>(self, sh: &S) -> &EventCount {
+        sh.event(self)
     }
+}
+
+/// What a watcher thread watches: one attachment (`Shared` implements it;
+/// a trait so that this module stays below `shared` in the module graph).
+pub(crate) trait Watched: Send + Sync + 'static {
+    /// The event count `ev` of the queue.
+    fn event(&self, ev: Event) -> &EventCount;
+    /// Whether the segment is still there (see `sigbus`): a truncated one
+    /// can never be woken, so its futures are woken to find out.
+    fn is_intact(&self) -> bool;
 }
 
 /// The watchers and the timer of one attachment; no thread until a future
@@ -94,9 +98,9 @@ impl Watchers {
     /// Registers `waker` to be woken when `ev` moves away from `key` (read
     /// from it with `prepare` while the queue lock was held). `Ok(None)` if
     /// it has moved already: the caller should look at the queue again now.
-    pub(crate) fn register(
+    pub(crate) fn register<S: Watched>(
         &self,
-        sh: &Arc<Shared>,
+        sh: &Arc<S>,
         ev: Event,
         key: u32,
         waker: &Waker,
@@ -107,7 +111,7 @@ impl Watchers {
         // registrations under it too, so either it sees this registration
         // or the word it sleeps on is not `key` any more (and it does not
         // sleep).
-        if ev.of(sh).load() != key {
+        if ev.of(&**sh).load() != key {
             return Ok(None);
         }
         let id = st.next_id;
@@ -141,7 +145,7 @@ impl Watchers {
     /// let go of the attachment now rather than at its next tick, so that a
     /// queue is detached (and removed) as soon as its last handle goes.
     /// Called when a handle is dropped, in the process that attached.
-    pub(crate) fn release(&self, sh: &Shared) {
+    pub(crate) fn release<S: Watched>(&self, sh: &S) {
         for ev in Event::ALL {
             let watch = self.watch(ev);
             let mut st = lock(&watch.state);
@@ -213,7 +217,7 @@ impl Drop for Registration {
     }
 }
 
-fn watch_thread(watch: Arc<Watch>, sh: Weak<Shared>, ev: Event) {
+fn watch_thread<S: Watched>(watch: Arc<Watch>, sh: Weak<S>, ev: Event) {
     let mut st = lock(&watch.state);
     loop {
         if st.regs.is_empty() {
@@ -238,9 +242,9 @@ fn watch_thread(watch: Arc<Watch>, sh: Weak<Shared>, ev: Event) {
             wake_all(wakers.collect());
             return;
         };
-        let count = ev.of(&shared);
+        let count = ev.of(&*shared);
         let cur = count.prepare();
-        let broken = shared.check_intact().is_err();
+        let broken = !shared.is_intact();
         let moved: Vec<u64> = st
             .regs
             .iter()

@@ -36,6 +36,8 @@ pub struct GetFuture<'a, T> {
     park: Park,
     /// Makes the item of its bytes (postcard, or a copy for `RawQueue`).
     decode: fn(&[u8]) -> Result<T>,
+    /// It completed: polled again, it must not take another item.
+    done: bool,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -56,6 +58,7 @@ impl<'a, T> GetFuture<'a, T> {
             block,
             park: Park::default(),
             decode,
+            done: false,
             _item: PhantomData,
         }
     }
@@ -66,6 +69,7 @@ impl<T> Future for GetFuture<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let this = self.get_mut();
+        assert!(!this.done, "GetFuture polled after it completed");
         let mut out = None;
         let polled = this
             .raw
@@ -76,11 +80,13 @@ impl<T> Future for GetFuture<'_, T> {
                 out = Some(item);
                 ok
             });
-        match polled {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Ready(Ok(_)) => Poll::Ready(out.unwrap_or(Err(Error::Empty))),
-        }
+        let result = match polled {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Ready(Ok(_)) => out.unwrap_or(Err(Error::Empty)),
+        };
+        this.done = true;
+        Poll::Ready(result)
     }
 }
 

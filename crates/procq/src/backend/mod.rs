@@ -25,7 +25,7 @@
 //!
 //! ```text
 //! builder.rs             Builder            -> joinable, queue, raw
-//! joinable.rs            JoinableQueue<T>   -> queue
+//! joinable.rs            JoinableQueue<T>   -> queue, iter
 //! iter.rs, future.rs     Iter; Get/Put/JoinFuture -> queue, raw, backend
 //! queue.rs               Queue<T>           -> raw, codec
 //! raw.rs, inspect.rs     RawQueue; stats/list/remove/collect_garbage

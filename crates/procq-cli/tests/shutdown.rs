@@ -1,44 +1,12 @@
 //! `procq shutdown` and how `put`/`get` end on a shut-down queue (issue #16).
 
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn procq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_procq"))
-        .args(args)
-        .output()
-        .expect("run procq")
-}
+mod common;
 
-fn procq_stdin(args: &[&str], input: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_procq"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run procq");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn unique(tag: &str) -> String {
-    format!("cli-{tag}-{}", std::process::id())
-}
-
-/// Removes a persistent test queue however the test ends.
-struct Cleanup(String);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = procq::remove(&self.0);
-    }
-}
+use common::{procq, procq_stdin, text, unique, Cleanup};
 
 #[test]
 fn get_follow_ends_with_exit_0_at_shutdown_and_drain() {

@@ -16,6 +16,9 @@ use procq::{Builder, Error, JoinableQueue, Queue, RawQueue};
 use serde::{Deserialize, Serialize};
 
 const LIMIT: Duration = Duration::from_secs(120);
+/// How long one torture may run before it fails the binary (each takes
+/// seconds to a minute; the long mode of the README a few minutes).
+const WATCHDOG: Duration = Duration::from_secs(20 * 60);
 
 /// One work item: who made it, its sequence number, and a payload whose
 /// checksum proves it was not torn.
@@ -187,11 +190,6 @@ impl Rng {
     }
 }
 
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: signals our own child, which we have not reaped yet.
-    unsafe { libc::kill(child.id() as i32, sig) };
-}
-
 fn kill(child: &mut Child) {
     // SAFETY-free: std's Child::kill sends SIGKILL.
     let _ = child.kill();
@@ -200,6 +198,7 @@ fn kill(child: &mut Child) {
 
 #[test]
 fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
+    let _dog = common::watchdog("sigkill_at_random_moments", WATCHDOG);
     let total_kills: usize = std::env::var("PROCQ_TORTURE_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -212,6 +211,7 @@ fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
 /// lock), and of consumers while they wait for a record being written.
 #[test]
 fn sigkill_of_large_item_producers_mid_copy_loses_and_corrupts_nothing() {
+    let _dog = common::watchdog("sigkill_of_large_item_producers_mid_copy", WATCHDOG);
     let kills = std::env::var("PROCQ_TORTURE_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -387,6 +387,7 @@ fn drain_and_check(q: &JoinableQueue<Option<Item>>) -> usize {
 /// spinning for it and while asleep on it.
 #[test]
 fn sigkill_of_lock_holders_and_waiters_is_recovered() {
+    let _dog = common::watchdog("sigkill_of_lock_holders_and_waiters", WATCHDOG);
     let (mut rng, total) = seed_and_kills(100);
     let started = Instant::now();
     let (mut kills, mut recoveries, mut drained) = (0, 0, 0);
@@ -429,6 +430,7 @@ fn sigkill_of_lock_holders_and_waiters_is_recovered() {
 /// `Empty`/`Full`, or `LockBusy` — and the queue stays sound.
 #[test]
 fn sigstop_of_lock_holders_bounds_calls_with_timeouts() {
+    let _dog = common::watchdog("sigstop_of_lock_holders", WATCHDOG);
     // A stop may cost its calls a second each: keep the long mode short.
     let (mut rng, total) = seed_and_kills(100);
     let total = total.min(300);
@@ -448,7 +450,7 @@ fn sigstop_of_lock_holders_bounds_calls_with_timeouts() {
     let timeout = Duration::from_millis(20);
     for round in 0..total {
         let i = rng.below(hammers.len() as u64) as usize;
-        signal(&hammers[i], libc::SIGSTOP);
+        common::signal(&hammers[i], libc::SIGSTOP);
         stops += 1;
         // While it is stopped (perhaps inside the lock), calls with a
         // timeout must come back within max(timeout, ~1 s) + slack.
@@ -456,6 +458,12 @@ fn sigstop_of_lock_holders_bounds_calls_with_timeouts() {
             let t = Instant::now();
             let r = match rng.below(3) {
                 0 => q.get_timeout(timeout).map(|it| {
+                    // task_done has no timeout: it waits for a live holder.
+                    // It cannot meet the stopped hammer inside the lock: our
+                    // get just took the lock, and the hammer had already
+                    // stopped (`common::signal` waits for that; before it
+                    // did, a hammer that took the lock on its way to
+                    // stopping hung this call, and CI, for good).
                     q.task_done().unwrap();
                     drop(it)
                 }),
@@ -478,7 +486,7 @@ fn sigstop_of_lock_holders_bounds_calls_with_timeouts() {
             kill(&mut hammers[i]); // SIGKILL while stopped
             hammers[i] = spawn(&mut next);
         } else {
-            signal(&hammers[i], libc::SIGCONT);
+            common::signal(&hammers[i], libc::SIGCONT);
         }
     }
     for h in &mut hammers {

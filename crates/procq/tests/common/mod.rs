@@ -7,10 +7,12 @@
 #![allow(dead_code)]
 
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "PROCQ_TEST_ROLE";
 const ARGS: &str = "PROCQ_TEST_ARGS";
+const PARENT: &str = "PROCQ_TEST_PARENT";
 
 /// Starts this test binary as a child running `role` with `args`.
 pub fn spawn(role: &str, args: &[&str]) -> Child {
@@ -24,16 +26,87 @@ pub fn spawn(role: &str, args: &[&str]) -> Child {
         ])
         .env(ROLE, role)
         .env(ARGS, args.join("\u{1f}"))
+        .env(PARENT, std::process::id().to_string())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn child")
 }
 
 /// The role this process was started for, if it is a child.
+///
+/// A child also dies with its parent: a test that fails (or is ended by its
+/// [`watchdog`]) must not leave children running or stopped — in CI they
+/// would keep the output pipe open and hang the whole run.
 pub fn role() -> Option<(String, Vec<String>)> {
     let role = std::env::var(ROLE).ok()?;
     let args = std::env::var(ARGS).unwrap_or_default();
+    exit_with_parent();
     Some((role, args.split('\u{1f}').map(str::to_owned).collect()))
+}
+
+/// Has the kernel SIGKILL this process when its parent dies — even while
+/// it is stopped (a test may have SIGSTOPped it), which no thread of its
+/// own could notice. The parent is the thread that spawned us, which lives
+/// as long as the test that did.
+fn exit_with_parent() {
+    // SAFETY: PR_SET_PDEATHSIG only sets a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // The parent may have died before the flag was set. (Only children of
+    // `spawn` say who their parent is: others run under a launcher, e.g.
+    // in another PID namespace, where getppid means something else.)
+    let parent = std::env::var(PARENT).ok().and_then(|p| p.parse().ok());
+    // SAFETY: getppid has no preconditions.
+    if parent.is_some_and(|p: libc::pid_t| p != unsafe { libc::getppid() }) {
+        // SAFETY: ends the process at once; nothing of ours needs flushing.
+        unsafe { libc::_exit(3) };
+    }
+}
+
+/// Fails the whole test binary if the guard is still alive after `limit`:
+/// a test that hangs must fail with its name in CI, not run into CI's
+/// time limit. Children started by [`spawn`] exit with it (see [`role`]).
+#[must_use = "the watchdog stops when the guard is dropped"]
+pub fn watchdog(what: &'static str, limit: Duration) -> Watchdog {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            // Not eprintln!: libtest captures that for the test, and the
+            // capture dies with the process.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n{what}: still running after {limit:?}, failing the test binary"
+            );
+            std::process::exit(101);
+        }
+    });
+    Watchdog(tx)
+}
+
+/// Guard of a [`watchdog`]: dropping it (the test ended) disarms it.
+pub struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
+
+/// Sends `sig` to `child` and, for SIGSTOP, returns only once it has
+/// stopped (or exited): a signal is delivered asynchronously, and a child
+/// still running a moment after `kill` may yet take the queue lock.
+pub fn signal(child: &Child, sig: i32) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: signals our own child, which we have not reaped yet.
+    unsafe { libc::kill(pid, sig) };
+    if sig == libc::SIGSTOP {
+        // SAFETY: `info` is plain data; WNOWAIT leaves the child waitable,
+        // so `Child::wait` still reaps it later.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WSTOPPED | libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0, "waitid: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// Waits for `child` to exit, killing it (and failing) after `limit`.

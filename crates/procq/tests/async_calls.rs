@@ -44,12 +44,17 @@ fn child_entry() {
             std::thread::sleep(Duration::from_millis(num(1)));
             q.shutdown(false).unwrap();
         }
-        // Puts 0..n, pausing now and then so that the getter waits often.
+        // Puts 0..n, pausing now and then so that the getter waits often:
+        // briefly every 7 items, and every 50 for longer than any getter's
+        // patience (at most ~1 ms, on a timer of 1 ms granularity), so
+        // that some gets are certainly dropped while they wait.
         "produce" => {
             let q = Queue::<u64>::open(arg(0)).unwrap();
             for i in 0..num(1) {
                 q.put(&i).unwrap();
-                if i % 7 == 0 {
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                } else if i % 7 == 0 {
                     std::thread::sleep(Duration::from_micros(300));
                 }
             }

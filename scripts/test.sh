@@ -55,8 +55,22 @@ if grep -E '^(warning|error)' <<<"$out"; then
     exit 1
 fi
 
+# A hung test must fail its suite by name, not run into CI's time limit
+# (90 min): each suite gets a budget, after which its whole process group
+# (test binaries and the children they started) is killed.
+bounded() {
+    local budget=$1
+    shift
+    local rc=0
+    timeout --kill-after=30s "$budget" "$@" || rc=$?
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        echo "!! '$*' still running after $budget: stopped (a hang?)" >&2
+    fi
+    return "$rc"
+}
+
 step "cargo test (workspace)"
-cargo test --workspace --quiet 2>&1 | tee target/test-rust.log
+bounded 45m cargo test --workspace --quiet 2>&1 | tee target/test-rust.log
 grep -q "test result:" target/test-rust.log
 
 if [ "${PROCQ_TEST_ONLY:-}" = rust ]; then
@@ -67,7 +81,7 @@ fi
 for suite in scripts/test.d/*.sh; do
     [ -e "$suite" ] || continue
     step "$suite"
-    bash "$suite"
+    bounded 30m bash "$suite"
 done
 
 step "all test suites passed"

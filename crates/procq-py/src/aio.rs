@@ -48,11 +48,7 @@ impl Core {
         self.check_open()?;
         let timeout = timeout_of(timeout)?;
         let bytes = Python::attach(|py| -> PyResult<Vec<u8>> {
-            let enc = encode(obj.bind(py), &self.codec)?;
-            let mut bytes = Vec::with_capacity(enc.head().len() + enc.body().len());
-            bytes.extend_from_slice(enc.head());
-            bytes.extend_from_slice(enc.body());
-            Ok(bytes)
+            Ok(encode(obj.bind(py), &self.codec)?.to_vec())
         })?;
         let put = self.raw.put_async(&bytes, timeout).await;
         Python::attach(|py| put.map_err(|e| self.err(py, e)))

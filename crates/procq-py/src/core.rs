@@ -11,6 +11,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::errors::{full_error, to_py, too_large};
 use crate::item::{build, build_landed, encode, finish, land, Codec, LARGE};
+use crate::oob;
 use crate::wait::{
     blocking_sliced, is_empty, is_full, is_timeout, Step, Wait, JOIN_SLICE, REMOTE_SLICE, SLICE,
 };
@@ -253,11 +254,21 @@ impl Core {
     pub(crate) fn put(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, wait: Wait) -> PyResult<()> {
         self.check_open()?;
         let enc = encode(obj, &self.codec)?;
+        let raw = &self.raw;
+        if let Some((head, buffers)) = enc.scattered() {
+            // Several out-of-band buffers: each goes from its object straight
+            // into the room the core lends (its record, for a large item).
+            let len = oob::record_len(head, &buffers);
+            let attempt = |step: Step| {
+                raw.put_with(len, step.timeout(), |dst| oob::write(dst, head, &buffers))
+            };
+            let result = blocking_sliced(py, wait, self.slice(), is_full, attempt)?;
+            return result.map_err(|e| self.err(py, e));
+        }
         let (head, body) = (enc.head(), enc.body());
         let large = enc.len() >= LARGE;
         // Tag and data are copied into shared memory piece by piece: no
         // concatenated copy first.
-        let raw = &self.raw;
         let attempt = |step: Step| match step {
             Step::NoWait => raw.put_parts(head, body, Some(Duration::ZERO)),
             Step::For(d) => raw.put_parts(head, body, Some(d.max(Duration::from_nanos(1)))),
@@ -330,7 +341,20 @@ impl Core {
         if encoded.is_empty() {
             return Ok(());
         }
-        let parts: Vec<(&[u8], &[u8])> = encoded.iter().map(|e| (e.head(), e.body())).collect();
+        // A batch entry is two pieces: an item with several out-of-band
+        // buffers is laid out whole first.
+        let whole: Vec<Option<Vec<u8>>> = encoded
+            .iter()
+            .map(|e| e.scattered().is_some().then(|| e.to_vec()))
+            .collect();
+        let parts: Vec<(&[u8], &[u8])> = encoded
+            .iter()
+            .zip(&whole)
+            .map(|(e, w)| match w {
+                Some(record) => (record.as_slice(), &[][..]),
+                None => (e.head(), e.body()),
+            })
+            .collect();
         let total: usize = encoded.iter().map(|e| e.len()).sum();
         // Each item's tag and data are copied straight into shared memory
         // (no joined copy first); the core takes a large batch in chunks.

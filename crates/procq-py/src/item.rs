@@ -181,11 +181,14 @@ pub(crate) struct Encoded<'a, 'py> {
     head: [u8; 10],
     /// How much of `head` is used.
     head_len: usize,
-    /// A longer head, used instead of `head` when not empty: the header,
-    /// pickle and leading buffers of an out-of-band record.
+    /// A longer head, used instead of `head` when not empty: the header
+    /// and pickle of an out-of-band record.
     long_head: Vec<u8>,
     /// The rest.
     body: Body<'a, 'py>,
+    /// The buffers of an out-of-band record that has more than one (the
+    /// body is then empty): laid out after the head by `oob::write`.
+    scattered: Vec<Exported<'py>>,
 }
 
 impl<'a, 'py> Encoded<'a, 'py> {
@@ -198,6 +201,7 @@ impl<'a, 'py> Encoded<'a, 'py> {
             head_len: 1 + value.len(),
             long_head: Vec::new(),
             body,
+            scattered: Vec::new(),
         }
     }
 
@@ -221,20 +225,41 @@ impl<'a, 'py> Encoded<'a, 'py> {
             head_len: 0,
             long_head: Vec::new(),
             body,
+            scattered: Vec::new(),
         }
     }
 
-    /// A pickle with out-of-band buffers (see the `oob` module): the last
-    /// buffer is the body, copied from the object straight into the queue.
+    /// A pickle with out-of-band buffers (see the `oob` module), each
+    /// copied from its object straight into the queue: a single buffer is
+    /// the body; several are [`scattered`](Self::scattered).
     fn out_of_band(pickle: &[u8], mut buffers: Vec<Exported<'py>>) -> Self {
         let long_head = oob::head(pickle, &buffers);
-        let last = buffers.pop().map_or(Body::Empty, Body::Exported);
+        let (body, scattered) = if buffers.len() == 1 {
+            (
+                buffers.pop().map_or(Body::Empty, Body::Exported),
+                Vec::new(),
+            )
+        } else {
+            (Body::Empty, buffers)
+        };
         Encoded {
             head: [0; 10],
             head_len: 0,
             long_head,
-            body: last,
+            body,
+            scattered,
         }
+    }
+
+    /// The head and the buffers of an out-of-band record with several
+    /// buffers, which `oob::write` lays out in place; `None` for every
+    /// other item (its record is [`head`](Self::head) then
+    /// [`body`](Self::body)).
+    pub(crate) fn scattered(&self) -> Option<(&[u8], Vec<&[u8]>)> {
+        (!self.scattered.is_empty()).then(|| {
+            let buffers = self.scattered.iter().map(Exported::as_slice).collect();
+            (self.head(), buffers)
+        })
     }
 
     /// The leading bytes of the record (empty for pickles and raw bytes).
@@ -257,8 +282,24 @@ impl<'a, 'py> Encoded<'a, 'py> {
     }
 
     /// Length of the whole record.
+    /// The whole record in one buffer (for the calls that take an item
+    /// as one piece: a batch entry, an async put).
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        match self.scattered() {
+            Some((head, buffers)) => {
+                let mut out = vec![0; oob::record_len(head, &buffers)];
+                oob::write(&mut out, head, &buffers);
+                out
+            }
+            None => [self.head(), self.body()].concat(),
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.head_len + self.body().len()
+        match self.scattered() {
+            Some((head, buffers)) => oob::record_len(head, &buffers),
+            None => self.head().len() + self.body().len(),
+        }
     }
 }
 

@@ -24,11 +24,11 @@
 //! frame per buffer: numpy rebuilds its arrays over the frames without
 //! another copy, writable as they were.
 //!
-//! The way in copies the last buffer straight from the object into shared
-//! memory. Today's core takes an item as two pieces (`put_parts`), so when
-//! there are several buffers, all but the last are first gathered with the
-//! header into one scratch buffer (one extra copy of those); a core that
-//! lends out room in the ring (`put_with`) would remove it.
+//! The way in copies every buffer straight from its object into shared
+//! memory, once: an item with one buffer goes as two pieces (`put_parts`:
+//! the header and pickle, then the buffer); one with several is laid out
+//! by [`write`] in the room the core lends for it (`put_with`), which for a
+//! large item is its record in shared memory, written without the lock.
 //!
 //! Parsing checks every length against the record (a record is bytes from
 //! shared memory, which any process with access may have written): a bad
@@ -86,15 +86,11 @@ pub(crate) fn dumps<'py>(
     Ok((pickled, exports))
 }
 
-/// The record's leading part: the header, the pickle, and every buffer but
-/// the last, each aligned; the last buffer follows it unchanged (the body).
+/// The record's leading part: the header and the pickle, padded so that
+/// the first buffer starts aligned.
 pub(crate) fn head(pickle: &[u8], buffers: &[Exported<'_>]) -> Vec<u8> {
     let n = buffers.len();
-    let gathered: usize = buffers[..n.saturating_sub(1)]
-        .iter()
-        .map(|b| b.as_slice().len() + FRAME_ALIGN)
-        .sum();
-    let mut out = Vec::with_capacity(FIXED + 8 * n + 8 + pickle.len() + FRAME_ALIGN + gathered);
+    let mut out = Vec::with_capacity(FIXED + 8 * n + 8 + pickle.len() + FRAME_ALIGN);
     out.push(TAG_OOB);
     out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
     for b in buffers {
@@ -102,12 +98,38 @@ pub(crate) fn head(pickle: &[u8], buffers: &[Exported<'_>]) -> Vec<u8> {
     }
     out.extend_from_slice(&(pickle.len() as u64).to_le_bytes());
     out.extend_from_slice(pickle);
-    for b in &buffers[..n.saturating_sub(1)] {
-        pad(&mut out);
-        out.extend_from_slice(b.as_slice());
-    }
     pad(&mut out);
     out
+}
+
+/// The length of the record made of `head` (from [`head`], so aligned)
+/// and `buffers`, each after the padding that aligns it.
+pub(crate) fn record_len(head: &[u8], buffers: &[&[u8]]) -> usize {
+    buffers.iter().enumerate().fold(head.len(), |pos, (i, b)| {
+        let start = if i == 0 {
+            pos
+        } else {
+            align_up(pos).unwrap_or(usize::MAX)
+        };
+        start.saturating_add(b.len())
+    })
+}
+
+/// Lays the record out in `dst` (exactly [`record_len`] bytes): `head`,
+/// then each buffer at its aligned offset, zeros in between.
+pub(crate) fn write(dst: &mut [u8], head: &[u8], buffers: &[&[u8]]) {
+    dst[..head.len()].copy_from_slice(head);
+    let mut pos = head.len();
+    for (i, b) in buffers.iter().enumerate() {
+        if i > 0 {
+            let start = align_up(pos).expect("the record fits in memory");
+            dst[pos..start].fill(0);
+            pos = start;
+        }
+        dst[pos..pos + b.len()].copy_from_slice(b);
+        pos += b.len();
+    }
+    debug_assert_eq!(pos, dst.len());
 }
 
 /// Where the parts of an out-of-band record are.

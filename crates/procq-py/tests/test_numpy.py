@@ -99,6 +99,35 @@ def test_several_buffers_in_one_item():
     assert got["a"].ctypes.data % ALIGN == 0 and got["b"].ctypes.data % ALIGN == 0
 
 
+@needs_numpy
+def test_several_large_buffers_are_laid_out_in_place():
+    """Several buffers, large and of odd lengths: the record is written in
+    place (put_with) with every buffer aligned and zeros in between, by
+    put, put_many and put_async alike."""
+    import asyncio
+
+    q = procq.Queue()
+    arrays = [np.arange(n, dtype=np.uint8) * 3 for n in (100_003, 17, 65_537, 1)]
+    q.put(arrays)
+    record = raw_view(q).get(timeout=5)
+    pickled, buffers = parse(record)
+    assert buffers == [a.tobytes() for a in arrays]
+    pos = record.index(pickled) + len(pickled)
+    for b in buffers:
+        start = -(-pos // ALIGN) * ALIGN
+        assert record[pos:start] == bytes(start - pos), "padding is not zeros"
+        pos = start + len(b)
+    q.put(arrays)
+    q.put_many([arrays, arrays])
+    asyncio.run(q.put_async(arrays))
+    for _ in range(4):
+        got = q.get(timeout=5)
+        assert len(got) == len(arrays)
+        for g, a in zip(got, arrays):
+            assert np.array_equal(g, a) and g.ctypes.data % ALIGN == 0
+    assert q.empty()
+
+
 def test_picklebuffer_and_bytearray_without_numpy():
     q = procq.Queue()
     q.put([bytearray(b"hello"), pickle.PickleBuffer(bytearray(b"world"))])

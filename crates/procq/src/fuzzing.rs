@@ -257,6 +257,42 @@ pub fn put_and_stop(q: &RawQueue, bytes: &[u8], stop: PutStop) -> crate::Result<
     )
 }
 
+/// Where [`get_and_stop`] stops a get of a large item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStop {
+    /// Right after the item was taken (marked as this process's to read
+    /// without the lock), before it is read.
+    Taken,
+    /// After it was read, before it is popped.
+    Read,
+    /// After the pop committed, before the process's loan entry was
+    /// cleared.
+    Popped,
+}
+
+/// Gets one item from the shared-memory queue `q` the way a get of a large
+/// item goes — take it, read it outside the lock, pop it — but stops at
+/// `stop`, as a process killed there would; returns the length of the
+/// item it read (0 if it stopped before reading). The caller then dies
+/// without cleaning up. For the crash tests.
+pub fn get_and_stop(q: &RawQueue, stop: GetStop) -> crate::Result<usize> {
+    use crate::backend::shm::TakeStop;
+    let stop = match stop {
+        GetStop::Taken => TakeStop::Taken,
+        GetStop::Read => TakeStop::Read,
+        GetStop::Popped => TakeStop::Popped,
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut len = 0;
+    q.backend
+        .shared()
+        .pop_taking(1, crate::block::Block::Forever, &never, stop, |bytes| {
+            len = bytes.len();
+            true
+        })?;
+    Ok(len)
+}
+
 /// How many reservations of large items readers of queue `name` removed
 /// because their producer died (or gave up) before publishing them. For
 /// the crash tests' reports.

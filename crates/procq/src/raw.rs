@@ -336,10 +336,12 @@ impl RawQueue {
     /// (`None` = forever; zero = do not wait). On Redis, `f` sees the bytes
     /// just received.
     ///
-    /// On shared memory, `f` runs while this process holds the queue's
-    /// lock, and the item is removed only after `f` returns: if `f` panics,
-    /// or the process dies while it runs, the item stays in the queue, first
-    /// in line.
+    /// On shared memory the item is removed only after `f` returns: if `f`
+    /// panics, or the process dies while it runs, the item stays in the
+    /// queue, first in line. `f` runs while this process holds the queue's
+    /// lock, except for an item of 16 KiB or more: then the other
+    /// processes go on putting meanwhile, and the other getters wait for
+    /// this item (items stay in order), so keep `f` short.
     ///
     /// # Errors
     ///

@@ -53,6 +53,14 @@
 //! published item whose stale loan entry no longer matches a reservation.
 //! Growth never moves a live reservation (it waits for the copy), and an
 //! empty ring, the only one that shrinks, has none.
+//!
+//! A consumer copies a large item out the same way (see `take`): under the
+//! lock, the front item's header says `TAKE` and names its slot, and the
+//! slot's loan entry holds the record's position; nothing is committed.
+//! It reads without the lock, then pops the record in one commit. A take
+//! is live by the same rule as a reservation; a take that is not live is
+//! an item again, delivered to the next reader. Growth does not move a
+//! live take either.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -71,6 +79,11 @@ pub(crate) const MAX_TOKENS: usize = 2047;
 /// Where the data area starts (a multiple of every page size in use).
 pub(crate) const DATA_OFFSET: u64 = 128 * 1024;
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= DATA_OFFSET);
+
+/// Items at least this large are copied into and out of the queue outside the lock (see "Loans" in
+/// `layout`): below it, the second lock hold costs more than the copy it
+/// takes out of the critical section.
+pub(crate) const LOAN_BYTES: u64 = 16 << 10;
 
 /// Header flag: the queue outlives its processes (see `Builder::persistent`).
 pub(crate) const FLAG_PERSISTENT: u32 = 1;

@@ -11,7 +11,8 @@
 //! concerns.
 //!
 //! Large items are copied outside the lock: [`Locked::try_reserve`],
-//! the copy, then [`Locked::publish`] (see "Loans" in `layout`).
+//! the copy, then [`Locked::publish`] (see "Loans" in `layout`); and out of
+//! it: [`Locked::take_front`], the copy, then [`Locked::finish_take`].
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -141,9 +142,9 @@ pub(crate) struct Locked<'a> {
     pub(super) wake_items: bool,
     pub(super) wake_space: bool,
     pub(super) wake_done: bool,
-    /// Set by `pop_into` when the front record is a live reservation
-    /// (its producer is still copying): a waiter then looks again soon, in
-    /// case that producer dies.
+    /// Set by `pop_into` (and `take_front`) when the front record is a
+    /// live reservation or a live take (its producer or consumer is still
+    /// copying): a waiter then looks again soon, in case that process dies.
     pub(super) head_reserved: bool,
 }
 
@@ -482,13 +483,14 @@ impl Locked<'_> {
     }
 
     /// After an immediate shutdown: removes the records from the head up to
-    /// the first live reservation, counting each as a done task (Python
+    /// the first live reservation or take, counting each as a done task (Python
     /// 3.13's `shutdown(immediate=True)` lets `join` return). A live
     /// reservation is a put that began before the shutdown and is still
     /// copying: it stays, and the getter that finds it published later
     /// drops it the same way, so no item put before an immediate shutdown is
     /// ever delivered after it, and a producer's record is never pulled
-    /// from under its copy.
+    /// from under its copy. A live take is a get that began before the
+    /// shutdown: it completes, and the records behind it go once it has.
     pub(super) fn drop_front(&mut self) -> Result<()> {
         let sh = self.sh;
         let mem = sh.data()?;
@@ -501,6 +503,7 @@ impl Locked<'_> {
             };
             if front
                 .reserved
+                .or(front.taken)
                 .is_some_and(|tag| self.loan_is_live(tag, front.pos))
             {
                 self.head_reserved = true;
@@ -525,7 +528,7 @@ impl Locked<'_> {
     /// Whether the reservation tagged `tag` at `pos` is live: its slot's
     /// loan entry names it and the slot's owner lives (see "Loans" in
     /// `layout`). Makes a syscall in the last case.
-    fn loan_is_live(&self, tag: u32, pos: u64) -> bool {
+    pub(super) fn loan_is_live(&self, tag: u32, pos: u64) -> bool {
         let h = self.sh.header();
         let (Some(loan), Some(slot)) = (h.loans.get(tag as usize), h.slots.get(tag as usize))
         else {
@@ -539,16 +542,17 @@ impl Locked<'_> {
         owner != 0 && self.sh.token.is_alive(&h.tokens, owner, gen)
     }
 
-    /// Whether a live reservation lies in the part of the ring that growth
-    /// would move (positions with the `cap` bit set): its producer is still
-    /// writing at the old offset.
+    /// Whether a live reservation or take lies in the part of the ring
+    /// that growth would move (positions with the `cap` bit set): its
+    /// producer is still writing, or its consumer reading, at the old
+    /// offset.
     fn growth_blocked(&self, mem: &DataArea<'_>) -> bool {
         let ring = &self.state.ring;
         self.sh.header().loans.iter().any(|l| {
             let pos = l.load(Ordering::Relaxed).wrapping_sub(1);
             pos & ring.cap != 0
                 && ring
-                    .reserved_at(mem, pos)
+                    .loaned_at(mem, pos)
                     .is_some_and(|tag| self.loan_is_live(tag, pos))
         })
     }
@@ -618,6 +622,15 @@ impl Locked<'_> {
             let Some(front) = self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))? else {
                 break;
             };
+            if front
+                .taken
+                .is_some_and(|tag| self.loan_is_live(tag, front.pos))
+            {
+                // Another consumer is reading it: wait for it (items stay in
+                // order). A dead reader's take is an item again.
+                self.head_reserved = true;
+                break;
+            }
             if let Some(tag) = front.reserved {
                 if self.loan_is_live(tag, front.pos) {
                     self.head_reserved = true;
@@ -643,13 +656,9 @@ impl Locked<'_> {
             if !accepted && n > 0 {
                 break;
             }
-            let s = &mut self.state;
-            s.ring.pop(&front);
+            self.state.ring.pop(&front);
             // Counters come from shared memory: never trust them not to wrap.
             got_bytes = got_bytes.wrapping_add(front.len);
-            if sh.kind == Kind::Queue {
-                s.unfinished = s.unfinished.saturating_sub(1);
-            }
             n += 1;
             if !accepted {
                 break;
@@ -657,6 +666,18 @@ impl Locked<'_> {
         }
         if n == 0 && orphans == 0 {
             return Ok(0);
+        }
+        self.popped(n as u64, orphans, got_bytes);
+        Ok(n)
+    }
+
+    /// Accounts for `n` items (`got_bytes` payload bytes) and `orphans`
+    /// orphaned reservations popped from the working state, and commits.
+    pub(super) fn popped(&mut self, n: u64, orphans: u64, got_bytes: u64) {
+        let sh = self.sh;
+        if sh.kind == Kind::Queue {
+            let s = &mut self.state;
+            s.unfinished = s.unfinished.saturating_sub(n);
         }
         if orphans > 0 {
             self.sh
@@ -672,11 +693,10 @@ impl Locked<'_> {
         }
         if sh.kind == Kind::Joinable && n > 0 {
             let taken = sh.slot_ref().map_or(0, |s| s.tasks.load(Ordering::Relaxed));
-            self.journal(sh.slot, OP_SET, taken.saturating_add(n as u64));
+            self.journal(sh.slot, OP_SET, taken.saturating_add(n));
         }
         self.commit();
         self.wake_space = true;
-        sh.traffic().count(false, n as u64, got_bytes);
-        Ok(n)
+        sh.traffic().count(false, n, got_bytes);
     }
 }

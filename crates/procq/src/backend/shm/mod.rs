@@ -16,6 +16,7 @@
 //! wait.rs     Waiter: spin, then sleep on an event count
 //! watch.rs    Watchers: threads that wake futures (event counts, deadlines)
 //! locked.rs   the lock held: recovery, commit, journal, ring edits
+//! take.rs     the lock held: taking a large item to read without it
 //! shared.rs   Shared: one attachment's fields and shared checks
 //! liveness.rs liveness tokens (open-file-description locks)
 //! layout.rs   the header: identity, lock, state cells, slots, tokens
@@ -42,6 +43,7 @@ mod segment;
 mod shared;
 mod sigbus;
 mod sync;
+mod take;
 mod wait;
 mod watch;
 
@@ -58,9 +60,9 @@ use crate::stats::Stats;
 
 use attach::{CreateOptions, Expect};
 use liveness::fork_generation;
-#[cfg(any(test, feature = "testing"))]
-pub(crate) use ops::LoanStop;
 pub(crate) use ops::BATCH_BYTES;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use ops::{LoanStop, TakeStop};
 pub(crate) use poll::Park;
 pub(crate) use shared::Shared;
 use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};

@@ -15,6 +15,7 @@ use super::locked::{lock_deadline, within, LOCK_PATIENCE};
 use super::ring::{record_size, Memory};
 use super::segment::DataArea;
 use super::shared::Shared;
+use super::take::{TakeFront, Taken};
 use super::wait::{Waiter, Want};
 
 /// How often `join` re-checks for dead consumers while it waits.
@@ -49,6 +50,32 @@ impl Drop for Withdraw<'_> {
     }
 }
 
+/// Gives a taken item back if dropped: armed while a caller's closure
+/// reads it, so that a panic in it leaves the item first in line.
+struct Untake<'a>(&'a Shared, Taken);
+
+impl Drop for Untake<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.lock_until(None) {
+            g.untake(&self.1);
+        }
+    }
+}
+
+/// Where [`Shared::pop_taking`] stops (crash tests stop it early, as a
+/// process killed at that point would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TakeStop {
+    /// Goes to the end.
+    Never,
+    /// Right after a large item was taken, before it is read.
+    Taken,
+    /// After the item was read, before it is popped.
+    Read,
+    /// After the pop committed, before the loan entry is cleared.
+    Popped,
+}
+
 /// Where [`Shared::push_loaned`] stops (crash tests stop it early, as a
 /// process killed at that point would).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +91,6 @@ pub(crate) enum LoanStop {
     /// After the header became an item's, before the loan entry is cleared.
     HeaderPublished,
 }
-
-/// Items at least this large are copied outside the lock (see "Loans" in
-/// `layout`): below it, the second lock hold costs more than the copy it
-/// takes out of the critical section.
-pub(crate) const LOAN_BYTES: u64 = 16 << 10;
 
 impl Shared {
     /// Puts one encoded item.
@@ -245,12 +267,26 @@ impl Shared {
     }
 
     /// Removes up to `max` items, waiting (per `block`) for the first one;
-    /// `f` sees each item's bytes while the lock is held (see `pop_into`).
+    /// `f` sees each item's bytes while the lock is held (see `pop_into`),
+    /// except a large item got alone, which `f` reads without the lock
+    /// (see `take`).
     pub(crate) fn pop<F: FnMut(&[u8]) -> bool>(
         &self,
         max: usize,
         block: Block,
         closed: &AtomicBool,
+        f: F,
+    ) -> Result<usize> {
+        self.pop_taking(max, block, closed, TakeStop::Never, f)
+    }
+
+    /// [`pop`](Self::pop), stopping a take at `stop` (for the crash tests).
+    pub(crate) fn pop_taking<F: FnMut(&[u8]) -> bool>(
+        &self,
+        max: usize,
+        block: Block,
+        closed: &AtomicBool,
+        stop: TakeStop,
         mut f: F,
     ) -> Result<usize> {
         let lock_deadline = lock_deadline(block);
@@ -265,10 +301,31 @@ impl Shared {
                 // out; one still being copied is dropped once published.
                 g.drop_front()?;
             } else {
-                let n = g.pop_into(max, &mut f)?;
-                if n > 0 {
-                    waiter.succeeded();
-                    return Ok(n);
+                // One item alone, and this slot's loan free (another thread
+                // of this process may hold it): a large one is read
+                // without the lock.
+                let mut busy = false;
+                if max == 1 && self.slot < MAX_SLOTS && !self.loaning.swap(true, Ordering::Acquire)
+                {
+                    let free = FreeLoan(&self.loaning);
+                    match g.take_front()? {
+                        TakeFront::Taken(t) => {
+                            drop(g);
+                            self.read_taken(t, stop, &mut f)?;
+                            drop(free);
+                            waiter.succeeded();
+                            return Ok(1);
+                        }
+                        TakeFront::Busy => busy = true,
+                        TakeFront::No => {}
+                    }
+                }
+                if !busy {
+                    let n = g.pop_into(max, &mut f)?;
+                    if n > 0 {
+                        waiter.succeeded();
+                        return Ok(n);
+                    }
                 }
             }
             // A live reservation still counts: its put began before the
@@ -281,6 +338,40 @@ impl Shared {
                 return Err(Error::Empty);
             }
         }
+    }
+
+    /// Lets `f` read the item this process has taken, without the lock,
+    /// then pops it (see `take`). If `f` panics, the item is given back.
+    fn read_taken(
+        &self,
+        t: Taken,
+        stop: TakeStop,
+        f: &mut impl FnMut(&[u8]) -> bool,
+    ) -> Result<()> {
+        if stop == TakeStop::Taken {
+            return Ok(());
+        }
+        let mem = self.data()?;
+        let unwinding = Untake(self, t);
+        // A refused item is popped all the same, as `pop_into` does with a
+        // refused first item.
+        let read = mem.read_with(t.off, t.len, |bytes| f(bytes));
+        std::mem::forget(unwinding);
+        // Whatever happens, the take must end: wait for the lock as long
+        // as it takes (a live holder lets go).
+        let mut g = self.lock_until(None)?;
+        if read.is_none() {
+            g.untake(&t);
+            return Err(g.corrupt("item out of bounds"));
+        }
+        if stop == TakeStop::Read {
+            return Ok(());
+        }
+        let popped = g.finish_take(&t, stop != TakeStop::Popped);
+        if popped.is_err() {
+            g.untake(&t);
+        }
+        popped
     }
 
     /// Marks one task done.

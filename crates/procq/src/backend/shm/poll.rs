@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 
 use super::locked::{Locked, LOCK_PATIENCE};
 use super::shared::Shared;
+use super::wait::RESERVED_CHECK_EVERY;
 use super::watch::{Alarm, Event, Registration};
 
 /// How long one poll waits for the queue lock.
@@ -225,7 +226,10 @@ impl Shared {
         if g.state.shutdown && g.state.ring.count == 0 {
             return fail(Error::ShutDown);
         }
-        self.park(g, Event::Items, block, park, cx, Error::Empty, None)
+        // A record at the front that a live process is copying into or out
+        // of: look again soon, in case that process dies.
+        let tick = g.head_reserved.then_some(RESERVED_CHECK_EVERY);
+        self.park(g, Event::Items, block, park, cx, Error::Empty, tick)
     }
 
     /// Ready once every task is done; else waits (see `park`), looking for

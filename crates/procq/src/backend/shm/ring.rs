@@ -18,6 +18,13 @@
 //! recovery). A reserved record is part of the ring like any other; readers
 //! see it at the front as [`Front::reserved`] and do not read its payload.
 //!
+//! A consumer of a large item may likewise *take* the record at the front
+//! (a `TAKE` record: the header names the reading process's slot), copy
+//! the payload out without the lock, and then pop it. A taken record stays
+//! at the head, so no producer can overwrite it while it is read; readers
+//! see it as [`Front::taken`] and wait for it (items stay in order), and an
+//! untaken record is an item again ([`Ring::untake`]).
+//!
 //! Growth doubles `cap` without renumbering positions. Under the new modulus
 //! `2·cap` a live byte stays put if bit `cap` of its position is clear and
 //! moves up by `cap` otherwise; at most `cap` live bytes move, always into the
@@ -46,6 +53,7 @@ pub(crate) const ALIGN: u64 = 16;
 const KIND_DATA: u32 = u32::from_le_bytes(*b"ITEM");
 const KIND_PAD: u32 = u32::from_le_bytes(*b"PAD_");
 const KIND_RESV: u32 = u32::from_le_bytes(*b"RESV");
+const KIND_TAKE: u32 = u32::from_le_bytes(*b"TAKE");
 
 /// How far below `u64::MAX` every position of a valid ring must stay: room
 /// for a push (padding up to `cap`, then a record of up to `max_cap`) and a
@@ -119,6 +127,9 @@ pub(crate) struct Front {
     /// `Some(tag)` for a reserved record whose payload is still being
     /// written (see [`Ring::write_headers`]): its bytes must not be read.
     pub(crate) reserved: Option<u32>,
+    /// `Some(tag)` for an item that the process with slot `tag` may be
+    /// reading without the lock (see [`Ring::take`]).
+    pub(crate) taken: Option<u32>,
 }
 
 /// Total bytes a record with a `len`-byte payload occupies, or `None` on
@@ -232,17 +243,62 @@ impl Ring {
         Ok(push.off + RECORD_HEADER)
     }
 
-    /// The reservation tag of the record at `pos`, if a reserved record of
-    /// this ring starts there (`None` for anything else, garbage included).
-    pub(crate) fn reserved_at(&self, mem: &impl Memory, pos: u64) -> Option<u32> {
+    /// The kind and tag of the record header at `pos`, if `pos` is an
+    /// aligned position of this ring.
+    fn kind_at(&self, mem: &impl Memory, pos: u64) -> Option<(u32, u32)> {
         if pos < self.head || pos >= self.tail || !pos.is_multiple_of(ALIGN) {
             return None;
         }
-        let (kind, tag) = mem.read_with(pos % self.cap, 8, |h| {
+        mem.read_with(pos % self.cap, 8, |h| {
             let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap_or_default());
             (word(0), word(4))
-        })?;
-        (kind == KIND_RESV).then_some(tag)
+        })
+    }
+
+    /// The reservation tag of the record at `pos`, if a reserved record of
+    /// this ring starts there (`None` for anything else, garbage included).
+    pub(crate) fn reserved_at(&self, mem: &impl Memory, pos: u64) -> Option<u32> {
+        self.kind_at(mem, pos)
+            .and_then(|(kind, tag)| (kind == KIND_RESV).then_some(tag))
+    }
+
+    /// The tag of the record at `pos` if it is reserved or taken: a process
+    /// may be copying into or out of it without the lock.
+    pub(crate) fn loaned_at(&self, mem: &impl Memory, pos: u64) -> Option<u32> {
+        self.kind_at(mem, pos)
+            .and_then(|(kind, tag)| (kind == KIND_RESV || kind == KIND_TAKE).then_some(tag))
+    }
+
+    /// Marks the item at `pos` (an item's or a taken record's header) as
+    /// taken by `tag`, which reads it without the lock and then pops it or
+    /// [untakes](Ring::untake) it.
+    pub(crate) fn take(&self, mem: &impl Memory, pos: u64, tag: u32) -> Result<(), Corrupt> {
+        match self.kind_at(mem, pos) {
+            Some((KIND_DATA | KIND_TAKE, _)) => {}
+            _ => return Err(Corrupt("the item to take vanished")),
+        }
+        let mut h = [0u8; 8];
+        h[0..4].copy_from_slice(&KIND_TAKE.to_le_bytes());
+        h[4..8].copy_from_slice(&tag.to_le_bytes());
+        if !mem.write(pos % self.cap, &h) {
+            return Err(Corrupt("record out of bounds"));
+        }
+        Ok(())
+    }
+
+    /// Whether the record at `pos` is taken by `tag`.
+    pub(crate) fn taken_by(&self, mem: &impl Memory, pos: u64, tag: u32) -> bool {
+        self.kind_at(mem, pos) == Some((KIND_TAKE, tag))
+    }
+
+    /// Turns the record at `pos` taken by `tag` back into a plain item (no
+    /// effect on anything else).
+    pub(crate) fn untake(&self, mem: &impl Memory, pos: u64, tag: u32) {
+        if self.taken_by(mem, pos, tag) {
+            let mut h = [0u8; 8];
+            h[0..4].copy_from_slice(&KIND_DATA.to_le_bytes());
+            let _ = mem.write(pos % self.cap, &h);
+        }
     }
 
     /// Turns the reserved record at `pos`, tagged `tag`, into an item.
@@ -303,7 +359,7 @@ impl Ring {
                     }
                     pos += len;
                 }
-                KIND_DATA | KIND_RESV => {
+                KIND_DATA | KIND_RESV | KIND_TAKE => {
                     let rec = record_size(len).ok_or(Corrupt("record length overflows"))?;
                     if rec > left || rec > self.cap - off {
                         return Err(Corrupt("record length exceeds the ring"));
@@ -314,6 +370,7 @@ impl Ring {
                         new_head: pos + rec,
                         pos,
                         reserved: (kind == KIND_RESV).then_some(tag),
+                        taken: (kind == KIND_TAKE).then_some(tag),
                     }));
                 }
                 _ => return Err(Corrupt("unknown record kind")),
@@ -440,6 +497,10 @@ pub(crate) mod tests {
         Push(usize),
         Pop,
         Shrink,
+        /// Takes the front item (as a consumer reading it without the lock).
+        Take,
+        /// Gives the front item back if it is taken.
+        Untake,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -448,6 +509,8 @@ pub(crate) mod tests {
             1 => (0usize..3000).prop_map(Op::Push),
             4 => Just(Op::Pop),
             1 => Just(Op::Shrink),
+            2 => Just(Op::Take),
+            1 => Just(Op::Untake),
         ]
     }
 
@@ -472,6 +535,28 @@ pub(crate) mod tests {
                     }
                     Op::Pop => prop_assert_eq!(pop(&mut ring, &mem), model.pop_front()),
                     Op::Shrink => if ring.count == 0 { ring.shrink_empty(64) },
+                    // A taken item is still the front, still counted, its
+                    // bytes unchanged (growth moves it whole); untaken, it
+                    // is a plain item again.
+                    Op::Take => if let Some(f) = ring.front(&mem).unwrap() {
+                        ring.take(&mem, f.pos, 3).unwrap();
+                        let t = ring.front(&mem).unwrap().unwrap();
+                        prop_assert_eq!((t.taken, t.reserved, t.pos, t.len), (Some(3), None, f.pos, f.len));
+                        prop_assert_eq!(ring.loaned_at(&mem, f.pos), Some(3));
+                        prop_assert!(ring.taken_by(&mem, f.pos, 3));
+                    },
+                    Op::Untake => if let Some(f) = ring.front(&mem).unwrap() {
+                        ring.untake(&mem, f.pos, 4);
+                        prop_assert_eq!(ring.front(&mem).unwrap().unwrap().taken, f.taken, "another tag");
+                        ring.untake(&mem, f.pos, 3);
+                        let u = ring.front(&mem).unwrap().unwrap();
+                        prop_assert_eq!((u.taken, u.pos, u.len), (None, f.pos, f.len));
+                        prop_assert_eq!(ring.loaned_at(&mem, f.pos), None);
+                    },
+                }
+                if let Some(f) = ring.front(&mem).unwrap() {
+                    let bytes = mem.read_with(f.off, f.len, |b| b.to_vec()).unwrap();
+                    prop_assert_eq!(Some(&bytes), model.front());
                 }
                 ring.validate(mem.size()).unwrap();
                 prop_assert_eq!(ring.count as usize, model.len());

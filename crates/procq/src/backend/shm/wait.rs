@@ -19,7 +19,7 @@ pub(super) const SPIN_MAX: u32 = 2048;
 const INTACT_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often a `get` that waits for a reserved front record (its producer
 /// is copying) looks again: nobody announces that producer's death.
-const RESERVED_CHECK_EVERY: Duration = Duration::from_millis(5);
+pub(super) const RESERVED_CHECK_EVERY: Duration = Duration::from_millis(5);
 
 /// What a blocked caller waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]

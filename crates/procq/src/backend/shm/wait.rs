@@ -97,7 +97,9 @@ impl<'a> Waiter<'a> {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        if self.sh.spin && !self.spun {
+        // Spinning cannot help a get that waits for a front record being
+        // copied (the item count already says "ready"): sleep at once.
+        if self.sh.spin && !self.spun && !g.head_reserved {
             drop(g);
             self.spun = true;
             let budget = self.sh.spin_budget.load(Ordering::Relaxed);

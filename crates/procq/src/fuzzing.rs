@@ -288,7 +288,7 @@ pub fn get_and_stop(q: &RawQueue, stop: GetStop) -> crate::Result<usize> {
         .shared()
         .pop_taking(1, crate::block::Block::Forever, &never, stop, |bytes| {
             len = bytes.len();
-            true
+            crate::backend::shm::Verdict::Take
         })?;
     Ok(len)
 }

@@ -91,6 +91,7 @@
 pub mod __fuzzing;
 mod address;
 mod backend;
+mod batch;
 mod block;
 mod builder;
 mod codec;

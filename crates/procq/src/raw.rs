@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::address::Address;
-use crate::backend::{Backend, New, Open, BATCH_BYTES};
+use crate::backend::{Backend, New, Open};
 use crate::block::Block;
 use crate::codec::Encoded;
 use crate::error::{Error, Result};
@@ -233,69 +233,6 @@ impl RawQueue {
             .put(&Encoded { head, body }, Block::from_timeout(timeout))
     }
 
-    /// Puts every byte string, in order, waiting for room as needed, under
-    /// as few lock acquisitions as room allows (much faster than one `put`
-    /// each for small items).
-    ///
-    /// # Errors
-    ///
-    /// As [`put`](Self::put); an item that is too large fails the call
-    /// before anything is put.
-    ///
-    /// ```
-    /// let q = procq::RawQueue::new(0)?;
-    /// q.put_many([b"a".as_slice(), b"b"])?;
-    /// q.put_many(vec![vec![1u8], vec![2, 3]])?;
-    /// assert_eq!(q.get_many(10)?, [b"a".to_vec(), b"b".to_vec(), vec![1], vec![2, 3]]);
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    pub fn put_many<I>(&self, items: I) -> Result<()>
-    where
-        I: IntoIterator,
-        I::Item: AsRef<[u8]>,
-    {
-        let items: Vec<I::Item> = items.into_iter().collect();
-        let encoded: Vec<Encoded<'_>> = items
-            .iter()
-            .map(|b| Encoded {
-                head: b.as_ref(),
-                body: &[],
-            })
-            .collect();
-        self.backend.put_many(&encoded, Block::Forever).map(|_| ())
-    }
-
-    /// Puts several items of two pieces each, `head` then `body` (see
-    /// [`put_parts`](Self::put_parts)), in order under as few locks as
-    /// possible, each piece copied straight into shared memory. Waits up to
-    /// `timeout` for room (`None` = forever; zero = do not wait) and returns
-    /// how many went in before it ran out (all of them without one).
-    ///
-    /// # Errors
-    ///
-    /// As [`put_parts`](Self::put_parts), except that running out of time
-    /// is not an error.
-    ///
-    /// ```
-    /// let q = procq::RawQueue::new(0)?;
-    /// let items = [(b"t:".as_slice(), b"one".as_slice()), (b"t:", b"two")];
-    /// assert_eq!(q.put_many_parts(&items, None)?, 2);
-    /// assert_eq!(q.get()?, b"t:one");
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    pub fn put_many_parts(
-        &self,
-        items: &[(&[u8], &[u8])],
-        timeout: Option<Duration>,
-    ) -> Result<usize> {
-        let encoded: Vec<Encoded<'_>> = items
-            .iter()
-            .map(|&(head, body)| Encoded { head, body })
-            .collect();
-        let block = timeout.map_or(Block::Forever, Block::timeout);
-        self.backend.put_many(&encoded, block)
-    }
-
     /// Puts one item of `len` bytes that `f` writes in place: a large item
     /// (16 KiB or more) straight into its record in shared memory, with no
     /// copy and without holding the queue's lock, so that other producers
@@ -362,6 +299,44 @@ impl RawQueue {
             true
         })?;
         out.ok_or(Error::Empty)
+    }
+
+    /// Lets `f` see the oldest item's bytes in shared memory (no copy) and
+    /// decide: `Some(r)` takes the item (and returns `Ok(Some(r))`), `None`
+    /// leaves it where it is, first in line for the next getter, and returns
+    /// `Ok(None)`. For a caller that can tell only from the bytes whether it
+    /// can use an item (a viewer that cannot show it, a router that is not
+    /// its addressee). Waits up to `timeout` (`None` = forever; zero = do
+    /// not wait) for an item; runs like [`get_with`](Self::get_with), and a
+    /// panic in `f` (or the death of the process while it runs) leaves the
+    /// item in place too.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_with`](Self::get_with); [`Error::Unsupported`] on Redis,
+    /// where a get moves the item before anyone sees it.
+    ///
+    /// ```
+    /// let q = procq::RawQueue::new(0)?;
+    /// q.put(b"\xff\xfe")?;
+    /// let text = q.get_with_or_leave(None, |b| std::str::from_utf8(b).ok().map(str::to_owned))?;
+    /// assert_eq!(text, None);
+    /// assert_eq!(q.qsize(), 1, "still there");
+    /// assert_eq!(q.get()?, b"\xff\xfe");
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_with_or_leave<R>(
+        &self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&[u8]) -> Option<R>,
+    ) -> Result<Option<R>> {
+        let mut out = None;
+        self.backend
+            .pop_or_leave(Block::from_timeout(timeout), |bytes| {
+                out = f(bytes);
+                out.is_some()
+            })?;
+        Ok(out)
     }
 
     fn get_block(&self, block: Block) -> Result<Vec<u8>> {
@@ -439,129 +414,6 @@ impl RawQueue {
     /// ```
     pub fn get_nowait(&self) -> Result<Vec<u8>> {
         self.get_block(Block::No)
-    }
-
-    fn get_many_block(&self, max: usize, block: Block) -> Result<Vec<Vec<u8>>> {
-        let mut items = Vec::new();
-        let mut taken = 0u64;
-        self.backend.pop(max, block, |bytes| {
-            // Refusing an item (never the first) leaves it in the queue.
-            if taken >= BATCH_BYTES {
-                return false;
-            }
-            taken += bytes.len() as u64;
-            items.push(bytes.to_vec());
-            true
-        })?;
-        Ok(items)
-    }
-
-    /// Removes and returns up to `max` byte strings, waiting while the
-    /// queue is empty. A batch stops early once it holds about 64 KiB, so
-    /// that large items are not all copied under one lock hold.
-    ///
-    /// # Errors
-    ///
-    /// As [`get`](Self::get).
-    ///
-    /// ```
-    /// let q = procq::RawQueue::new(0)?;
-    /// q.put_many([b"a", b"b"])?;
-    /// assert_eq!(q.get_many(10)?, vec![b"a".to_vec(), b"b".to_vec()]);
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    pub fn get_many(&self, max: usize) -> Result<Vec<Vec<u8>>> {
-        self.get_many_block(max, Block::Forever)
-    }
-
-    /// Like [`get_many`](Self::get_many), waiting at most `timeout` for the
-    /// first item.
-    ///
-    /// # Errors
-    ///
-    /// As [`get_timeout`](Self::get_timeout).
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let q = procq::RawQueue::new(0)?;
-    /// assert!(q.get_many_timeout(5, Duration::from_millis(5)).is_err());
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    pub fn get_many_timeout(&self, max: usize, timeout: Duration) -> Result<Vec<Vec<u8>>> {
-        self.get_many_block(max, Block::timeout(timeout))
-    }
-
-    /// Like [`get_many`](Self::get_many), waiting until `deadline` for the
-    /// first item.
-    ///
-    /// # Errors
-    ///
-    /// As [`get_timeout`](Self::get_timeout).
-    ///
-    /// ```
-    /// # use std::time::{Duration, Instant};
-    /// let q = procq::RawQueue::new(0)?;
-    /// q.put(b"a")?;
-    /// assert_eq!(q.get_many_deadline(5, Instant::now() + Duration::from_secs(1))?.len(), 1);
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    pub fn get_many_deadline(&self, max: usize, deadline: Instant) -> Result<Vec<Vec<u8>>> {
-        self.get_many_block(max, Block::Until(deadline))
-    }
-
-    /// Like [`get_many`](Self::get_many) without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Empty`] if there is nothing, and the errors of
-    /// [`get_timeout`](Self::get_timeout).
-    ///
-    /// ```
-    /// let q = procq::RawQueue::new(0)?;
-    /// assert!(matches!(q.get_many_nowait(5), Err(procq::Error::Empty)));
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    pub fn get_many_nowait(&self, max: usize) -> Result<Vec<Vec<u8>>> {
-        self.get_many_block(max, Block::No)
-    }
-
-    /// Like [`get_many`](Self::get_many), but appends the items' bytes back
-    /// to back to `buf` and each item's end offset to `ends`, so that a
-    /// caller who reuses the two vectors allocates nothing per item. Waits
-    /// up to `timeout` for the first (`None` = forever; zero = do not
-    /// wait). Returns how many items it took.
-    ///
-    /// # Errors
-    ///
-    /// As [`get_timeout`](Self::get_timeout).
-    ///
-    /// ```
-    /// let q = procq::RawQueue::new(0)?;
-    /// q.put_many([b"ab".as_slice(), b"c"])?;
-    /// let (mut buf, mut ends) = (Vec::new(), Vec::new());
-    /// assert_eq!(q.get_many_into(10, None, &mut buf, &mut ends)?, 2);
-    /// assert_eq!((buf.as_slice(), ends.as_slice()), (b"abc".as_slice(), [2, 3].as_slice()));
-    /// # Ok::<(), procq::Error>(())
-    /// ```
-    pub fn get_many_into(
-        &self,
-        max: usize,
-        timeout: Option<Duration>,
-        buf: &mut Vec<u8>,
-        ends: &mut Vec<usize>,
-    ) -> Result<usize> {
-        let mut taken = 0u64;
-        self.backend
-            .pop(max, Block::from_timeout(timeout), |bytes| {
-                // Refusing an item (never the first) leaves it in the queue.
-                if taken >= BATCH_BYTES {
-                    return false;
-                }
-                taken += bytes.len() as u64;
-                buf.extend_from_slice(bytes);
-                ends.push(buf.len());
-                true
-            })
     }
 
     /// Exact number of items (0 if the shared memory is corrupt or the

@@ -435,3 +435,37 @@ fn sigkill_of_consumers_reading_large_items_loses_at_most_their_own_and_duplicat
         "no kill landed mid-read: the test tests nothing"
     );
 }
+
+/// `get_with_or_leave`: the caller sees the oldest item and takes it or
+/// leaves it first in line, small or large; a left item is not a task
+/// taken; a panic leaves it too.
+#[test]
+fn get_with_or_leave_takes_or_leaves_the_oldest_item() {
+    let q = Builder::new()
+        .name(common::unique("take-leave"))
+        .build_raw_joinable()
+        .unwrap();
+    for len in [3, 16 * 1024, 300 * 1024] {
+        q.put(&vec![1u8; len]).unwrap();
+        q.put(b"second").unwrap();
+        let r = q.get_with_or_leave(None, |b| (b.len() != len).then_some(()));
+        assert_eq!(r.unwrap(), None, "{len}: left");
+        assert_eq!(q.qsize(), 2, "{len}");
+        assert_eq!(q.unfinished_tasks().unwrap(), 2, "{len}");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.get_with_or_leave(None, |_| -> Option<()> { panic!("fails") })
+        }));
+        assert!(r.is_err());
+        assert_eq!(q.qsize(), 2, "{len}: a panic leaves it");
+        let got = q.get_with_or_leave(Some(Duration::ZERO), |b| Some(b.len()));
+        assert_eq!(got.unwrap(), Some(len), "{len}: taken");
+        assert_eq!(q.get_nowait().unwrap(), b"second", "{len}: in order");
+        q.task_done_many(2).unwrap();
+        assert_eq!(q.unfinished_tasks().unwrap(), 0);
+    }
+    let r = q.get_with_or_leave(Some(Duration::ZERO), |_| Some(()));
+    assert!(matches!(r, Err(Error::Empty)), "{r:?}");
+    q.shutdown(false).unwrap();
+    let r = q.get_with_or_leave(None, |_| Some(()));
+    assert!(matches!(r, Err(Error::ShutDown)), "{r:?}");
+}

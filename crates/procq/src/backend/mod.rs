@@ -377,6 +377,21 @@ impl Backend {
         }
     }
 
+    /// Lets `f` see the oldest item's bytes (waiting per `block`) and
+    /// removes it only if `f` answers true; else it stays first in line.
+    /// Returns `f`'s answer. Shared memory only: a Redis get moves the item
+    /// before anyone sees it.
+    pub(crate) fn pop_or_leave(&self, block: Block, f: impl FnOnce(&[u8]) -> bool) -> Result<bool> {
+        match self {
+            Backend::Shm(h) => h.pop_or_leave(block, f),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Err(Error::Unsupported {
+                what: "leaving an item seen by get",
+                backend: "redis",
+            }),
+        }
+    }
+
     /// Shuts the queue down for every process and client (see
     /// [`Queue::shutdown`](crate::Queue::shutdown)).
     pub(crate) fn shutdown(&self, immediate: bool) -> Result<()> {

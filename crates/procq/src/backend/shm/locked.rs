@@ -148,6 +148,28 @@ pub(crate) struct Locked<'a> {
     pub(super) head_reserved: bool,
 }
 
+/// What a getter's closure says about the item it saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Take it.
+    Take,
+    /// Refuse it: removed all the same if it is the first of the call (a
+    /// bad item never blocks the queue), else left for the next call.
+    Refuse,
+    /// Leave it where it is, first in line.
+    Leave,
+}
+
+impl From<bool> for Verdict {
+    fn from(take: bool) -> Verdict {
+        if take {
+            Verdict::Take
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
 /// A record reserved by this process (see "Loans" in `layout`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Loan {
@@ -605,13 +627,13 @@ impl Locked<'_> {
     /// Pops up to `max` items. `f` sees each item's bytes before it is
     /// removed and answers whether to take it; a refused item is still
     /// removed if it is the first (so a bad item never blocks the queue), and
-    /// otherwise left for the next call. Orphaned reservations at the front
+    /// otherwise left for the next call; a left one stays in any case. Orphaned reservations at the front
     /// are removed on the way (not delivered, not counted); a live one
     /// stops the call (see [`Locked::head_reserved`]).
     pub(super) fn pop_into(
         &mut self,
         max: usize,
-        f: &mut impl FnMut(&[u8]) -> bool,
+        f: &mut impl FnMut(&[u8]) -> Verdict,
     ) -> Result<usize> {
         let sh = self.sh;
         let mem = sh.data()?;
@@ -648,12 +670,13 @@ impl Locked<'_> {
                 orphans += 1;
                 continue;
             }
-            let accepted = mem
+            let verdict = mem
                 .read_with(front.off, front.len, &mut *f)
                 .ok_or_else(|| self.corrupt("item out of bounds"))?;
             // What `f` saw may be zeros from a truncated file (see `sigbus`).
             sh.check_intact()?;
-            if !accepted && n > 0 {
+            let accepted = verdict == Verdict::Take;
+            if verdict == Verdict::Leave || (!accepted && n > 0) {
                 break;
             }
             self.state.ring.pop(&front);

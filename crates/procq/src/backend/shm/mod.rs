@@ -61,11 +61,14 @@ use crate::stats::Stats;
 use attach::{CreateOptions, Expect};
 use liveness::fork_generation;
 pub(crate) use ops::BATCH_BYTES;
-#[cfg(any(test, feature = "testing"))]
-pub(crate) use ops::{LoanStop, TakeStop};
 pub(crate) use poll::Park;
 pub(crate) use shared::Shared;
 use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use {
+    locked::Verdict,
+    ops::{LoanStop, TakeStop},
+};
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use {ring::Memory, segment::DataArea};
 
@@ -291,6 +294,12 @@ impl Handle {
         let n = shared.pop(max.max(1), block, &self.closed, |bytes| first.saw(f(bytes)))?;
         first.settle(&shared);
         Ok(n)
+    }
+
+    /// Lets `f` see the oldest item (waiting per `block`) and removes it
+    /// only if `f` answers true; else it stays first in line.
+    pub(crate) fn pop_or_leave(&self, block: Block, f: impl FnOnce(&[u8]) -> bool) -> Result<bool> {
+        self.shared()?.pop_or_leave(block, &self.closed, f)
     }
 
     /// [`put`](Self::put) as a poll (see `poll`).

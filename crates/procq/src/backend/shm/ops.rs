@@ -10,8 +10,8 @@ use crate::codec::Encoded;
 use crate::error::{Error, Result};
 
 use super::layout::*;
-use super::locked::Loan;
 use super::locked::{lock_deadline, within, LOCK_PATIENCE};
+use super::locked::{Loan, Verdict};
 use super::ring::{record_size, Memory};
 use super::segment::DataArea;
 use super::shared::Shared;
@@ -275,13 +275,38 @@ impl Shared {
         max: usize,
         block: Block,
         closed: &AtomicBool,
-        f: F,
+        mut f: F,
     ) -> Result<usize> {
+        let f = |b: &[u8]| Verdict::from(f(b));
         self.pop_taking(max, block, closed, TakeStop::Never, f)
     }
 
-    /// [`pop`](Self::pop), stopping a take at `stop` (for the crash tests).
-    pub(crate) fn pop_taking<F: FnMut(&[u8]) -> bool>(
+    /// Lets `f` see the oldest item, waiting (per `block`) for one, and
+    /// removes it only if `f` answers true; else it stays first in line.
+    /// Returns `f`'s answer.
+    pub(crate) fn pop_or_leave(
+        &self,
+        block: Block,
+        closed: &AtomicBool,
+        f: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<bool> {
+        let mut f = Some(f);
+        let mut took = false;
+        self.pop_taking(1, block, closed, TakeStop::Never, |b| {
+            took = f.take().is_some_and(|f| f(b));
+            if took {
+                Verdict::Take
+            } else {
+                Verdict::Leave
+            }
+        })?;
+        Ok(took)
+    }
+
+    /// [`pop`](Self::pop) with `f` answering a [`Verdict`]: returns 0
+    /// (without waiting) if `f` left the item; stops a take at `stop` (for
+    /// the crash tests).
+    pub(crate) fn pop_taking<F: FnMut(&[u8]) -> Verdict>(
         &self,
         max: usize,
         block: Block,
@@ -311,18 +336,23 @@ impl Shared {
                     match g.take_front()? {
                         TakeFront::Taken(t) => {
                             drop(g);
-                            self.read_taken(t, stop, &mut f)?;
+                            let popped = self.read_taken(t, stop, &mut f)?;
                             drop(free);
                             waiter.succeeded();
-                            return Ok(1);
+                            return Ok(usize::from(popped));
                         }
                         TakeFront::Busy => busy = true,
                         TakeFront::No => {}
                     }
                 }
                 if !busy {
-                    let n = g.pop_into(max, &mut f)?;
-                    if n > 0 {
+                    let mut left = false;
+                    let n = g.pop_into(max, &mut |b| {
+                        let v = f(b);
+                        left |= v == Verdict::Leave;
+                        v
+                    })?;
+                    if n > 0 || left {
                         waiter.succeeded();
                         return Ok(n);
                     }
@@ -341,37 +371,42 @@ impl Shared {
     }
 
     /// Lets `f` read the item this process has taken, without the lock,
-    /// then pops it (see `take`). If `f` panics, the item is given back.
+    /// then pops it (see `take`), or gives it back if `f` leaves it or
+    /// panics. Returns whether it was popped.
     fn read_taken(
         &self,
         t: Taken,
         stop: TakeStop,
-        f: &mut impl FnMut(&[u8]) -> bool,
-    ) -> Result<()> {
+        f: &mut impl FnMut(&[u8]) -> Verdict,
+    ) -> Result<bool> {
         if stop == TakeStop::Taken {
-            return Ok(());
+            return Ok(true);
         }
         let mem = self.data()?;
         let unwinding = Untake(self, t);
-        // A refused item is popped all the same, as `pop_into` does with a
-        // refused first item.
         let read = mem.read_with(t.off, t.len, |bytes| f(bytes));
         std::mem::forget(unwinding);
         // Whatever happens, the take must end: wait for the lock as long
         // as it takes (a live holder lets go).
         let mut g = self.lock_until(None)?;
-        if read.is_none() {
+        let Some(verdict) = read else {
             g.untake(&t);
             return Err(g.corrupt("item out of bounds"));
+        };
+        if verdict == Verdict::Leave {
+            g.untake(&t);
+            return Ok(false);
         }
         if stop == TakeStop::Read {
-            return Ok(());
+            return Ok(true);
         }
+        // A refused item is popped all the same, as `pop_into` does with a
+        // refused first item.
         let popped = g.finish_take(&t, stop != TakeStop::Popped);
         if popped.is_err() {
             g.untake(&t);
         }
-        popped
+        popped.map(|()| true)
     }
 
     /// Marks one task done.

@@ -24,7 +24,7 @@ use crate::block::Block;
 use crate::codec::Encoded;
 use crate::error::{Error, Result};
 
-use super::locked::{Locked, LOCK_PATIENCE};
+use super::locked::{Locked, Verdict, LOCK_PATIENCE};
 use super::shared::Shared;
 use super::wait::RESERVED_CHECK_EVERY;
 use super::watch::{Alarm, Event, Registration};
@@ -217,7 +217,7 @@ impl Shared {
             // handed out.
             ready_try!(g.drop_front());
         } else {
-            let n = ready_try!(g.pop_into(max, &mut f));
+            let n = ready_try!(g.pop_into(max, &mut |b| Verdict::from(f(b))));
             if n > 0 {
                 return Poll::Ready(Ok(n));
             }

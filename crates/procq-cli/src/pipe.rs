@@ -157,8 +157,25 @@ pub(crate) fn get(
     let mut got = 0u64;
     while follow || got < count {
         // Copy the item out first: writing to a slow pipe must not hold the
-        // queue's lock.
-        let record = match q.get_with(timeout, <[u8]>::to_vec) {
+        // queue's lock. An item this framing cannot print stays in the
+        // queue, first in line (a Redis get cannot leave it: it is gone).
+        let mut bad = None;
+        let got_one = if framing == Framing::Stored {
+            q.get_with(timeout, |b| Some(b.to_vec()))
+        } else {
+            let printable = |b: &[u8]| match decode(b) {
+                Ok(_) => Some(b.to_vec()),
+                Err(why) => {
+                    bad = Some(why);
+                    None
+                }
+            };
+            match q.get_with_or_leave(timeout, printable) {
+                Err(procq::Error::Unsupported { .. }) => q.get_with(timeout, |b| Some(b.to_vec())),
+                other => other,
+            }
+        };
+        let record = match got_one {
             Err(procq::Error::Empty) => {
                 return Err(Failure::op(format!("timed out after {got} item(s)")))
             }
@@ -170,7 +187,15 @@ pub(crate) fn get(
                     q.display_name()
                 )))
             }
-            other => other?,
+            Ok(None) => {
+                return Err(Failure::op(format!(
+                    "item {}: {}; it stays first in the queue",
+                    got + 1,
+                    bad.unwrap_or_default()
+                )))
+            }
+            Ok(Some(record)) => record,
+            Err(e) => return Err(e.into()),
         };
         got += 1;
         let written = if framing == Framing::Stored {

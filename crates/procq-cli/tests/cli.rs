@@ -884,3 +884,30 @@ fn bench_prints_the_comparison_and_targets_only_when_asked() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Targets"));
 }
+
+/// `procq get` refuses an item it cannot print and leaves it in the
+/// queue, first in line, small or large (a large one is read outside the
+/// lock): nothing is lost, and `--stored` (or a program) can still get it.
+#[test]
+fn get_leaves_an_item_it_cannot_print_first_in_line() {
+    let name = unique("refuse");
+    let _c = Cleanup(name.clone());
+    let raw = procq::RawQueue::open_or_create(&name, 0).unwrap();
+    let q = procq::Queue::<String>::open(&name).unwrap();
+    for bad in [vec![200u8], vec![0xff; 20_000]] {
+        q.put(&"before".to_owned()).unwrap();
+        raw.put(&bad).unwrap();
+        q.put(&"after".to_owned()).unwrap();
+        let out = procq(&["get", &name, "-n", "3"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "before\n");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("item 2: item of") && err.contains("it stays first in the queue"),
+            "{err}"
+        );
+        assert_eq!(raw.qsize(), 2, "the refused item is still there");
+        assert_eq!(raw.get_nowait().unwrap(), bad);
+        assert_eq!(q.get_nowait().unwrap(), "after");
+    }
+}

@@ -277,8 +277,8 @@ impl RawQueue {
     /// panics, or the process dies while it runs, the item stays in the
     /// queue, first in line. `f` runs while this process holds the queue's
     /// lock, except for an item of 16 KiB or more: then the other
-    /// processes go on putting meanwhile, and the other getters wait for
-    /// this item (items stay in order), so keep `f` short.
+    /// processes go on putting, and getting the large items behind it,
+    /// meanwhile (a small item behind it waits), so keep `f` short.
     ///
     /// # Errors
     ///

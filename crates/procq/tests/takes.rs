@@ -469,3 +469,54 @@ fn get_with_or_leave_takes_or_leaves_the_oldest_item() {
     let r = q.get_with_or_leave(None, |_| Some(()));
     assert!(matches!(r, Err(Error::ShutDown)), "{r:?}");
 }
+
+/// Readers of large items overlap: while one process reads the first item,
+/// another takes the second, behind it. A reader killed at each step of
+/// that second take leaves its item to be delivered once (or, killed after
+/// its pop committed, takes it with it, its task written off); then the
+/// first reader is killed too, and its item comes back, once.
+#[test]
+fn a_reader_takes_the_item_behind_one_being_read_and_dies_at_any_step() {
+    let second = || vec![9u8; 100 * 1024];
+    for stop in STOPS {
+        let q = queue("take-behind");
+        q.put(&big()).unwrap();
+        q.put(&second()).unwrap();
+        q.put(&b"after".to_vec()).unwrap();
+        let first_reader = linger(&q, GetStop::Read);
+        let mut child = common::spawn("abort", &[q.name(), &format!("{stop:?}")]);
+        assert!(!common::wait(&mut child, LIMIT).success(), "{stop:?}");
+        if stop != GetStop::Popped {
+            // Its take was not live any more: the next reader gets it,
+            // while the first item is still being read.
+            assert_eq!(q.get_timeout(LIMIT).unwrap(), second(), "{stop:?}");
+            q.task_done().unwrap();
+        }
+        // Only "after" is left behind the live take: a small item waits.
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(100)),
+            Err(Error::Empty)
+        ));
+        assert_eq!(q.qsize(), 2, "{stop:?}: the first item and 'after'");
+        drop(first_reader); // SIGKILL
+        assert_eq!(q.get_timeout(LIMIT).unwrap(), big(), "{stop:?}");
+        assert_eq!(q.get_timeout(LIMIT).unwrap(), b"after", "{stop:?}");
+        q.task_done().unwrap();
+        q.task_done().unwrap();
+        assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+        q.join_timeout(LIMIT)
+            .expect("join: a dead reader's task is written off");
+        assert_eq!(q.unfinished_tasks().unwrap(), 0);
+        // The freed records are behind the head: the ring works on.
+        for _ in 0..3 {
+            q.put(&big()).unwrap();
+        }
+        for _ in 0..3 {
+            assert_eq!(q.get_timeout(LIMIT).unwrap(), big());
+            q.task_done().unwrap();
+        }
+        let name = q.name().to_owned();
+        drop(q);
+        assert!(!common::segment_exists(&name), "{name} leaked");
+    }
+}

@@ -55,9 +55,10 @@
 //! empty ring, the only one that shrinks, has none.
 //!
 //! A consumer copies a large item out the same way (see `take`): under the
-//! lock, the front item's header says `TAKE` and names its slot, and the
-//! slot's loan entry holds the record's position; nothing is committed.
-//! It reads without the lock, then pops the record in one commit. A take
+//! lock, the item's header says `TAKE` and names its slot, and the slot's
+//! loan entry holds the record's position; nothing is committed. It reads
+//! without the lock, then pops the record in one commit (one behind the
+//! head becomes a `DONE` record, through the journal: `OP_FINISH`). A take
 //! is live by the same rule as a reservation; a take that is not live is
 //! an item again, delivered to the next reader. Growth does not move a
 //! live take either.
@@ -94,6 +95,10 @@ pub(crate) const FLAG_PERSISTENT: u32 = 1;
 pub(crate) const OP_SET: u64 = 1;
 /// A dead or departed slot's tasks were written off; the slot is cleared.
 pub(crate) const OP_RECLAIM: u64 = 2;
+/// A record this slot took behind the head was read and counted out: mark
+/// it freed (the slot's loan entry names it), clear the loan entry, and
+/// set the slot's count of taken tasks to the argument (see `take`).
+pub(crate) const OP_FINISH: u64 = 3;
 
 /// The committed, double-buffered state of a queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -211,7 +211,7 @@ impl Locked<'_> {
         if self.sh.kind == Kind::Joinable && s.unfinished < s.ring.count {
             return Err(self.corrupt("fewer unfinished tasks than items"));
         }
-        if s.journal_slot as usize > MAX_SLOTS || s.journal_op > OP_RECLAIM {
+        if s.journal_slot as usize > MAX_SLOTS || s.journal_op > OP_FINISH {
             return Err(self.corrupt("bad journal entry"));
         }
         Ok(())
@@ -286,6 +286,17 @@ impl Locked<'_> {
         }
         match s.journal_op {
             OP_SET => slot.tasks.store(s.journal_arg, Ordering::Relaxed),
+            OP_FINISH => {
+                let i = s.journal_slot as usize - 1;
+                if let Some(loan) = self.sh.header().loans.get(i) {
+                    let pos = loan.load(Ordering::Relaxed).wrapping_sub(1);
+                    if let Ok(mem) = self.sh.data() {
+                        s.ring.mark_done(&mem, pos, i as u32);
+                    }
+                    loan.store(0, Ordering::Relaxed);
+                }
+                slot.tasks.store(s.journal_arg, Ordering::Relaxed);
+            }
             OP_RECLAIM => {
                 // The slot's reservation, if any, becomes an orphan.
                 if let Some(loan) = self.sh.header().loans.get(s.journal_slot as usize - 1) {

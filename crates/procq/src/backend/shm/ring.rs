@@ -22,8 +22,11 @@
 //! (a `TAKE` record: the header names the reading process's slot), copy
 //! the payload out without the lock, and then pop it. A taken record stays
 //! at the head, so no producer can overwrite it while it is read; readers
-//! see it as [`Front::taken`] and wait for it (items stay in order), and an
-//! untaken record is an item again ([`Ring::untake`]).
+//! see it as [`Front::taken`], and an untaken record is an item again
+//! ([`Ring::untake`]). A reader may also take an item behind a taken one
+//! ([`Ring::record_at`] walks there); once read, that record is counted
+//! out ([`Ring::pop_behind`]) and marked `DONE` ([`Ring::mark_done`]): free
+//! space that the head skips when it gets there.
 //!
 //! Growth doubles `cap` without renumbering positions. Under the new modulus
 //! `2·cap` a live byte stays put if bit `cap` of its position is clear and
@@ -54,6 +57,14 @@ const KIND_DATA: u32 = u32::from_le_bytes(*b"ITEM");
 const KIND_PAD: u32 = u32::from_le_bytes(*b"PAD_");
 const KIND_RESV: u32 = u32::from_le_bytes(*b"RESV");
 const KIND_TAKE: u32 = u32::from_le_bytes(*b"TAKE");
+const KIND_DONE: u32 = u32::from_le_bytes(*b"DONE");
+
+/// Most freed (`DONE`) and taken records a reader looks past, in front of
+/// the head record or of a record it takes behind the head: takes behind
+/// the head stop at this distance, so a valid ring never holds more freed
+/// records at its head than this, and a hostile one cannot make a reader
+/// loop.
+pub(crate) const MAX_SKIP: usize = 64;
 
 /// How far below `u64::MAX` every position of a valid ring must stay: room
 /// for a push (padding up to `cap`, then a record of up to `max_cap`) and a
@@ -120,8 +131,8 @@ pub(crate) struct Front {
     pub(crate) off: u64,
     /// Payload length.
     pub(crate) len: u64,
-    /// Head after this record is removed.
-    new_head: u64,
+    /// Head after this record is removed (where the next record starts).
+    pub(crate) new_head: u64,
     /// Position of the record (its header).
     pub(crate) pos: u64,
     /// `Some(tag)` for a reserved record whose payload is still being
@@ -325,9 +336,10 @@ impl Ring {
     /// Finds the oldest record, skipping padding; `None` if the ring is empty.
     pub(crate) fn front(&self, mem: &impl Memory) -> Result<Option<Front>, Corrupt> {
         let mut pos = self.head;
-        // Padding only ever precedes a record at offset 0, so at most one
-        // pad is skipped; the bound makes a hostile ring unable to loop.
-        for _ in 0..2 {
+        // Padding only ever precedes a record at offset 0, and freed
+        // records are at most `MAX_SKIP` (see there); the bound makes a
+        // hostile ring unable to loop.
+        for _ in 0..2 * MAX_SKIP + 4 {
             if pos == self.tail {
                 return if self.count == 0 {
                     Ok(None)
@@ -346,6 +358,13 @@ impl Ring {
                 .ok_or(Corrupt("record header out of bounds"))?;
             let left = self.tail - pos;
             match kind {
+                KIND_DONE => {
+                    let rec = record_size(len).ok_or(Corrupt("record length overflows"))?;
+                    if rec >= left || rec > self.cap - off {
+                        return Err(Corrupt("freed record exceeds the ring"));
+                    }
+                    pos += rec;
+                }
                 KIND_PAD => {
                     // A pad ends where the ring ended when it was written: a
                     // multiple of the capacity at the time, which growth may
@@ -376,7 +395,79 @@ impl Ring {
                 _ => return Err(Corrupt("unknown record kind")),
             }
         }
-        Err(Corrupt("padding followed by padding"))
+        Err(Corrupt("too many padding or freed records"))
+    }
+
+    /// The record that starts at `pos` (a position between head and tail
+    /// where a record starts, as `Front::new_head` gives), as [`Ring::front`]
+    /// reports it (`None` for padding or a freed record, whose end it
+    /// returns instead).
+    pub(crate) fn record_at(
+        &self,
+        mem: &impl Memory,
+        pos: u64,
+    ) -> Result<Result<Front, u64>, Corrupt> {
+        if pos < self.head || pos >= self.tail || !pos.is_multiple_of(ALIGN) {
+            return Err(Corrupt("record position outside the ring"));
+        }
+        let off = pos % self.cap;
+        let (kind, tag, len) = mem
+            .read_with(off, RECORD_HEADER, |h| {
+                let kind = u32::from_le_bytes(h[0..4].try_into().unwrap_or_default());
+                let tag = u32::from_le_bytes(h[4..8].try_into().unwrap_or_default());
+                let len = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
+                (kind, tag, len)
+            })
+            .ok_or(Corrupt("record header out of bounds"))?;
+        let left = self.tail - pos;
+        let rec = match kind {
+            KIND_PAD => len,
+            _ => record_size(len).ok_or(Corrupt("record length overflows"))?,
+        };
+        if rec < ALIGN || !rec.is_multiple_of(ALIGN) || rec > left || rec > self.cap - off {
+            return Err(Corrupt("record length exceeds the ring"));
+        }
+        match kind {
+            KIND_PAD | KIND_DONE => Ok(Err(pos + rec)),
+            KIND_DATA | KIND_RESV | KIND_TAKE => Ok(Ok(Front {
+                off: off + RECORD_HEADER,
+                len,
+                new_head: pos + rec,
+                pos,
+                reserved: (kind == KIND_RESV).then_some(tag),
+                taken: (kind == KIND_TAKE).then_some(tag),
+            })),
+            _ => Err(Corrupt("unknown record kind")),
+        }
+    }
+
+    /// Marks the record at `pos` taken by `tag` as freed (after
+    /// [`Ring::pop_behind`] counted it out); no effect on anything else.
+    pub(crate) fn mark_done(&self, mem: &impl Memory, pos: u64, tag: u32) {
+        if self.taken_by(mem, pos, tag) {
+            let _ = mem.write(pos % self.cap, &KIND_DONE.to_le_bytes());
+        }
+    }
+
+    /// Moves the head past the padding and freed records at it (as many as
+    /// [`Ring::front`] would skip), giving their space back.
+    pub(crate) fn skip_freed(&mut self, mem: &impl Memory) {
+        for _ in 0..2 * MAX_SKIP + 4 {
+            if self.count == 0 || self.head >= self.tail {
+                return;
+            }
+            match self.record_at(mem, self.head) {
+                Ok(Err(next)) if next < self.tail => self.head = next,
+                _ => return,
+            }
+        }
+    }
+
+    /// Counts out a record behind the head record (which stays counted),
+    /// to be marked with [`Ring::mark_done`].
+    pub(crate) fn pop_behind(&mut self) {
+        debug_assert!(self.count >= 2);
+        self.count = self.count.saturating_sub(1).max(1);
     }
 
     /// Removes the record found by [`Ring::front`].
@@ -501,6 +592,10 @@ pub(crate) mod tests {
         Take,
         /// Gives the front item back if it is taken.
         Untake,
+        /// Takes the `n`-th item behind the head (walking past freed
+        /// records), reads it and counts it out, marking it freed, as a
+        /// reader behind a taken head record does.
+        TakeBehind(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -511,6 +606,7 @@ pub(crate) mod tests {
             1 => Just(Op::Shrink),
             2 => Just(Op::Take),
             1 => Just(Op::Untake),
+            2 => (1usize..4).prop_map(Op::TakeBehind),
         ]
     }
 
@@ -553,6 +649,26 @@ pub(crate) mod tests {
                         prop_assert_eq!((u.taken, u.pos, u.len), (None, f.pos, f.len));
                         prop_assert_eq!(ring.loaned_at(&mem, f.pos), None);
                     },
+                    Op::TakeBehind(n) => if n < model.len() {
+                        let mut pos = ring.front(&mem).unwrap().unwrap().new_head;
+                        let mut seen = 0;
+                        let rec = loop {
+                            match ring.record_at(&mem, pos).unwrap() {
+                                Err(next) => pos = next,
+                                Ok(r) if seen + 1 == n => break r,
+                                Ok(r) => {
+                                    seen += 1;
+                                    pos = r.new_head;
+                                }
+                            }
+                        };
+                        ring.take(&mem, rec.pos, 5).unwrap();
+                        let bytes = mem.read_with(rec.off, rec.len, |b| b.to_vec()).unwrap();
+                        prop_assert_eq!(Some(bytes), model.remove(n));
+                        ring.pop_behind();
+                        ring.mark_done(&mem, rec.pos, 5);
+                        prop_assert_eq!(ring.loaned_at(&mem, rec.pos), None);
+                    },
                 }
                 if let Some(f) = ring.front(&mem).unwrap() {
                     let bytes = mem.read_with(f.off, f.len, |b| b.to_vec()).unwrap();
@@ -586,6 +702,9 @@ pub(crate) mod tests {
             let ring = Ring { head: head & !15, tail: (head & !15) + (used & !15), cap: 256, count };
             if ring.validate(256).is_ok() {
                 let _ = ring.front(&mem);
+                let _ = ring.record_at(&mem, ring.head);
+                let mut r = ring;
+                r.skip_freed(&mem);
             }
         }
     }

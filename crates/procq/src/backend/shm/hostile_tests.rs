@@ -270,7 +270,7 @@ fn the_shutdown_bit_is_one_flag_and_never_a_journal_operation() {
     assert_ne!(read() & 1 << 15, 0);
     // The journal-operation bits (8–13) beside it still reject an unknown
     // operation, with or without the flag.
-    for op in [3u64, 0x7f] {
+    for op in [4u64, 0x7f] {
         poke(&name, at(), &((read() & !0x7f00) | op << 8).to_le_bytes());
         match q.get_nowait() {
             Err(Error::InvalidQueue { reason, .. }) => {

@@ -282,6 +282,29 @@ impl<T: Serialize + DeserializeOwned + 'static> JoinableQueue<T> {
         self.queue.get_nowait()
     }
 
+    /// [`Queue::get_if`]: an item taken is a task to mark done; an item
+    /// left is not.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_if`].
+    ///
+    /// ```
+    /// let q = procq::JoinableQueue::new(0)?;
+    /// q.put(&7u32)?;
+    /// assert_eq!(q.get_if(None, |n| *n > 10)?, None);
+    /// assert_eq!(q.get_if(None, |_| true)?, Some(7));
+    /// q.task_done()?;
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_if(
+        &self,
+        timeout: Option<Duration>,
+        take: impl FnOnce(&T) -> bool,
+    ) -> Result<Option<T>> {
+        self.queue.get_if(timeout, take)
+    }
+
     /// [`Queue::get_many`]: one task per item (finish them with
     /// [`task_done`](Self::task_done)).
     ///

@@ -321,6 +321,50 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
         self.get_block(Block::No)
     }
 
+    /// Lets `take` see the oldest item and removes it only if `take`
+    /// answers true (then returns `Ok(Some(item))`); otherwise the item
+    /// stays first in line and the call returns `Ok(None)`. Waits up to
+    /// `timeout` for an item (`None` = forever; zero = do not wait). See
+    /// [`RawQueue::get_with_or_leave`](crate::RawQueue::get_with_or_leave).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Self::get_timeout), except that an item that
+    /// cannot be decoded as `T` stays in the queue too ([`Error::Codec`]);
+    /// [`Error::Unsupported`] on Redis.
+    ///
+    /// ```
+    /// let q = procq::Queue::new(0)?;
+    /// q.put(&7u32)?;
+    /// assert_eq!(q.get_if(None, |n| *n > 10)?, None);
+    /// assert_eq!(q.get_if(None, |n| *n == 7)?, Some(7));
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn get_if(
+        &self,
+        timeout: Option<Duration>,
+        take: impl FnOnce(&T) -> bool,
+    ) -> Result<Option<T>> {
+        let mut out = Ok(None);
+        let block = Block::from_timeout(timeout);
+        self.raw
+            .backend
+            .pop_or_leave(block, |bytes| match codec::decode::<T>(bytes) {
+                Ok(item) => {
+                    let took = take(&item);
+                    if took {
+                        out = Ok(Some(item));
+                    }
+                    took
+                }
+                Err(e) => {
+                    out = Err(e);
+                    false
+                }
+            })?;
+        out
+    }
+
     /// Puts every item, in order, waiting for room as needed: any
     /// iterator of `&T` (a slice, a `&Vec`, `iter()` of any collection).
     /// Items go in

@@ -520,3 +520,26 @@ fn a_reader_takes_the_item_behind_one_being_read_and_dies_at_any_step() {
         assert!(!common::segment_exists(&name), "{name} leaked");
     }
 }
+
+/// `Queue::get_if` / `JoinableQueue::get_if`: the typed form. An item the
+/// predicate refuses stays first; so does one that does not decode
+/// (reported); a taken one is a task.
+#[test]
+fn get_if_takes_or_leaves_a_typed_item() {
+    let q = queue("take-get-if");
+    let raw = RawQueue::open(q.name()).unwrap();
+    for item in [b"small".to_vec(), big()] {
+        q.put(&item).unwrap();
+        assert_eq!(q.get_if(None, |v| v.len() == 1).unwrap(), None);
+        assert_eq!(q.qsize(), 1);
+        assert_eq!(q.unfinished_tasks().unwrap(), 1);
+        assert_eq!(q.get_if(None, |v| *v == item).unwrap(), Some(item));
+        q.task_done().unwrap();
+    }
+    raw.put(&[0xff; 3]).unwrap(); // not a Vec<u8>'s encoding
+    let r = q.get_if(Some(Duration::ZERO), |_| true);
+    assert!(matches!(r, Err(Error::Codec(_))), "{r:?}");
+    assert_eq!(raw.get_nowait().unwrap(), [0xff; 3], "left in place");
+    raw.task_done().unwrap();
+    q.join_timeout(LIMIT).unwrap();
+}

@@ -320,6 +320,10 @@ fn an_immediate_shutdown_drops_the_item_of_a_dead_reader() {
 /// consumers killed mid-read are delivered again, and join returns.
 #[test]
 fn sigkill_of_consumers_reading_large_items_loses_at_most_their_own_and_duplicates_nothing() {
+    let _watchdog = common::watchdog(
+        "sigkill_of_consumers_reading_large_items_loses_at_most_their_own_and_duplicates_nothing",
+        Duration::from_secs(20 * 60),
+    );
     let kills: usize = std::env::var("PROCQ_TORTURE_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())

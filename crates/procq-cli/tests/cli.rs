@@ -911,3 +911,66 @@ fn get_leaves_an_item_it_cannot_print_first_in_line() {
         assert_eq!(q.get_nowait().unwrap(), "after");
     }
 }
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_url_shutdown_ends_get_follow_with_exit_0_and_refuses_puts() {
+    let Some(server) = redis_server() else { return };
+    let url = format!("{server}/{}", unique("redis-shut"));
+    let _c = Cleanup(url.clone());
+    assert!(procq_stdin(&["put", &url, "--create"], b"one\n")
+        .status
+        .success());
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_procq"))
+        .args(["get", &url, "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let follower = Kill(&mut follower);
+    // Whether or not the follower blocks yet, it must drain and then end.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(procq_stdin(&["put", &url], b"two\n").status.success());
+    let out = procq(&["shutdown", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = follower.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "get --follow did not end at shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(follower.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(stdout, "one\ntwo\n");
+    // Shut down for every later client: puts fail, stat says so.
+    let out = procq_stdin(&["put", &url], b"three\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("shut down"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = procq(&["stat", &url]);
+    assert!(
+        text(&out.stdout).contains("shut down"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = procq(&["get", &url, "--follow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = procq(&["shutdown", &url, "--immediate"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -313,8 +313,8 @@ impl Queue {
     /// count as done, so ``join()`` returns).
     ///
     /// A queue that is shut down stays shut down, also for processes that
-    /// open it later: to start over, create a new queue. Not supported on
-    /// Redis queues yet (``NotImplementedError``).
+    /// open it later: to start over, create a new queue. The same on Redis
+    /// queues, for every client of the server.
     #[pyo3(signature = (immediate=false))]
     fn shutdown(&self, py: Python<'_>, immediate: bool) -> PyResult<()> {
         self.core.shutdown(py, immediate)

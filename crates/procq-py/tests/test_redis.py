@@ -324,3 +324,73 @@ def test_a_cluster_url_opens_the_same_queues(cluster_base):
     assert sorted([q.get(timeout=WAIT), q.get(timeout=WAIT)]) == ["task-1", "task-2"]
     q.task_done_many(2)
     assert q.join(timeout=WAIT)
+
+
+# --- shutdown (issue #16) -----------------------------------------------------
+
+def test_shutdown_wakes_blocked_getters_of_other_processes_and_ends_iteration(base):
+    ctx = multiprocessing.get_context("spawn")
+    q = procq.Queue(url(base, "shut"), trusted=True)
+    woke = procq.Queue(url(base, "shut-woke"), trusted=True)
+    drained = procq.Queue(url(base, "shut-drained"), trusted=True)
+    getters = [ctx.Process(target=workers.get_expect_shutdown, args=(q, woke))
+               for _ in range(2)]
+    consumer = ctx.Process(target=workers.drain_until_shutdown, args=(q, drained))
+    procs = getters + [consumer]
+    try:
+        for p in procs:
+            p.start()
+        # Spawned interpreters take a while to start and block.
+        time.sleep(2.0)
+        assert all(p.is_alive() for p in procs)
+        assert not q.is_shutdown
+        since = time.monotonic()
+        q.shutdown()
+        assert q.is_shutdown and q.stats()["shutdown"] is True
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+        got = [woke.get(timeout=WAIT) for _ in getters]
+        assert all(what == "shutdown" for what, _ in got), got
+        assert max(t for _, t in got) - since < 1.5, got
+        assert drained.get(timeout=WAIT) == []
+        with pytest.raises(procq.ShutDown):
+            q.put(1)
+        with pytest.raises(procq.ShutDown):
+            q.get(timeout=5)
+        assert list(q) == []
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+def test_for_loop_hands_out_what_remains_then_ends(base):
+    q = procq.Queue(url(base, "iter"), maxsize=10, trusted=True)
+    q.put_many(range(5))
+    q.shutdown()
+    with pytest.raises(procq.ShutDown):
+        q.put_nowait(5)
+    late = procq.Queue.open(q.name, trusted=True)
+    assert late.is_shutdown
+    assert [x for x in late] == [0, 1, 2, 3, 4]
+    with pytest.raises(procq.ShutDown):
+        q.get_nowait()
+
+
+def test_immediate_shutdown_drops_the_rest_and_join_returns(base):
+    q = procq.JoinableQueue(url(base, "imm"), trusted=True)
+    for i in range(5):
+        q.put(i)
+    assert q.get() == 0  # in flight: not dropped, still owes its task_done
+    q.shutdown(immediate=True)
+    assert q.qsize() == 0
+    assert q.unfinished_tasks == 1
+    with pytest.raises(procq.ShutDown):
+        q.get_nowait()
+    with pytest.raises(procq.ShutDown):
+        q.put(9)
+    assert q.join(timeout=0.05) is False
+    q.task_done()
+    assert q.join(timeout=5) is True

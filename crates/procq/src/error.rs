@@ -148,8 +148,8 @@ pub enum Error {
         /// What is wrong with the segment (owner, mode, file type).
         reason: String,
     },
-    /// This queue's backend cannot do that (yet): today, only
-    /// [`shutdown`](crate::Queue::shutdown) of a Redis queue. Nothing was
+    /// This queue's backend cannot do that (yet): today, only the async
+    /// calls (`get_async`, `put_async`, `join_async`) on a Redis queue. Nothing was
     /// changed. Python raises `NotImplementedError`; the `procq` command
     /// exits with code 1.
     ///

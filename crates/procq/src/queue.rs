@@ -673,8 +673,8 @@ impl<T> Queue<T> {
     /// [`Error::Closed`] after [`close`](Self::close) on this handle;
     /// [`Error::LockBusy`] if another process keeps the queue's lock for
     /// more than about a second; [`Error::InvalidQueue`] if its memory is
-    /// corrupt; [`Error::Unsupported`] on a Redis queue (not yet
-    /// implemented there).
+    /// corrupt; on a Redis queue, [`Error::Redis`] if the server cannot be
+    /// reached and [`Error::NotFound`] if the queue was removed.
     ///
     /// ```
     /// let q = procq::Queue::new(0)?;

@@ -71,7 +71,72 @@ fn child_entry() {
             std::thread::sleep(Duration::from_millis(a(1).parse().unwrap()));
             q.get_timeout(Duration::from_secs(10)).unwrap();
         }
+        "get_until_shutdown" => {
+            // Says it is ready, blocks in get on an empty queue (a
+            // JoinableQueue if a(2) is "j"): must end with ShutDown.
+            let ready = Queue::<u64>::open(a(1)).unwrap();
+            let r = if a(2) == "j" {
+                let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+                ready.put(&1).unwrap();
+                q.get_timeout(Duration::from_secs(30))
+            } else {
+                let q = Queue::<u64>::open(a(0)).unwrap();
+                ready.put(&1).unwrap();
+                q.get_timeout(Duration::from_secs(30))
+            };
+            assert!(matches!(r, Err(Error::ShutDown)), "{r:?}");
+        }
+        "put_until_shutdown" => {
+            // Says it is ready, blocks in put on a full queue: must end
+            // with ShutDown.
+            let q = Queue::<u64>::open(a(0)).unwrap();
+            Queue::<u64>::open(a(1)).unwrap().put(&1).unwrap();
+            let r = q.put_timeout(&7, Duration::from_secs(30));
+            assert!(matches!(r, Err(Error::ShutDown)), "{r:?}");
+        }
+        "produce_until_shutdown" => {
+            // Puts its own numbered items until refused; reports how many
+            // were accepted as id << 32 | count.
+            let q = Queue::<u64>::open(a(0)).unwrap();
+            let accepted = Queue::<u64>::open(a(1)).unwrap();
+            let id: u64 = a(2).parse().unwrap();
+            let mut n = 0u64;
+            loop {
+                match q.put_timeout(&(id << 32 | n), Duration::from_secs(30)) {
+                    Ok(()) => n += 1,
+                    Err(Error::ShutDown) => break,
+                    Err(e) => panic!("put: {e}"),
+                }
+            }
+            accepted.put(&(id << 32 | n)).unwrap();
+        }
+        "take_one" => {
+            // Takes a task, says so, and finishes it when told.
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            let up = Queue::<u64>::open(a(1)).unwrap();
+            let down = Queue::<u64>::open(a(2)).unwrap();
+            q.get_timeout(Duration::from_secs(30)).unwrap();
+            up.put(&1).unwrap();
+            down.get_timeout(Duration::from_secs(30)).unwrap();
+            q.task_done().unwrap();
+        }
+        "join" => {
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            q.join_timeout(Duration::from_secs(30)).unwrap();
+        }
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// Child processes killed and reaped when the test ends, however it ends.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -552,5 +617,200 @@ fn display_and_debug_never_show_a_password() {
             assert!(!address.to_string().contains("hunter2"));
             assert!(!format!("{address:?}").contains("hunter2"));
         }
+    });
+}
+
+#[test]
+fn shutdown_refuses_puts_hands_out_what_remains_then_ends() {
+    each_backend(|on| {
+        for maxsize in [0, 3] {
+            let (q, _rm) = make::<u64>(on, "shut", maxsize);
+            q.put_many(&[1, 2, 3]).unwrap();
+            assert!(!q.is_shutdown());
+            q.shutdown(false).unwrap();
+            assert!(q.is_shutdown() && q.stats().unwrap().shutdown);
+            assert!(matches!(q.put(&4), Err(Error::ShutDown)));
+            assert!(matches!(q.put_nowait(&4), Err(Error::ShutDown)));
+            assert!(matches!(q.put_many(&[4, 5]), Err(Error::ShutDown)));
+            assert!(matches!(
+                q.put_timeout(&4, Duration::from_secs(5)),
+                Err(Error::ShutDown)
+            ));
+            // Another handle, opened after: the same state.
+            let late = Queue::<u64>::open(q.name()).unwrap();
+            assert!(late.is_shutdown());
+            assert_eq!(late.get().unwrap(), 1);
+            assert_eq!(q.get_many(5).unwrap(), [2, 3]);
+            let t = Instant::now();
+            assert!(matches!(q.get_nowait(), Err(Error::ShutDown)));
+            assert!(matches!(
+                q.get_timeout(Duration::from_secs(5)),
+                Err(Error::ShutDown)
+            ));
+            assert!(matches!(q.get(), Err(Error::ShutDown)));
+            assert!(matches!(late.get(), Err(Error::ShutDown)));
+            assert!(matches!(q.get_many(5), Err(Error::ShutDown)));
+            assert!(matches!(q.get_many_nowait(5), Err(Error::ShutDown)));
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+            q.shutdown(false).unwrap(); // again: harmless
+            assert_eq!(q.iter().count(), 0);
+            assert_eq!(q.try_iter().count(), 0);
+            assert_eq!(q.qsize(), 0);
+        }
+        let (j, _rm) = make_joinable(on, "shut-j");
+        j.put_many(&[1, 2]).unwrap();
+        j.shutdown(false).unwrap();
+        assert!(matches!(j.put(&3), Err(Error::ShutDown)));
+        assert_eq!(j.get().unwrap(), 1);
+        j.task_done().unwrap();
+        assert_eq!(j.get_many(5).unwrap(), [2]);
+        assert!(matches!(j.get(), Err(Error::ShutDown)));
+        assert_eq!(j.unfinished_tasks().unwrap(), 1);
+        j.task_done().unwrap();
+        j.join_timeout(Duration::from_secs(5)).unwrap();
+    });
+}
+
+#[test]
+fn shutdown_wakes_blocked_getters_and_putters_of_other_processes_at_once() {
+    each_backend(|on| {
+        let (plain, _rm1) = make::<u64>(on, "wake-plain", 0);
+        let (bounded, _rm2) = make::<u64>(on, "wake-bounded", 1);
+        let (full, _rm3) = make::<u64>(on, "wake-full", 1);
+        let (joinable, _rm4) = make_joinable(on, "wake-j");
+        let (ready, _rm5) = make::<u64>(on, "wake-ready", 0);
+        full.put(&0).unwrap();
+        let get = |q: &str, j: &str| spawn("get_until_shutdown", &[q, ready.name(), j]);
+        let mut children = Children(vec![
+            get(plain.name(), "-"),
+            get(plain.name(), "-"),
+            get(bounded.name(), "-"),
+            get(joinable.name(), "j"),
+            spawn("put_until_shutdown", &[full.name(), ready.name()]),
+            spawn("put_until_shutdown", &[full.name(), ready.name()]),
+        ]);
+        for _ in 0..children.0.len() {
+            ready.get_timeout(Duration::from_secs(30)).unwrap();
+        }
+        // Let them block. On Redis, a waiter not woken would still give up
+        // its BLPOP after the 2 s backstop: 300 ms in, it would return
+        // 1.7 s after the shutdown, past the bound below.
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        plain.shutdown(false).unwrap();
+        bounded.shutdown(false).unwrap();
+        joinable.shutdown(true).unwrap();
+        full.shutdown(false).unwrap();
+        for c in &mut children.0 {
+            wait_ok(c, Duration::from_secs(30));
+        }
+        let e = t.elapsed();
+        assert!(
+            e < Duration::from_millis(1300),
+            "woke {e:?} after the shutdown"
+        );
+        // The putters' items were refused; the one put before remains.
+        assert_eq!(full.get_nowait().unwrap(), 0);
+        assert!(matches!(full.get_nowait(), Err(Error::ShutDown)));
+    });
+}
+
+#[test]
+fn a_put_racing_a_shutdown_is_delivered_or_refused_never_lost() {
+    each_backend(|on| {
+        for round in 0..8u64 {
+            let maxsize = if round % 2 == 0 { 0 } else { 4 };
+            let (q, _rm) = make::<u64>(on, "race", maxsize);
+            let (accepted, _rm2) = make::<u64>(on, "race-acc", 0);
+            let mut children = Children(
+                (0..2u64)
+                    .map(|id| {
+                        spawn(
+                            "produce_until_shutdown",
+                            &[q.name(), accepted.name(), &id.to_string()],
+                        )
+                    })
+                    .collect(),
+            );
+            let stop_after = 20 + round * 37;
+            let mut seen = std::collections::HashSet::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match q.get_timeout(Duration::from_secs(30)) {
+                    Ok(v) => assert!(seen.insert(v), "{v:#x} twice"),
+                    Err(Error::ShutDown) => break,
+                    Err(e) => panic!("get: {e}"),
+                }
+                if seen.len() as u64 == stop_after {
+                    q.shutdown(false).unwrap();
+                }
+                assert!(Instant::now() < deadline, "round {round} never ended");
+            }
+            for c in &mut children.0 {
+                wait_ok(c, Duration::from_secs(30));
+            }
+            let mut total = 0;
+            for _ in 0..2 {
+                let r = accepted.get_nowait().unwrap();
+                let (id, n) = (r >> 32, r & 0xffff_ffff);
+                for i in 0..n {
+                    assert!(
+                        seen.contains(&(id << 32 | i)),
+                        "round {round}: {id}/{i} lost"
+                    );
+                }
+                total += n;
+            }
+            assert_eq!(
+                seen.len() as u64,
+                total,
+                "round {round}: only accepted puts"
+            );
+            assert!(total >= stop_after);
+        }
+    });
+}
+
+#[test]
+fn immediate_shutdown_drops_what_is_left_and_join_returns_once_in_flight_tasks_are_done() {
+    each_backend(|on| {
+        let (q, _rm) = make_joinable(on, "imm");
+        let (up, _rm2) = make::<u64>(on, "imm-up", 0);
+        let (down, _rm3) = make::<u64>(on, "imm-down", 0);
+        q.put_many(&[1, 2, 3, 4, 5]).unwrap();
+        let mut children = Children(vec![spawn("take_one", &[q.name(), up.name(), down.name()])]);
+        up.get_timeout(Duration::from_secs(30)).unwrap();
+        children.0.push(spawn("join", &[q.name()]));
+        q.shutdown(true).unwrap();
+        // The four left are gone and done; the one in flight is neither.
+        assert_eq!(q.qsize(), 0);
+        assert_eq!(q.unfinished_tasks().unwrap(), 1);
+        assert!(matches!(q.get_nowait(), Err(Error::ShutDown)));
+        assert!(matches!(q.put(&6), Err(Error::ShutDown)));
+        assert!(matches!(
+            q.join_timeout(Duration::from_millis(100)),
+            Err(Error::Timeout)
+        ));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            children.0[1].try_wait().unwrap().is_none(),
+            "join returned before the task in flight was done"
+        );
+        down.put(&1).unwrap();
+        for c in &mut children.0 {
+            wait_ok(c, Duration::from_secs(30));
+        }
+        q.join_timeout(Duration::from_secs(5)).unwrap();
+
+        // A plain queue; an immediate shutdown after a plain one still
+        // drops what is left.
+        let (p, _rm4) = make::<u64>(on, "imm-plain", 0);
+        p.put_many(&[1, 2, 3]).unwrap();
+        p.shutdown(false).unwrap();
+        assert_eq!(p.get().unwrap(), 1);
+        p.shutdown(true).unwrap();
+        assert_eq!(p.qsize(), 0);
+        assert!(matches!(p.get_nowait(), Err(Error::ShutDown)));
+        assert!(matches!(p.get(), Err(Error::ShutDown)));
     });
 }

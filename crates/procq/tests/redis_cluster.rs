@@ -40,6 +40,13 @@ fn child_entry() {
                 q.put(&(v + 1)).unwrap();
             }
         }
+        "get_until_shutdown" => {
+            // Says it is ready, then blocks in get: must end with ShutDown.
+            let q = Queue::<u64>::open(a(0)).unwrap();
+            Queue::<u64>::open(a(1)).unwrap().put(&1).unwrap();
+            let r = q.get_timeout(Duration::from_secs(30));
+            assert!(matches!(r, Err(Error::ShutDown)), "{r:?}");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -367,4 +374,65 @@ fn cluster_slot_migration_is_followed_ask_then_moved() {
     q.join_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(q.unfinished_tasks().unwrap(), 0);
     procq::remove(&url).unwrap();
+}
+
+#[test]
+fn cluster_shutdown_wakes_blocked_clients_and_drains() {
+    let Some(cluster) = cluster() else { return };
+    let name = fresh("shut");
+    let url = format!("{cluster}/{name}");
+    let joinable_url = format!("{cluster}/{}", fresh("shut-j"));
+    let ready_url = format!("{cluster}/{}", fresh("shut-ready"));
+    struct Cleanup(Vec<String>, Vec<Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for c in &mut self.1 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            for u in &self.0 {
+                let _ = procq::remove(u);
+            }
+        }
+    }
+    let mut cleanup = Cleanup(
+        vec![url.clone(), joinable_url.clone(), ready_url.clone()],
+        vec![],
+    );
+    let q = Queue::<u64>::open_or_create(&url, 0).unwrap();
+    let ready = Queue::<u64>::open_or_create(&ready_url, 0).unwrap();
+    for _ in 0..2 {
+        cleanup
+            .1
+            .push(spawn("get_until_shutdown", &[&url, &ready_url]));
+    }
+    for _ in 0..2 {
+        ready.get_timeout(Duration::from_secs(30)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    q.shutdown(false).unwrap();
+    for c in &mut cleanup.1 {
+        wait_ok(c, Duration::from_secs(30));
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1300),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(q.is_shutdown() && q.stats().unwrap().shutdown);
+    assert!(matches!(q.put(&1), Err(Error::ShutDown)));
+    assert!(matches!(q.get_nowait(), Err(Error::ShutDown)));
+
+    // A joinable queue: what remains is handed out, then the end; an
+    // immediate shutdown then lets join return once the item held is done.
+    let j = JoinableQueue::<u64>::open_or_create(&joinable_url, 0).unwrap();
+    j.put_many(&[1, 2, 3]).unwrap();
+    j.shutdown(false).unwrap();
+    assert_eq!(j.get().unwrap(), 1);
+    j.shutdown(true).unwrap();
+    assert!(matches!(j.get(), Err(Error::ShutDown)));
+    assert_eq!(j.unfinished_tasks().unwrap(), 1);
+    j.task_done().unwrap();
+    j.join_timeout(Duration::from_secs(5)).unwrap();
 }

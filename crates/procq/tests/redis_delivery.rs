@@ -388,3 +388,102 @@ fn a_partly_finished_batch_comes_back_without_its_finished_items() {
         Err(Error::Empty)
     ));
 }
+
+/// Removes Redis queues when the test ends, however it ends.
+struct Remove(Vec<String>);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        for url in &self.0 {
+            let _ = procq::remove(url);
+        }
+    }
+}
+
+/// A child killed and reaped when the test ends, however it ends.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_task_of_a_consumer_killed_after_a_shutdown_is_still_handed_out() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}?lease_ms=600", fresh("shut-kill"));
+    let got_url = format!("{base}/{}", fresh("shut-kill-got"));
+    let _rm = Remove(vec![url.clone(), got_url.clone()]);
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let got = Queue::<u64>::open_or_create(&got_url, 0).unwrap();
+    q.put_many(&[11, 12]).unwrap();
+    let mut holder = Kill(spawn("hold", &[&url, got.name()]));
+    assert_eq!(got.get_timeout(Duration::from_secs(10)).unwrap(), 11);
+    q.shutdown(false).unwrap();
+    holder.0.kill().unwrap(); // SIGKILL with 11 in flight
+    holder.0.wait().unwrap();
+    assert_eq!(q.get_nowait().unwrap(), 12);
+    q.task_done().unwrap();
+    // 11 is in flight, not in the queue: the stream ends here for now...
+    assert!(matches!(q.get_nowait(), Err(Error::ShutDown)));
+    // ...but it was put before the shutdown: once its lease has run out
+    // it is handed out again, and join waits for it.
+    assert!(matches!(
+        q.join_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(q.get_nowait().unwrap(), 11);
+    assert!(matches!(q.get_nowait(), Err(Error::ShutDown)));
+    q.task_done().unwrap();
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(q.stats().unwrap().redeliveries, 1);
+}
+
+#[test]
+fn after_an_immediate_shutdown_a_killed_consumers_task_is_dropped_and_join_returns() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}?lease_ms=600", fresh("imm-kill"));
+    let got_url = format!("{base}/{}", fresh("imm-kill-got"));
+    let _rm = Remove(vec![url.clone(), got_url.clone()]);
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let got = Queue::<u64>::open_or_create(&got_url, 0).unwrap();
+    q.put_many(&[11, 12]).unwrap();
+    let mut holder = Kill(spawn("hold", &[&url, got.name()]));
+    assert_eq!(got.get_timeout(Duration::from_secs(10)).unwrap(), 11);
+    q.shutdown(true).unwrap(); // drops 12, counted done
+    assert_eq!(q.unfinished_tasks().unwrap(), 1);
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+    // join returns once the dead consumer's lease runs out: its task is
+    // dropped then, as the shutdown dropped the rest.
+    let t = Instant::now();
+    q.join_timeout(Duration::from_secs(10)).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(matches!(q.get_nowait(), Err(Error::ShutDown)));
+    assert_eq!(q.unfinished_tasks().unwrap(), 0);
+    assert_eq!(q.qsize(), 0);
+}
+
+#[test]
+fn a_batch_in_flight_at_an_immediate_shutdown_still_needs_its_task_done() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}", fresh("imm-batch"));
+    let _rm = Remove(vec![url.clone()]);
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    q.put_many(&(0..10).collect::<Vec<_>>()).unwrap();
+    assert_eq!(q.get_many(4).unwrap(), [0, 1, 2, 3]);
+    q.shutdown(true).unwrap();
+    assert_eq!(q.unfinished_tasks().unwrap(), 4);
+    assert!(matches!(q.get_many(4), Err(Error::ShutDown)));
+    q.task_done().unwrap();
+    assert!(matches!(
+        q.join_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    q.task_done_many(3).unwrap();
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+}

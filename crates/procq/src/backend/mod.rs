@@ -398,12 +398,7 @@ impl Backend {
         match self {
             Backend::Shm(h) => h.shutdown(immediate),
             #[cfg(feature = "redis")]
-            // Being written with the Redis backend's rewrite (issue #16);
-            // until then a clear refusal, never a silent no-op.
-            Backend::Redis(_) => Err(Error::Unsupported {
-                what: "shutdown",
-                backend: "redis",
-            }),
+            Backend::Redis(r) => r.shutdown(immediate).map_err(redis_error),
         }
     }
 
@@ -412,7 +407,7 @@ impl Backend {
         match self {
             Backend::Shm(h) => h.is_shutdown(),
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => false,
+            Backend::Redis(r) => r.is_shutdown(),
         }
     }
 

@@ -128,7 +128,7 @@ pub(crate) fn stats(url: &str) -> Result<crate::stats::Stats> {
         resident_bytes: 0,
         attached_processes: leased as usize,
         dead_processes: 0,
-        shutdown: false,
+        shutdown: num(8) > 0,
         persistent: true,
         created_unix_ms: 0,
         fingerprint: num(1),

@@ -1,5 +1,5 @@
 -- procq on Redis: helpers shared by every script (the Rust side prepends this
--- file to each of them). All scripts take the same seven KEYS and the
+-- file to each of them). All scripts take the same eight KEYS and the
 -- queue's key prefix as ARGV[1]; per-consumer and per-producer keys (and the
 -- dead-letter queue's keys) are derived from the prefix, which carries the
 -- queue's hash tag, so every key a script touches is in the same slot.
@@ -25,8 +25,18 @@
 -- back for new items (a number is sent again only for the same request,
 -- after a lost reply), so an acknowledgement naming a request that is no
 -- longer held is late: it never touches another item.
-local K_ITEMS, K_META, K_AVAIL, K_SPACE, K_LEASES, K_ZERO, K_RETRY =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+--
+-- Shutdown (Queue::shutdown): the field 'shutdown' of the meta hash, 1 once
+-- shut down, 2 once shut down immediately, never cleared. Every script
+-- that puts or takes reads it in the same atomic step (a put racing a
+-- shutdown is in before it or refused). Waiting getters and putters block
+-- on <prefix>:shut as well as on their own token list: the shutdown fills
+-- it with TOKEN_CAP tokens, which wakes every blocked client at once, and
+-- every script that sees the flag tops it up again (shut_state), so a
+-- client that blocks later, or one woken whose token was used, returns at
+-- once too.
+local K_ITEMS, K_META, K_AVAIL, K_SPACE, K_LEASES, K_ZERO, K_RETRY, K_SHUT =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local PREFIX = ARGV[1]
 -- Wake-up token lists never grow past this: a token only says "look again".
 local TOKEN_CAP = 1024
@@ -57,6 +67,14 @@ local function push(cmd, key, xs)
   for i = 1, #xs, 1000 do
     redis.call(cmd, key, unpack(xs, i, math.min(i + 999, #xs)))
   end
+end
+
+-- The queue's shutdown state: 0 open, 1 shut down, 2 shut down
+-- immediately. When shut down, tops the shutdown tokens up (see above).
+local function shut_state()
+  local s = tonumber(redis.call('HGET', K_META, 'shutdown') or '0')
+  if s > 0 then signal(K_SHUT, TOKEN_CAP) end
+  return s
 end
 
 -- Items waiting in the queue (a joinable queue's retry list included).
@@ -106,18 +124,21 @@ end
 -- Returns the unacknowledged items of every consumer whose lease has run
 -- out: each goes back to the head of the queue (the retry list), in
 -- delivery order, with its delivery count raised, or, once delivered
--- max_deliveries times, to the dead-letter queue. Its state goes, so its
+-- max_deliveries times, to the dead-letter queue. After an immediate
+-- shutdown they are dropped instead and counted done, as the shutdown
+-- dropped the items then queued (so join returns). Its state goes, so its
 -- late acknowledgements name a dead incarnation and count nothing (the
 -- items' next owners acknowledge them).
 local function reap(now)
   local dead = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, 64)
   if #dead == 0 then return end
   local maxd = tonumber(redis.call('HGET', K_META, 'max_deliveries') or '0')
+  local dropping = redis.call('HGET', K_META, 'shutdown') == '2'
   for _, c in ipairs(dead) do
     local k_reqs, held_, acks_, dmap_ = consumer_keys(c)
     local seqs = redis.call('SMEMBERS', k_reqs)
     table.sort(seqs, function(a, b) return tonumber(a) < tonumber(b) end)
-    local back, gone = {}, {}
+    local back, gone, dropped = {}, {}, 0
     for _, seq in ipairs(seqs) do
       local items = redis.call('LRANGE', held_ .. seq, 0, -1)
       local bits = redis.call('EXISTS', acks_ .. seq) == 1
@@ -127,7 +148,9 @@ local function reap(now)
       for i = 1, #items do
         if not (bits and redis.call('GETBIT', acks_ .. seq, i - 1) == 1) then
           local d = (dmap[i - 1] or 0) + 1
-          if maxd > 0 and d >= maxd then
+          if dropping then
+            dropped = dropped + 1
+          elseif maxd > 0 and d >= maxd then
             gone[#gone + 1] = items[i]
           else
             back[#back + 1] = d .. ':' .. items[i]
@@ -136,6 +159,7 @@ local function reap(now)
       end
       redis.call('DEL', held_ .. seq, acks_ .. seq, dmap_ .. seq)
     end
+    finish(dropped)
     if #back > 0 then
       local rev = {}
       for i = #back, 1, -1 do rev[#rev + 1] = back[i] end

@@ -1,6 +1,10 @@
 -- get: takes up to max items from the head (a joinable queue's retry list
 -- first). On a plain queue it returns them: {1, next_expiry, {items}}, or
--- {0, next_expiry} when empty.
+-- {0, next_expiry} when empty, or {2, -1} when empty and shut down (the end
+-- of the stream: what was put before the shutdown is handed out first).
+-- After an immediate shutdown nothing queued is handed out: whatever is
+-- found (put back by a reap or a cancelled get since) is dropped, and on a
+-- joinable queue counted done.
 --
 -- On a joinable queue they move, in the same atomic step, to the list of
 -- this request, <prefix>:held:<consumer>:<seq>, and the consumer's lease is
@@ -20,9 +24,21 @@ local now = now_ms()
 reap(now)
 local max = tonumber(ARGV[2])
 local c = ARGV[4]
+local shut = shut_state()
+-- Drops what is queued after an immediate shutdown; returns {2, -1}.
+local function dropped()
+  local n = queued()
+  if n > 0 then
+    redis.call('DEL', K_ITEMS, K_RETRY)
+    if ARGV[3] == '1' then finish(n) end
+  end
+  return {2, -1}
+end
 if ARGV[3] ~= '1' then
+  if shut == 2 then return dropped() end
   local items = redis.call('LPOP', K_ITEMS, max)
   if not items then
+    if shut > 0 then return {2, -1} end
     -- Every avail token is stale (the queue is empty): drop them so the
     -- caller sleeps until the next put signals.
     redis.call('DEL', K_AVAIL)
@@ -47,6 +63,7 @@ if count > 0 then
   -- A request seen before: the same items.
   return reply(count)
 end
+if shut == 2 then return dropped() end
 -- Retried items first: stored as "<d>:<payload>", they are unwrapped (the
 -- only per-item Lua work, on this rare path) and their delivery counts
 -- kept in the request's dmap.
@@ -85,8 +102,9 @@ if count < max then
   end
 end
 if count == 0 then
-  redis.call('DEL', K_AVAIL)
   if redis.call('EXISTS', k_reqs) == 1 then redis.call('ZADD', K_LEASES, lease_until, c) end
+  if shut > 0 then return {2, -1} end
+  redis.call('DEL', K_AVAIL)
   return {0, next_expiry(now)}
 end
 redis.call('SADD', k_reqs, seq)

@@ -19,8 +19,9 @@
 //! | --- | --- | --- |
 //! | `procq:{jobs}:items` | list | the items as put, head = oldest |
 //! | `procq:{jobs}:retry` | list | a joinable queue's items put back after a lease ran out, `<deliveries>:<payload>`; taken first |
-//! | `procq:{jobs}:meta` | hash | kind, fingerprint, maxsize, unfinished tasks, max_deliveries, counters |
+//! | `procq:{jobs}:meta` | hash | kind, fingerprint, maxsize, unfinished tasks, max_deliveries, shutdown (1, or 2 if immediate), counters |
 //! | `procq:{jobs}:avail` / `:space` / `:zero` | lists | wake-up tokens for getters / putters / joiners |
+//! | `procq:{jobs}:shut` | list | wake-up tokens of a shutdown, for every blocked getter and putter |
 //! | `procq:{jobs}:leases` | sorted set | consumer id → lease expiry (server ms) |
 //! | `procq:{jobs}:held:<consumer>:<request>` | list | the items one get request took and its consumer has not all acknowledged |
 //! | `procq:{jobs}:reqs:<consumer>` | set | that consumer's held requests |
@@ -36,6 +37,15 @@
 //! then blocks in `BLPOP` on the token list, which the next `put` (`get`,
 //! last `task_done`) fills — the "wake-up token" form of a condition
 //! variable (see [`wait`]).
+//!
+//! **Shutdown** is a field of the meta hash that every put and get script
+//! reads in the same atomic step, so a put racing a shutdown is either in
+//! before it (and handed out by the gets that drain the queue) or refused.
+//! Blocked getters and putters wait on the `shut` list as well as on their
+//! own tokens (one multi-key `BLPOP`, same slot); the shutdown script fills
+//! it, and every script that finds the queue shut down tops it up, so every
+//! blocked client of every process wakes at once and a later one never
+//! sleeps (see `common.lua`).
 //!
 //! **At-least-once delivery** for joinable queues is the reliable-queue
 //! pattern (Redis documents it under `LMOVE`), made exact: `get` moves
@@ -126,6 +136,7 @@ static GET: LazyLock<Script> = script!("get.lua");
 static TASK_DONE: LazyLock<Script> = script!("task_done.lua");
 static JOIN: LazyLock<Script> = script!("join.lua");
 static QSIZE: LazyLock<Script> = script!("qsize.lua");
+static SHUTDOWN: LazyLock<Script> = script!("shutdown.lua");
 
 /// Most items moved by one script call (Lua's argument stack is ~8000).
 const CHUNK: usize = 1000;
@@ -136,8 +147,9 @@ pub(crate) struct RedisQueue {
     url: String,
     /// The parsed URL and this handle's connections.
     pool: Pool,
-    /// The seven keys every script takes, and their common prefix.
-    keys: [String; 7],
+    /// The eight keys every script takes ([`KEY_NAMES`]), and their common
+    /// prefix.
+    keys: [String; 8],
     prefix: String,
     kind: Kind,
     maxsize: u64,
@@ -310,7 +322,7 @@ impl RedisQueue {
         ids
     }
 
-    /// Runs one of the scripts with the seven keys, the prefix, and the
+    /// Runs one of the scripts with the eight keys, the prefix, and the
     /// arguments `args` adds.
     fn script<R: ::redis::FromRedisValue>(
         &self,

@@ -10,7 +10,7 @@ use ::redis::Value;
 use super::conn::int;
 use super::deliveries::Id;
 use super::wait::{self, Token};
-use super::{deadline_of, hash_items, RedisQueue, CHUNK, GET, PUT, QSIZE};
+use super::{deadline_of, hash_items, redact, RedisQueue, CHUNK, GET, PUT, QSIZE, SHUTDOWN};
 use crate::block::Block;
 use crate::error::{Error, Result};
 use crate::kind::Kind;
@@ -53,6 +53,11 @@ impl RedisQueue {
             if n > 0 {
                 done += n as usize;
                 continue;
+            }
+            if n < 0 {
+                // Shut down: the chunks before this one are in and stay
+                // for the consumers; the rest is refused.
+                return Err(Error::ShutDown);
             }
             if !self.wait(Token::Space, block, -1)? {
                 if done == 0 {
@@ -122,7 +127,6 @@ impl RedisQueue {
             return Ok(items.into_iter().map(|i| ((0, 0), i)).collect());
         }
         let joinable = self.kind == Kind::Joinable;
-        let lease_ms = self.pool.target.lease.as_millis() as u64;
         loop {
             let (consumer, seq) = {
                 let mut ids = self.ids();
@@ -132,15 +136,7 @@ impl RedisQueue {
             let reply = if joinable {
                 self.get_joinable(&consumer, max, seq, block)
             } else {
-                self.script("get", &GET, deadline_of(block), |inv| {
-                    inv.arg(max)
-                        .arg(0)
-                        .arg(&consumer)
-                        .arg(lease_ms)
-                        .arg(self.maxsize)
-                        .arg(seq)
-                        .arg(1);
-                })
+                self.get_script(max, block)
             };
             let reply: Vec<Value> = match reply {
                 Ok(r) => r,
@@ -154,6 +150,9 @@ impl RedisQueue {
             };
             let status = reply.first().map_or(0, int);
             let hint = reply.get(1).map_or(-1, int);
+            if status == 2 {
+                return Err(Error::ShutDown);
+            }
             if status == 1 {
                 // {1, hint, items} on a plain queue; {1, -1, count, items}
                 // on a joinable one, whose items are (seq, index).
@@ -178,6 +177,40 @@ impl RedisQueue {
             if !self.wait(Token::Avail, block, hint)? {
                 return Err(Error::Empty);
             }
+        }
+    }
+
+    /// The get script on a plain queue: `{1, hint, items}`, `{0, hint}` when
+    /// empty, `{2, -1}` when shut down and drained.
+    fn get_script(&self, max: usize, block: Block) -> Result<Vec<Value>> {
+        self.script("get", &GET, deadline_of(block), |inv| {
+            inv.arg(max)
+                .arg(0)
+                .arg("")
+                .arg(0)
+                .arg(self.maxsize)
+                .arg(0)
+                .arg(1);
+        })
+    }
+
+    /// [`get_script`](Self::get_script)'s answer as items, or
+    /// [`Error::Empty`] / [`Error::ShutDown`].
+    fn get_plain_script(&self, max: usize) -> Result<Vec<Vec<u8>>> {
+        let reply = self.get_script(max, Block::No)?;
+        match reply.first().map_or(0, int) {
+            2 => Err(Error::ShutDown),
+            1 => match reply.into_iter().nth(2) {
+                Some(Value::Array(items)) => Ok(items
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Value::BulkString(b) => Some(b),
+                        _ => None,
+                    })
+                    .collect()),
+                _ => Err(Error::Empty),
+            },
+            _ => Err(Error::Empty),
         }
     }
 
@@ -239,11 +272,16 @@ impl RedisQueue {
 
     /// `get` on a plain unbounded queue: no lease, no space to signal, so it
     /// is `LPOP` or a `BLPOP` on the items list itself, one round trip like a
-    /// hand-written Redis list queue.
+    /// hand-written Redis list queue. The `BLPOP` also watches the
+    /// shutdown's tokens; woken by one, or finding the queue empty without
+    /// waiting, it asks the get script, which takes what remains or says
+    /// that the queue is shut down, in one atomic step (an `LPOP` that found
+    /// nothing and a flag read after it could miss an item put in between).
     fn get_plain(&self, max: usize, block: Block) -> Result<Vec<Vec<u8>>> {
         let key = &self.keys[0];
+        let mut look = max > 1 || matches!(block, Block::No);
         loop {
-            if max > 1 || matches!(block, Block::No) {
+            if look {
                 let v: Option<Vec<Vec<u8>>> = self.pool.with_conn("LPOP", None, |c| {
                     ::redis::cmd("LPOP")
                         .arg(key)
@@ -253,28 +291,44 @@ impl RedisQueue {
                 if let Some(items) = v.filter(|v| !v.is_empty()) {
                     return Ok(items);
                 }
-            }
-            match self.blpop(key, block, -1)? {
-                None => return Err(Error::Empty),
-                Some(v) => {
-                    if let Some(item) = wait::popped(&v) {
-                        let mut items = vec![item];
-                        if max > 1 {
-                            // Woken by a producer: take what else it put,
-                            // so that a batch consumer that caught up does
-                            // not go on one item per round trip.
-                            if let Ok(Some(more)) = self.pool.with_conn("LPOP", None, |c| {
-                                ::redis::cmd("LPOP")
-                                    .arg(key)
-                                    .arg(max - 1)
-                                    .query::<Option<Vec<Vec<u8>>>>(c.link.as_dyn())
-                            }) {
-                                items.extend(more);
-                            }
-                        }
-                        return Ok(items);
-                    }
+                if matches!(block, Block::No) {
+                    return self.get_plain_script(max);
                 }
+            }
+            look = max > 1;
+            let Some(v) = self.blpop(&[key, &self.keys[7]], block, -1)? else {
+                return Err(Error::Empty);
+            };
+            match wait::popped(&v) {
+                Some((k, item)) if k == key.as_bytes() => {
+                    let mut items = vec![item];
+                    if max > 1 {
+                        // Woken by a producer: take what else it put,
+                        // so that a batch consumer that caught up does
+                        // not go on one item per round trip.
+                        if let Ok(Some(more)) = self.pool.with_conn("LPOP", None, |c| {
+                            ::redis::cmd("LPOP")
+                                .arg(key)
+                                .arg(max - 1)
+                                .query::<Option<Vec<Vec<u8>>>>(c.link.as_dyn())
+                        }) {
+                            items.extend(more);
+                        }
+                    }
+                    return Ok(items);
+                }
+                // A shutdown's token: what remains, or the end.
+                Some(_) => match self.get_plain_script(max) {
+                    Err(Error::Empty) => {}
+                    other => return other,
+                },
+                // The slice ran out: look again, in case a shutdown's
+                // tokens were lost (a client that popped one and died
+                // before its script topped them up).
+                None => match self.get_plain_script(max) {
+                    Err(Error::Empty) => {}
+                    other => return other,
+                },
             }
         }
     }
@@ -285,6 +339,34 @@ impl RedisQueue {
         for (i, item) in items.into_iter().enumerate() {
             stash.insert(i, item);
         }
+    }
+
+    /// Shuts the queue down for every client (see `shutdown.lua`): puts
+    /// fail from now on, gets once what remains is handed out (or, if
+    /// `immediate`, dropped), and every blocked caller wakes.
+    /// [`Error::NotFound`] if the queue was removed.
+    pub(crate) fn shutdown(&self, immediate: bool) -> Result<()> {
+        self.check_open()?;
+        let dropped: Option<i64> = self.script("shutdown", &SHUTDOWN, None, |inv| {
+            inv.arg(u8::from(immediate));
+        })?;
+        match dropped {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(redact(&self.url))),
+        }
+    }
+
+    /// Whether the queue was shut down (`false` if the server cannot say).
+    pub(crate) fn is_shutdown(&self) -> bool {
+        let key = &self.keys[1];
+        self.pool
+            .with_conn("HGET", None, |c| {
+                ::redis::cmd("HGET")
+                    .arg(key)
+                    .arg("shutdown")
+                    .query::<Option<i64>>(c.link.as_dyn())
+            })
+            .is_ok_and(|v| v.unwrap_or(0) > 0)
     }
 
     /// Items in the queue (in-flight items not included).

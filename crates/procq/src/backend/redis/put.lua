@@ -1,6 +1,7 @@
 -- put: appends as many of the items as there is room for, atomically (the
 -- room check and the push are one script, so concurrent producers can never
--- exceed maxsize). Returns how many went in; 0 means the queue is full.
+-- exceed maxsize). Returns how many went in; 0 means the queue is full, -1
+-- that it is shut down (nothing went in).
 -- ARGV: prefix, maxsize, joinable (0/1), producer id, sequence number, items...
 --
 -- Idempotency: each producer handle numbers its calls; the last sequence
@@ -15,6 +16,7 @@ if prev then
   local s, n = string.match(prev, '^(%d+):(%d+)$')
   if s == ARGV[5] then return tonumber(n) end
 end
+if shut_state() > 0 then return -1 end
 local n = #ARGV - 5
 if maxsize > 0 then
   local room = maxsize - queued()

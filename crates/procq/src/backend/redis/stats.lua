@@ -7,7 +7,7 @@ if redis.call('HEXISTS', K_META, 'kind') == 0 then return nil end
 reap(now_ms())
 return {
   redis.call('HMGET', K_META, 'kind', 'fingerprint', 'maxsize', 'unfinished',
-    'delivered', 'redelivered', 'dead_lettered', 'max_deliveries'),
+    'delivered', 'redelivered', 'dead_lettered', 'max_deliveries', 'shutdown'),
   queued(),
   redis.call('ZCARD', K_LEASES),
 }

@@ -405,8 +405,9 @@ impl Target {
 }
 
 /// The keys every script takes, after the queue's prefix (`common.lua`).
-pub(crate) const KEY_NAMES: [&str; 7] =
-    ["items", "meta", "avail", "space", "leases", "zero", "retry"];
+pub(crate) const KEY_NAMES: [&str; 8] = [
+    "items", "meta", "avail", "space", "leases", "zero", "retry", "shut",
+];
 
 /// See [`Target::prefix`].
 pub(crate) fn key_prefix(name: &str) -> String {

@@ -25,11 +25,13 @@ pub(crate) enum Token {
     Zero,
 }
 
-/// The value of a `BLPOP` reply (`[key, value]`), if it popped one.
-pub(crate) fn popped(v: &Value) -> Option<Vec<u8>> {
+/// The key and value of a `BLPOP` reply (`[key, value]`), if it popped one.
+pub(crate) fn popped(v: &Value) -> Option<(&[u8], Vec<u8>)> {
     match v {
-        Value::Array(kv) => match kv.get(1) {
-            Some(Value::BulkString(b)) => Some(b.clone()),
+        Value::Array(kv) => match (kv.first(), kv.get(1)) {
+            (Some(Value::BulkString(k)), Some(Value::BulkString(b))) => {
+                Some((k.as_slice(), b.clone()))
+            }
             _ => None,
         },
         _ => None,
@@ -40,19 +42,28 @@ impl RedisQueue {
     /// Waits for a token on `which` for at most `hint_ms` (a lease expiry,
     /// -1 if none), the deadline, and [`SAFETY_SLICE`]. Returns `false` if
     /// the deadline has passed.
+    ///
+    /// Getters and putters also wake on a shutdown's tokens (see
+    /// `common.lua`): their next script call tells them.
     pub(crate) fn wait(&self, which: Token, block: Block, hint_ms: i64) -> Result<bool> {
-        let key = match which {
-            Token::Avail => &self.keys[2],
-            Token::Space => &self.keys[3],
-            Token::Zero => &self.keys[5],
+        let k = &self.keys;
+        let keys: &[&String] = match which {
+            Token::Avail => &[&k[2], &k[7]],
+            Token::Space => &[&k[3], &k[7]],
+            Token::Zero => &[&k[5]],
         };
-        Ok(self.blpop(key, block, hint_ms)?.is_some())
+        Ok(self.blpop(keys, block, hint_ms)?.is_some())
     }
 
-    /// `BLPOP key` for at most `hint_ms` (if not -1), the deadline, and
+    /// `BLPOP keys…` for at most `hint_ms` (if not -1), the deadline, and
     /// [`SAFETY_SLICE`]; `None` if the deadline had passed (nothing waited),
     /// else the reply (`Nil` when the slice ran out).
-    pub(crate) fn blpop(&self, key: &str, block: Block, hint_ms: i64) -> Result<Option<Value>> {
+    pub(crate) fn blpop(
+        &self,
+        keys: &[&String],
+        block: Block,
+        hint_ms: i64,
+    ) -> Result<Option<Value>> {
         let deadline = match block {
             Block::No => return Ok(None),
             Block::Forever => None,
@@ -104,7 +115,7 @@ impl RedisQueue {
         } else {
             c.link.set_read_timeout(Some(slice + io_timeout));
             let r = ::redis::cmd("BLPOP")
-                .arg(key)
+                .arg(keys)
                 .arg(secs)
                 .query::<Value>(c.link.as_dyn());
             c.link.set_read_timeout(Some(io_timeout));
@@ -119,8 +130,8 @@ impl RedisQueue {
                 self.pool.release(c);
                 if self.closed.load(Ordering::Relaxed) {
                     // Do not lose an item popped just as the handle closed.
-                    if key == self.keys[0] {
-                        if let Some(item) = popped(&v) {
+                    if let Some((key, item)) = popped(&v) {
+                        if key == self.keys[0].as_bytes() {
                             self.stash(std::iter::once(((0, 0), item)));
                         }
                     }

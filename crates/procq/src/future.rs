@@ -6,11 +6,18 @@
 //! memory a small per-queue waiter thread sleeps on the queue's futex
 //! words and wakes the registered tasks when they move (see
 //! `backend/shm/watch.rs`), so no particular runtime is needed (tokio,
-//! async-std, `futures::executor::block_on` alike).
+//! async-std, `futures::executor::block_on` alike). On Redis the first
+//! poll starts the blocking call on a thread of its own, and the polls
+//! only look at its outcome (see `backend/redis/calls.rs`).
 //!
-//! Cancel-safe: an item is taken, or put, only by the poll that returns
-//! it, so dropping a pending future (a timeout, the losing branch of a
-//! `select!`, a cancelled task) loses nothing and leaves nothing half-done.
+//! Cancel-safe: dropping a pending future (a timeout, the losing branch of
+//! a `select!`, a cancelled task) loses nothing and leaves nothing
+//! half-done. On shared memory an item is taken, or put, only by the poll
+//! that returns it. On Redis a call under way when its future is dropped
+//! makes no further attempt; items its last attempt took are given back (a
+//! plain queue's to the head of the queue, a joinable queue's kept in
+//! flight for this handle's next get), and a put whose script ran has put
+//! its item.
 //! A deadline (`_timeout`) counts from the call that made the future.
 
 use std::future::Future;
@@ -204,7 +211,8 @@ pub(crate) fn encode_owned<T: serde::Serialize + 'static>(item: &T) -> Result<Ve
 impl<T: serde::Serialize + DeserializeOwned + 'static> crate::Queue<T> {
     /// [`get`](Self::get) as a future: waits for an item without blocking
     /// the executor's thread, under any executor. Dropping it before it
-    /// completes takes nothing.
+    /// completes takes nothing (on Redis: gives back what it took; see the
+    /// module docs).
     ///
     /// # Errors
     ///
@@ -241,7 +249,8 @@ impl<T: serde::Serialize + DeserializeOwned + 'static> crate::Queue<T> {
 
     /// [`put`](Self::put) as a future: the item is encoded now, and put
     /// when there is room, without blocking the executor's thread.
-    /// Dropping it before it completes puts nothing.
+    /// Dropping it before it completes puts nothing (on Redis: unless its
+    /// put was already on the way to the server; see the module docs).
     ///
     /// # Errors
     ///

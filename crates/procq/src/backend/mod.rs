@@ -56,11 +56,21 @@ pub(crate) mod shm;
 
 use std::task::{Context, Poll};
 
-pub(crate) use shm::Park;
+/// What a future keeps between polls: the shared-memory waker
+/// registrations, or a Redis call under way on its worker thread (dropped
+/// with the future, which cancels it: see `redis/calls.rs`).
+#[derive(Default)]
+pub(crate) struct Park {
+    shm: shm::Park,
+    #[cfg(feature = "redis")]
+    redis: Option<redis::calls::Call>,
+}
 
 use std::borrow::Cow;
 #[cfg(feature = "redis")]
 use std::sync::atomic::Ordering;
+#[cfg(feature = "redis")]
+use std::sync::Arc;
 
 use crate::address::Address;
 use crate::block::Block;
@@ -84,7 +94,7 @@ pub(crate) enum Backend {
     Shm(shm::Handle),
     /// A queue on a Redis server.
     #[cfg(feature = "redis")]
-    Redis(Box<RedisQueue>),
+    Redis(Arc<RedisQueue>),
 }
 
 /// What an opener accepts and, if it may create the queue, creates.
@@ -167,7 +177,7 @@ impl Backend {
                         maxsize,
                         true,
                     );
-                    Ok(Backend::Redis(Box::new(q.map_err(redis_error)?)))
+                    Ok(Backend::Redis(Arc::new(q.map_err(redis_error)?)))
                 }
                 #[cfg(not(feature = "redis"))]
                 match url.never {}
@@ -223,7 +233,7 @@ impl Backend {
                         open.create.map(|m| m as u64),
                         open.create.is_some(),
                     );
-                    Ok(Backend::Redis(Box::new(q.map_err(redis_error)?)))
+                    Ok(Backend::Redis(Arc::new(q.map_err(redis_error)?)))
                 }
                 #[cfg(not(feature = "redis"))]
                 match url.never {}
@@ -461,9 +471,14 @@ impl Backend {
         cx: &Context<'_>,
     ) -> Poll<Result<()>> {
         match self {
-            Backend::Shm(h) => h.poll_put(item, block, park, cx),
+            Backend::Shm(h) => h.poll_put(item, block, &mut park.shm, cx),
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => Poll::Ready(Err(ASYNC_ON_REDIS)),
+            Backend::Redis(r) => {
+                let op = || redis::calls::Op::Put {
+                    item: item.to_vec(),
+                };
+                poll_call(r, park, op, block, cx).map_ok(|_| ())
+            }
         }
     }
 
@@ -477,9 +492,19 @@ impl Backend {
         f: impl FnMut(&[u8]) -> bool,
     ) -> Poll<Result<usize>> {
         match self {
-            Backend::Shm(h) => h.poll_pop(max, block, park, cx, f),
+            Backend::Shm(h) => h.poll_pop(max, block, &mut park.shm, cx, f),
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => Poll::Ready(Err(ASYNC_ON_REDIS)),
+            Backend::Redis(r) => {
+                let op = || redis::calls::Op::Get { max };
+                match poll_call(r, park, op, block, cx) {
+                    Poll::Ready(Ok(redis::calls::Outcome::Taken(items))) => {
+                        Poll::Ready(Ok(r.deliver(items, f)))
+                    }
+                    Poll::Ready(Ok(_)) => Poll::Ready(Err(Error::Empty)),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -491,9 +516,16 @@ impl Backend {
         cx: &Context<'_>,
     ) -> Poll<Result<()>> {
         match self {
-            Backend::Shm(h) => h.poll_join(block, park, cx),
+            Backend::Shm(h) => h.poll_join(block, &mut park.shm, cx),
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => Poll::Ready(Err(ASYNC_ON_REDIS)),
+            Backend::Redis(r) => {
+                let op = || redis::calls::Op::Join;
+                poll_call(r, park, op, block, cx).map(|done| match done {
+                    Ok(_) => Ok(()),
+                    Err(Error::Full) => Err(Error::Timeout),
+                    Err(e) => Err(e),
+                })
+            }
         }
     }
 
@@ -506,19 +538,31 @@ impl Backend {
     }
 }
 
-/// The async calls on a Redis queue: not yet (issue #16), and said so.
+/// Polls a future's Redis call, starting it on its first poll.
 #[cfg(feature = "redis")]
-const ASYNC_ON_REDIS: Error = Error::Unsupported {
-    what: "async calls",
-    backend: "redis",
-};
+fn poll_call(
+    r: &Arc<RedisQueue>,
+    park: &mut Park,
+    op: impl FnOnce() -> redis::calls::Op,
+    block: Block,
+    cx: &Context<'_>,
+) -> Poll<Result<redis::calls::Outcome>> {
+    let call = match &mut park.redis {
+        Some(call) => call,
+        slot => match redis::calls::Call::start(r, op(), block) {
+            Ok(call) => slot.insert(call),
+            Err(e) => return Poll::Ready(Err(e)),
+        },
+    };
+    call.poll(cx).map_err(redis_error)
+}
 
 impl Clone for Backend {
     fn clone(&self) -> Self {
         match self {
             Backend::Shm(h) => Backend::Shm(h.clone()),
             #[cfg(feature = "redis")]
-            Backend::Redis(r) => Backend::Redis(Box::new(r.clone_handle())),
+            Backend::Redis(r) => Backend::Redis(Arc::new(r.clone_handle())),
         }
     }
 }

@@ -3,12 +3,14 @@
 //! [`deliveries`](super::deliveries), sent as ranges in one script call;
 //! `join` and the unfinished-task count.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ::redis::Value;
 
 use super::conn::int;
 use super::deliveries::Id;
 use super::wait::Token;
-use super::{deadline_of, RedisQueue, CHUNK, JOIN, TASK_DONE};
+use super::{deadline_of, RedisQueue, CHUNK, JOIN, NEVER, TASK_DONE};
 use crate::block::Block;
 use crate::error::{Error, Result};
 
@@ -81,14 +83,23 @@ impl RedisQueue {
 
     /// Waits until no task is outstanding; [`Error::Full`] when `block` runs out.
     pub(crate) fn join(&self, block: Block) -> Result<()> {
+        self.join_until(block, &NEVER)
+    }
+
+    /// [`join`](Self::join) that gives up (with [`Error::Full`]) before
+    /// its next look once `stop` is set.
+    pub(crate) fn join_until(&self, block: Block, stop: &AtomicBool) -> Result<()> {
         loop {
             self.check_open()?;
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Full);
+            }
             let reply: Vec<Value> = self.script("join", &JOIN, deadline_of(block), |_| {})?;
             if reply.first().map_or(0, int) == 1 {
                 return Ok(());
             }
             let hint = reply.get(1).map_or(-1, int);
-            if !self.wait(Token::Zero, block, hint)? {
+            if !self.wait(Token::Zero, block, hint, stop)? {
                 return Err(Error::Full);
             }
         }

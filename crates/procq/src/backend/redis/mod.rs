@@ -97,6 +97,7 @@
 
 mod acks;
 mod admin;
+pub(crate) mod calls;
 mod conn;
 mod deliveries;
 mod lease;
@@ -137,6 +138,10 @@ static TASK_DONE: LazyLock<Script> = script!("task_done.lua");
 static JOIN: LazyLock<Script> = script!("join.lua");
 static QSIZE: LazyLock<Script> = script!("qsize.lua");
 static SHUTDOWN: LazyLock<Script> = script!("shutdown.lua");
+static UNGET: LazyLock<Script> = script!("unget.lua");
+
+/// The stop flag of a blocking call, which nothing stops.
+static NEVER: AtomicBool = AtomicBool::new(false);
 
 /// Most items moved by one script call (Lua's argument stack is ~8000).
 const CHUNK: usize = 1000;

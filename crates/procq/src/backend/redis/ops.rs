@@ -5,12 +5,16 @@
 //! repeated after a lost reply, its items read with a pipelined `LRANGE`) —
 //! with the stash of items taken but not handed out.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ::redis::Value;
 
 use super::conn::int;
 use super::deliveries::Id;
 use super::wait::{self, Token};
-use super::{deadline_of, hash_items, redact, RedisQueue, CHUNK, GET, PUT, QSIZE, SHUTDOWN};
+use super::{
+    deadline_of, hash_items, redact, RedisQueue, CHUNK, GET, NEVER, PUT, QSIZE, SHUTDOWN, UNGET,
+};
 use crate::block::Block;
 use crate::error::{Error, Result};
 use crate::kind::Kind;
@@ -19,9 +23,24 @@ impl RedisQueue {
     /// Puts `items` (already encoded), waiting for room as `block` allows.
     /// Returns how many went in (all of them unless the wait ran out).
     pub(crate) fn put(&self, items: &[&[u8]], block: Block) -> Result<usize> {
+        self.put_until(items, block, &NEVER)
+    }
+
+    /// [`put`](Self::put) that gives up (with [`Error::Full`]) before its
+    /// next attempt once `stop` is set: an async put whose future was
+    /// dropped (see [`calls`](super::calls)).
+    pub(crate) fn put_until(
+        &self,
+        items: &[&[u8]],
+        block: Block,
+        stop: &AtomicBool,
+    ) -> Result<usize> {
         let mut done = 0;
         while done < items.len() {
             self.check_open()?;
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Full);
+            }
             let chunk = &items[done..items.len().min(done + CHUNK)];
             let h = hash_items(chunk);
             let (producer, seq) = {
@@ -59,7 +78,7 @@ impl RedisQueue {
                 // for the consumers; the rest is refused.
                 return Err(Error::ShutDown);
             }
-            if !self.wait(Token::Space, block, -1)? {
+            if !self.wait(Token::Space, block, -1, stop)? {
                 if done == 0 {
                     return Err(Error::Full);
                 }
@@ -82,9 +101,19 @@ impl RedisQueue {
         &self,
         max: usize,
         block: Block,
-        mut f: impl FnMut(&[u8]) -> bool,
+        f: impl FnMut(&[u8]) -> bool,
     ) -> Result<usize> {
-        let taken = self.take(max, block)?;
+        let taken = self.take(max, block, &NEVER)?;
+        Ok(self.deliver(taken, f))
+    }
+
+    /// Hands out items [`take`](Self::take) took, as [`pop`](Self::pop)
+    /// says; returns how many were removed.
+    pub(crate) fn deliver(
+        &self,
+        taken: Vec<(Id, Vec<u8>)>,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> usize {
         let joinable = self.kind == Kind::Joinable;
         let mut handed = Vec::with_capacity(taken.len());
         let mut iter = taken.into_iter();
@@ -98,7 +127,7 @@ impl RedisQueue {
                 if joinable {
                     let _ = self.acknowledge(&[id]);
                 }
-                return Ok(1);
+                return 1;
             }
             self.stash(std::iter::once((id, bytes)).chain(iter));
             break;
@@ -107,12 +136,18 @@ impl RedisQueue {
         if joinable {
             self.ids().hand_out(handed);
         }
-        Ok(n)
+        n
     }
 
     /// Takes up to `max` items with their ids (`(0, 0)` on a plain queue),
-    /// stashed ones first.
-    fn take(&self, max: usize, block: Block) -> Result<Vec<(Id, Vec<u8>)>> {
+    /// stashed ones first; gives up (with [`Error::Empty`]) before its next
+    /// attempt once `stop` is set.
+    pub(crate) fn take(
+        &self,
+        max: usize,
+        block: Block,
+        stop: &AtomicBool,
+    ) -> Result<Vec<(Id, Vec<u8>)>> {
         self.check_open()?;
         {
             let mut stash = self.stash.lock().unwrap_or_else(|e| e.into_inner());
@@ -123,11 +158,14 @@ impl RedisQueue {
         }
         let max = max.clamp(1, CHUNK);
         if self.kind == Kind::Queue && self.maxsize == 0 {
-            let items = self.get_plain(max, block)?;
+            let items = self.get_plain(max, block, stop)?;
             return Ok(items.into_iter().map(|i| ((0, 0), i)).collect());
         }
         let joinable = self.kind == Kind::Joinable;
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Empty);
+            }
             let (consumer, seq) = {
                 let mut ids = self.ids();
                 let seq = if joinable { ids.next_get() } else { 0 };
@@ -174,7 +212,7 @@ impl RedisQueue {
                     .map(|(i, b)| ((seq, i as u64), b))
                     .collect());
             }
-            if !self.wait(Token::Avail, block, hint)? {
+            if !self.wait(Token::Avail, block, hint, stop)? {
                 return Err(Error::Empty);
             }
         }
@@ -277,10 +315,13 @@ impl RedisQueue {
     /// waiting, it asks the get script, which takes what remains or says
     /// that the queue is shut down, in one atomic step (an `LPOP` that found
     /// nothing and a flag read after it could miss an item put in between).
-    fn get_plain(&self, max: usize, block: Block) -> Result<Vec<Vec<u8>>> {
+    fn get_plain(&self, max: usize, block: Block, stop: &AtomicBool) -> Result<Vec<Vec<u8>>> {
         let key = &self.keys[0];
         let mut look = max > 1 || matches!(block, Block::No);
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Empty);
+            }
             if look {
                 let v: Option<Vec<Vec<u8>>> = self.pool.with_conn("LPOP", None, |c| {
                     ::redis::cmd("LPOP")
@@ -296,7 +337,7 @@ impl RedisQueue {
                 }
             }
             look = max > 1;
-            let Some(v) = self.blpop(&[key, &self.keys[7]], block, -1)? else {
+            let Some(v) = self.blpop(&[key, &self.keys[7]], block, -1, stop)? else {
                 return Err(Error::Empty);
             };
             match wait::popped(&v) {
@@ -331,6 +372,29 @@ impl RedisQueue {
                 },
             }
         }
+    }
+
+    /// Gives back items a get took for a caller that is gone (an async get
+    /// dropped meanwhile): a plain queue's go back to the head of the queue
+    /// (`unget.lua`), a joinable queue's stay in flight, kept by this
+    /// handle for its next get (and redelivered to others once its lease
+    /// runs out if none comes). Kept by the handle too if the server cannot
+    /// be reached.
+    pub(crate) fn give_back(&self, items: Vec<(Id, Vec<u8>)>) {
+        if items.is_empty() {
+            return;
+        }
+        if self.kind != Kind::Joinable {
+            let r: Result<i64> = self.script("unget", &UNGET, None, |inv| {
+                for (_, item) in &items {
+                    inv.arg(item.as_slice());
+                }
+            });
+            if r.is_ok() {
+                return;
+            }
+        }
+        self.stash(items);
     }
 
     /// Keeps items taken but not handed out (they come first next time).

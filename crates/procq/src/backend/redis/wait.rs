@@ -3,19 +3,24 @@
 //! expiry, and [`SAFETY_SLICE`]; and `close()`, which wakes this handle's
 //! blocked calls with `CLIENT UNBLOCK`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ::redis::Value;
 
 use super::conn::{is_broken, is_interrupted};
-use super::RedisQueue;
+use super::{RedisQueue, NEVER};
 use crate::block::Block;
 use crate::error::{Error, Result};
 
 /// Longest single blocking wait: a backstop against a wake-up token lost
 /// with a broken connection, not the wake-up path.
 pub(crate) const SAFETY_SLICE: Duration = Duration::from_secs(2);
+
+/// Longest single wait of a call that can be stopped (an async call whose
+/// future may be dropped): how long a cancelled call may keep its thread
+/// and connection.
+pub(crate) const STOPPABLE_SLICE: Duration = Duration::from_millis(250);
 
 /// What to wait for between script calls.
 #[derive(Clone, Copy)]
@@ -45,24 +50,33 @@ impl RedisQueue {
     ///
     /// Getters and putters also wake on a shutdown's tokens (see
     /// `common.lua`): their next script call tells them.
-    pub(crate) fn wait(&self, which: Token, block: Block, hint_ms: i64) -> Result<bool> {
+    pub(crate) fn wait(
+        &self,
+        which: Token,
+        block: Block,
+        hint_ms: i64,
+        stop: &AtomicBool,
+    ) -> Result<bool> {
         let k = &self.keys;
         let keys: &[&String] = match which {
             Token::Avail => &[&k[2], &k[7]],
             Token::Space => &[&k[3], &k[7]],
             Token::Zero => &[&k[5]],
         };
-        Ok(self.blpop(keys, block, hint_ms)?.is_some())
+        Ok(self.blpop(keys, block, hint_ms, stop)?.is_some())
     }
 
     /// `BLPOP keys…` for at most `hint_ms` (if not -1), the deadline, and
     /// [`SAFETY_SLICE`]; `None` if the deadline had passed (nothing waited),
-    /// else the reply (`Nil` when the slice ran out).
+    /// else the reply (`Nil` when the slice ran out). A call that `stop`
+    /// can end (an async call's, see [`calls`](super::calls)) waits at most
+    /// [`STOPPABLE_SLICE`] at a time, so that it notices soon.
     pub(crate) fn blpop(
         &self,
         keys: &[&String],
         block: Block,
         hint_ms: i64,
+        stop: &AtomicBool,
     ) -> Result<Option<Value>> {
         let deadline = match block {
             Block::No => return Ok(None),
@@ -70,7 +84,11 @@ impl RedisQueue {
             Block::Until(d) => Some(d),
         };
         let now = Instant::now();
-        let mut slice = SAFETY_SLICE;
+        let mut slice = if std::ptr::eq(stop, &NEVER) {
+            SAFETY_SLICE
+        } else {
+            STOPPABLE_SLICE
+        };
         if let Some(d) = deadline {
             if d <= now {
                 return Ok(None);

@@ -7,6 +7,7 @@ fixture in conftest.py). These tests skip only when no ``redis-server``
 binary exists at all.
 """
 
+import asyncio
 import multiprocessing
 import os
 import pickle
@@ -394,3 +395,123 @@ def test_immediate_shutdown_drops_the_rest_and_join_returns(base):
     assert q.join(timeout=0.05) is False
     q.task_done()
     assert q.join(timeout=5) is True
+
+
+# --- asyncio (issue #16) -----------------------------------------------------
+
+async def _ticker(ticks):
+    while True:
+        await asyncio.sleep(0.01)
+        ticks.append(time.monotonic())
+
+
+async def _while_ticking(awaitable):
+    ticks = []
+    t = asyncio.ensure_future(_ticker(ticks))
+    try:
+        result = await awaitable
+    finally:
+        t.cancel()
+    return result, len(ticks)
+
+
+def test_the_loop_keeps_ticking_while_redis_async_calls_wait(base):
+    ctx = multiprocessing.get_context("spawn")
+    q = procq.Queue(url(base, "aget"), trusted=True)
+    p = ctx.Process(target=workers.put_after, args=(q, 1.5, "late"))
+    p.start()
+    try:
+        got, ticks = asyncio.run(_while_ticking(q.get_async()))
+        assert got == "late"
+        # ~150 ticks while it waited; a get that blocked the loop allows none.
+        assert ticks >= 10, ticks
+        b = procq.Queue(url(base, "aput"), maxsize=1, trusted=True)
+        b.put("first")
+        g = ctx.Process(target=workers.get_after, args=(b, 1.5))
+        g.start()
+        try:
+            _, ticks = asyncio.run(_while_ticking(b.put_async("second")))
+            assert ticks >= 10, ticks
+        finally:
+            g.join(30)
+        assert g.exitcode == 0
+        assert b.get(timeout=5) == "second"
+        jq = procq.JoinableQueue(url(base, "ajoin"), trusted=True)
+        jq.put("task")
+        d = ctx.Process(target=workers.task_done_after, args=(jq, 1.0))
+        d.start()
+        try:
+            done, ticks = asyncio.run(_while_ticking(jq.join_async()))
+            assert done is True and ticks >= 10, ticks
+        finally:
+            d.join(30)
+        assert d.exitcode == 0
+    finally:
+        p.join(30)
+    assert p.exitcode == 0
+
+
+def test_redis_async_timeouts_raise_empty_and_full_and_shutdown_ends_them(base):
+    async def main():
+        q = procq.Queue(url(base, "atime"), maxsize=1, trusted=True)
+        t = time.monotonic()
+        with pytest.raises(queue.Empty):
+            await q.get_async(timeout=0.1)
+        assert time.monotonic() - t >= 0.09
+        await q.put_async(1)
+        with pytest.raises(queue.Full):
+            await q.put_async(2, timeout=0.1)
+        jq = procq.JoinableQueue(url(base, "atime-j"), trusted=True)
+        jq.put(1)
+        assert await jq.join_async(timeout=0.1) is False
+        assert await jq.get_async(timeout=5) == 1
+        jq.task_done()
+        assert await jq.join_async(timeout=5) is True
+        s = procq.Queue(url(base, "ashut"), trusted=True)
+        pending = asyncio.ensure_future(s.get_async())
+        await asyncio.sleep(0.2)
+        s.shutdown()
+        with pytest.raises(procq.ShutDown):
+            await asyncio.wait_for(pending, 5)
+        with pytest.raises(procq.ShutDown):
+            await s.put_async(1)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["plain", "joinable"])
+def test_cancelled_redis_get_async_calls_lose_nothing(base, kind):
+    ctx = multiprocessing.get_context("spawn")
+    n = 300
+    if kind == "plain":
+        q = procq.Queue(url(base, "acancel"), trusted=True)
+    else:
+        q = procq.JoinableQueue(url(base, "acancel-j"), trusted=True)
+    p = ctx.Process(target=workers.produce_n, args=(q, n))
+    p.start()
+
+    async def main():
+        got, cancelled, i = [], 0, 0
+        deadline = time.monotonic() + 60
+        while len(got) < n:
+            assert time.monotonic() < deadline, f"stuck after {len(got)} items"
+            i += 1
+            try:
+                got.append(await asyncio.wait_for(q.get_async(), (i * 37 % 3100) / 1e6))
+                if kind == "joinable":
+                    q.task_done()
+            except asyncio.TimeoutError:
+                cancelled += 1
+        return got, cancelled
+
+    try:
+        got, cancelled = asyncio.run(main())
+    finally:
+        p.join(30)
+    assert p.exitcode == 0
+    assert cancelled > 0, "no get was cancelled: the test tested nothing"
+    # (A get cancelled after it took an item gives it back at the head:
+    # nothing is lost, the order may differ.)
+    assert sorted(got) == list(range(n)), "lost or duplicated"
+    if kind == "joinable":
+        assert q.join(timeout=10) is True

@@ -139,9 +139,24 @@ impl Drop for Call {
             st.waker = None;
             st.outcome.take()
         };
-        // Finished but never polled since: what it took goes back.
+        // Finished but never polled since: what it took goes back, from
+        // a thread of its own too (this may run on an executor's thread).
         if let Some(Ok(Outcome::Taken(items))) = left {
-            self.queue.give_back(items);
+            let q = self.queue.clone();
+            let back = Arc::new(Mutex::new(Some(items)));
+            let mine = back.clone();
+            let spawned = std::thread::Builder::new()
+                .name("procq-redis-give-back".into())
+                .spawn(move || {
+                    if let Some(items) = mine.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        q.give_back(items);
+                    }
+                });
+            if spawned.is_err() {
+                if let Some(items) = back.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    self.queue.give_back(items);
+                }
+            }
         }
     }
 }

@@ -78,13 +78,16 @@
 //! synchronous cluster connection): the core API is blocking, and a private
 //! async runtime would add threads and a large dependency for no gain (each
 //! handle keeps a small pool of connections so that threads sharing a
-//! handle never wait on each other's blocking call).
+//! handle never wait on each other's blocking call). The futures of
+//! `get_async` & co. run that blocking call on a thread of their own (see
+//! [`calls`]).
 //!
 //! # Modules
 //!
 //! ```text
 //! mod.rs        RedisQueue: the scripts, open, handles     -> all below
-//! ops.rs        put, get (plain, bounded, joinable), stash -> wait, deliveries
+//! calls.rs      async calls on threads of their own        -> ops, acks
+//! ops.rs        put, get (plain, bounded, joinable), stash, shutdown -> wait, deliveries
 //! acks.rs       task_done by item number, join, unfinished -> wait, deliveries
 //! lease.rs      the heartbeat thread renewing a lease      -> conn
 //! wait.rs       BLPOP on wake-up tokens, close             -> conn

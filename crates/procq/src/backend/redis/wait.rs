@@ -158,10 +158,13 @@ impl RedisQueue {
                 Ok(Some(v))
             }
             Err(e) if is_interrupted(&e) => {
-                // Stopped and continued while waiting: a spurious wake-up.
-                // (A plain queue's item popped meanwhile is lost with the
-                // skipped reply; README, "Redis".)
-                self.pool.release(c);
+                // Stopped and continued while waiting (a socket read with a
+                // timeout fails with EINTR then): a spurious wake-up. The
+                // reply may still come: the connection is dropped rather
+                // than reused, since its next command could read it. (A
+                // plain queue's item popped meanwhile is lost with it;
+                // docs/redis.md, "Shutdown".)
+                drop(c);
                 Ok(Some(Value::Nil))
             }
             Err(e) => {

@@ -148,10 +148,11 @@ pub enum Error {
         /// What is wrong with the segment (owner, mode, file type).
         reason: String,
     },
-    /// This queue's backend cannot do that (yet). No call of this version
-    /// returns it (both backends do everything); it stays for backends
-    /// that cannot. Nothing was changed. Python raises
-    /// `NotImplementedError`; the `procq` command exits with code 1.
+    /// This queue's backend cannot do that (yet): today, only
+    /// [`RawQueue::get_with_or_leave`](crate::RawQueue::get_with_or_leave)
+    /// (and the `get_if` built on it) on a Redis queue. Nothing was
+    /// changed. Python raises `NotImplementedError`; the `procq` command
+    /// exits with code 1.
     ///
     /// ```
     /// let err = procq::Error::Unsupported {

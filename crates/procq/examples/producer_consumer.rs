@@ -2,6 +2,12 @@
 //! and then a stop signal (`None`); a consumer process handles jobs until it
 //! sees the stop signal.
 //!
+//! Kept with the article's `None` sentinel on purpose, so that it reads
+//! line for line like the article. procq's own way to end a stream is
+//! `shutdown()` (Python 3.13's, across processes): every consumer's
+//! `for job in &q` loop ends once the queue is shut down and drained, with
+//! no sentinel per consumer; `examples/joinable.rs` shows it.
+//!
 //! Run: `cargo run -p procq --example producer_consumer`. The producer
 //! sleeps 0.5 s per job as in the article; set `PROCQ_EXAMPLE_SLEEP_MS` to
 //! change that (the tests use a few milliseconds).

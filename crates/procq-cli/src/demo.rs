@@ -2,7 +2,10 @@
 //! happens.
 //!
 //! 1. The article's programs across real processes (token counter,
-//!    producer–consumer with a `None` sentinel).
+//!    producer–consumer with the article's `None` sentinel), then the
+//!    producer–consumer the procq way: one `shutdown()` ends two
+//!    consumers' `for job in &q` loops once the queue is drained, with no
+//!    sentinel per consumer.
 //! 2. Crash safety: two producers stream into one bounded queue; one is
 //!    killed with SIGKILL mid-stream (likely inside a `put`, maybe holding
 //!    the lock). The other carries on, and the check proves that every item
@@ -50,6 +53,33 @@ fn consumer(q: Queue<Option<String>>) {
     while let Some(data) = q.get().expect("get a job") {
         println!("[Cons {pid}] Processing: {data}");
     }
+}
+
+/// Part 1's producer, the procq way: the jobs, then `shutdown()` instead
+/// of one `None` per consumer.
+fn shutdown_producer(q: Queue<String>) {
+    let pid = std::process::id();
+    for i in 0..5 {
+        let data = format!("Job-{i}");
+        println!("[Prod {pid}] Generating: {data}");
+        q.put(&data).expect("put a job");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("[Prod {pid}] shutdown(): no more jobs, for every consumer");
+    q.shutdown(false).expect("shut the queue down");
+}
+
+/// Handles jobs until the queue is shut down and drained; returns how many.
+fn shutdown_consumer(q: Queue<String>) -> u32 {
+    let pid = std::process::id();
+    let mut handled = 0;
+    for data in &q {
+        let data = data.expect("get a job");
+        println!("[Cons {pid}] Processing: {data}");
+        handled += 1;
+    }
+    println!("[Cons {pid}] the queue is shut down and drained: done");
+    handled
 }
 
 fn fail(e: impl std::fmt::Display) -> Failure {
@@ -114,6 +144,28 @@ fn article() -> Result<(), Failure> {
     p1.join().map_err(fail)?;
     p2.join().map_err(fail)?;
     println!("--- Producer and consumer done ---");
+
+    println!();
+    println!(
+        "== 1. The same, the procq way: one shutdown() ends two consumers, no None for each =="
+    );
+    let q = Queue::<String>::new(0)?;
+    let mut consumers = Vec::new();
+    for _ in 0..2 {
+        consumers.push(Process::spawn(shutdown_consumer, (q.clone(),)).map_err(fail)?);
+    }
+    let mut p = Process::spawn(shutdown_producer, (q.clone(),)).map_err(fail)?;
+    p.join().map_err(fail)?;
+    let mut handled = 0;
+    for c in &mut consumers {
+        handled += c.join().map_err(fail)?;
+    }
+    if handled != 5 {
+        return Err(Failure::op(format!(
+            "the consumers handled {handled} jobs instead of 5"
+        )));
+    }
+    println!("--- 5 jobs handled by 2 consumers, both ended by one shutdown() ---");
     Ok(())
 }
 

@@ -213,6 +213,18 @@ fn demo_runs_the_article_then_shows_crash_safety_speed_and_the_live_queue() {
     for i in 0..5 {
         assert!(stdout.contains(&format!("Processing: Job-{i}")), "{stdout}");
     }
+    // The same with shutdown(): both consumers' loops end, every job handled.
+    assert_eq!(
+        stdout
+            .matches("the queue is shut down and drained: done")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("--- 5 jobs handled by 2 consumers, both ended by one shutdown() ---"),
+        "{stdout}"
+    );
     // A producer killed mid-stream, and the check.
     let kill = stdout
         .lines()

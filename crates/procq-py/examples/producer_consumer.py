@@ -2,6 +2,12 @@
 multiprocessing.Queue() with procq.Queue(); the rest is unchanged but for
 a timeout on get(), so that a dead producer cannot hang the consumer.
 
+Kept with the article's None sentinel on purpose, so that it reads line for
+line like the article. procq's own way to end a stream is q.shutdown()
+(Python 3.13's, across processes): every consumer's `for job in q:` loop
+ends once the queue is shut down and drained, with no sentinel per
+consumer; examples/spawn_start.py shows it.
+
     python examples/producer_consumer.py
 """
 

@@ -1,6 +1,8 @@
 """procq under the spawn start method (the default on macOS and Windows, and
 from Python 3.14 on Linux): the queues are pickled into the children by
-name, a JoinableQueue's join() waits for every worker's task_done().
+name, one shutdown() ends every worker's `for job in jobs:` loop once the
+queue is drained (no None per worker), and a JoinableQueue's join() waits
+for every worker's task_done().
 
     python examples/spawn_start.py
 """
@@ -11,10 +13,9 @@ import procq
 
 
 def worker(jobs, results):
-    while (job := jobs.get(timeout=30)) is not None:
+    for job in jobs:  # ends once jobs is shut down and drained
         results.put(job * 10)
         jobs.task_done()
-    jobs.task_done()  # for the None
 
 
 if __name__ == "__main__":
@@ -25,8 +26,7 @@ if __name__ == "__main__":
         w.start()
     for i in range(20):
         jobs.put(i)
-    for _ in workers:
-        jobs.put(None)
+    jobs.shutdown()  # Python 3.13's Queue.shutdown, for every process: no more jobs
     assert jobs.join(timeout=60), "workers did not finish"
     print("results:", sorted(results.get(timeout=10) for _ in range(20)))
     for w in workers:

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::process::Child;
+use common::Reaped;
 use std::time::{Duration, Instant};
 
 use procq::__fuzzing::{put_and_stop, PutStop};
@@ -74,16 +74,6 @@ fn child_entry() {
             }
         }
         other => panic!("unknown role {other}"),
-    }
-}
-
-/// A child killed when dropped, so that a failing test leaves none behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

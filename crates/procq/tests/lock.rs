@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::process::Child;
+use common::Reaped;
 use std::time::{Duration, Instant};
 
 use procq::{Builder, Error, JoinableQueue, Queue};
@@ -69,16 +69,6 @@ fn child_entry() {
             std::thread::sleep(LIMIT);
         }
         other => panic!("unknown role {other}"),
-    }
-}
-
-/// Kills (and reaps) a child when dropped, so that a failing test leaves no
-/// stopped process behind.
-struct Reaped(Child);
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

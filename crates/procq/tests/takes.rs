@@ -11,8 +11,8 @@
 
 mod common;
 
+use common::Reaped;
 use std::collections::BTreeSet;
-use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -90,16 +90,6 @@ fn child_entry() {
             }
         }
         other => panic!("unknown role {other}"),
-    }
-}
-
-/// A child killed when dropped, so that a failing test leaves none behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -109,6 +109,17 @@ pub fn signal(child: &Child, sig: i32) {
     }
 }
 
+/// A child killed and reaped when dropped, so that a failing test leaves
+/// none behind (stopped or lingering).
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits for `child` to exit, killing it (and failing) after `limit`.
 pub fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
     let start = Instant::now();

@@ -14,7 +14,7 @@
 //! the copy, then [`Locked::publish`] (see "Loans" in `layout`); and out of
 //! it: [`Locked::take_front`], the copy, then [`Locked::finish_take`].
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::block::Block;
@@ -192,6 +192,18 @@ impl Drop for Locked<'_> {
         if self.wake_done {
             h.done.notify_all();
         }
+    }
+}
+
+impl<'a> Locked<'a> {
+    /// This process's loan entry (see "Loans" in `layout`), for a caller
+    /// that has a slot.
+    pub(super) fn own_loan(&self) -> Result<&'a AtomicU64> {
+        let sh = self.sh;
+        sh.header()
+            .loans
+            .get(sh.slot)
+            .ok_or_else(|| self.corrupt("a loan without a slot"))
     }
 }
 
@@ -436,11 +448,7 @@ impl Locked<'_> {
             return Ok(None);
         };
         let mem = sh.data()?;
-        let loan = sh
-            .header()
-            .loans
-            .get(sh.slot)
-            .ok_or_else(|| self.corrupt("a loan without a slot"))?;
+        let loan = self.own_loan()?;
         let off = self
             .state
             .ring

@@ -158,6 +158,20 @@ fn header_bytes(kind: u32, tag: u32, len: u64) -> [u8; RECORD_HEADER as usize] {
     h
 }
 
+/// The (kind, tag, payload length) of the record header at `off`, bounds
+/// checked by `mem` (the values themselves are the caller's to check).
+fn read_header(mem: &impl Memory, off: u64) -> Result<(u32, u32, u64), Corrupt> {
+    mem.read_with(off, RECORD_HEADER, |h| {
+        let word = |r: std::ops::Range<usize>| h[r].try_into().unwrap_or_default();
+        (
+            u32::from_le_bytes(word(0..4)),
+            u32::from_le_bytes(word(4..8)),
+            u64::from_le_bytes(h[8..16].try_into().unwrap_or_default()),
+        )
+    })
+    .ok_or(Corrupt("record header out of bounds"))
+}
+
 impl Ring {
     /// An empty ring of capacity `cap` (a power of two, multiple of 16).
     pub(crate) fn new(cap: u64) -> Ring {
@@ -348,14 +362,7 @@ impl Ring {
                 };
             }
             let off = pos % self.cap;
-            let (kind, tag, len) = mem
-                .read_with(off, RECORD_HEADER, |h| {
-                    let kind = u32::from_le_bytes(h[0..4].try_into().unwrap_or_default());
-                    let tag = u32::from_le_bytes(h[4..8].try_into().unwrap_or_default());
-                    let len = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
-                    (kind, tag, len)
-                })
-                .ok_or(Corrupt("record header out of bounds"))?;
+            let (kind, tag, len) = read_header(mem, off)?;
             let left = self.tail - pos;
             match kind {
                 KIND_DONE => {
@@ -411,14 +418,7 @@ impl Ring {
             return Err(Corrupt("record position outside the ring"));
         }
         let off = pos % self.cap;
-        let (kind, tag, len) = mem
-            .read_with(off, RECORD_HEADER, |h| {
-                let kind = u32::from_le_bytes(h[0..4].try_into().unwrap_or_default());
-                let tag = u32::from_le_bytes(h[4..8].try_into().unwrap_or_default());
-                let len = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
-                (kind, tag, len)
-            })
-            .ok_or(Corrupt("record header out of bounds"))?;
+        let (kind, tag, len) = read_header(mem, off)?;
         let left = self.tail - pos;
         let rec = match kind {
             KIND_PAD => len,

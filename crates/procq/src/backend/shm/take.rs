@@ -103,11 +103,7 @@ impl Locked<'_> {
             // Behind a live take: only a large item, so that freed records
             // stay few and small items keep their order behind it.
             Some(rec) if takes(&rec) && (behind || rec.len >= LOAN_BYTES) => {
-                let loan = sh
-                    .header()
-                    .loans
-                    .get(sh.slot)
-                    .ok_or_else(|| self.corrupt("a loan without a slot"))?;
+                let loan = self.own_loan()?;
                 self.state
                     .ring
                     .take(&mem, rec.pos, sh.slot as u32)
@@ -140,11 +136,7 @@ impl Locked<'_> {
         // The read may have run into a truncated file (see `sigbus`).
         sh.check_intact()?;
         let mem = sh.data()?;
-        let loan = sh
-            .header()
-            .loans
-            .get(sh.slot)
-            .ok_or_else(|| self.corrupt("a loan without a slot"))?;
+        let loan = self.own_loan()?;
         let tag = sh.slot as u32;
         if loan.load(Ordering::Relaxed) != t.pos + 1 || !self.state.ring.taken_by(&mem, t.pos, tag)
         {

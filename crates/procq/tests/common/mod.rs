@@ -94,9 +94,10 @@ pub fn signal(child: &Child, sig: i32) {
     // SAFETY: signals our own child, which we have not reaped yet.
     unsafe { libc::kill(pid, sig) };
     if sig == libc::SIGSTOP {
-        // SAFETY: `info` is plain data; WNOWAIT leaves the child waitable,
-        // so `Child::wait` still reaps it later.
+        // SAFETY: `siginfo_t` is plain data; all-zero is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own unreaped child into a valid `info`;
+        // WNOWAIT leaves it waitable, so `Child::wait` still reaps it.
         let r = unsafe {
             libc::waitid(
                 libc::P_PID,

@@ -515,6 +515,50 @@ fn a_reader_takes_the_item_behind_one_being_read_and_dies_at_any_step() {
     }
 }
 
+/// A get that takes an item *behind* one still being read lowers the
+/// item count at once (the record is freed in place), so a put waiting for
+/// room under `maxsize` must be woken by it, not by its own 1 s check
+/// (before the fix it slept on until its 0.9 s deadline and reported
+/// `Full` with the queue one item under its bound).
+#[test]
+fn a_get_behind_a_live_take_wakes_a_put_waiting_for_room() {
+    let q = Builder::new()
+        .name(common::unique("take-room"))
+        .maxsize(2)
+        .capacity_bytes(1 << 20)
+        .build_joinable::<Vec<u8>>()
+        .unwrap();
+    q.put(&big()).unwrap();
+    q.put(&vec![7u8; 100 * 1024]).unwrap();
+    let first_reader = linger(&q, GetStop::Read);
+    let name = q.name().to_owned();
+    let (tx, rx) = mpsc::channel();
+    let putter = std::thread::spawn(move || {
+        let q = JoinableQueue::<Vec<u8>>::open(&name).unwrap();
+        tx.send(()).unwrap();
+        // Full (2 items, one of them being read): it waits. Its deadline
+        // comes before its own periodic check (1 s), so only a wake-up
+        // lets it in.
+        q.put_timeout(&b"third".to_vec(), Duration::from_millis(900))
+    });
+    rx.recv_timeout(LIMIT).unwrap();
+    // Let the put go to sleep (if it has not yet, it finds room anyway).
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), vec![7u8; 100 * 1024]);
+    q.task_done().unwrap();
+    let put = putter.join().unwrap();
+    assert!(put.is_ok(), "the put was not woken: {put:?}");
+    drop(first_reader); // SIGKILL
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), big());
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), b"third");
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    q.join_timeout(LIMIT).unwrap();
+    let name = q.name().to_owned();
+    drop(q);
+    assert!(!common::segment_exists(&name), "{name} leaked");
+}
+
 /// `Queue::get_if` / `JoinableQueue::get_if`: the typed form. An item the
 /// predicate refuses stays first; so does one that does not decode
 /// (reported); a taken one is a task.

@@ -169,6 +169,9 @@ impl Locked<'_> {
                     tasks.saturating_add(u64::from(joinable)),
                 );
                 self.commit();
+                // One item fewer: a put waiting for room under `maxsize`
+                // may go on (the bytes stay taken until the head passes).
+                self.wake_space = true;
                 sh.traffic().count(false, 1, t.len);
             }
             None => return Err(self.corrupt("a taken item vanished")),

@@ -50,7 +50,8 @@ assert not r["leaked_segments"], r["leaked_segments"]
 systems = {t["system"] for t in r["throughput"]}
 # ipmpsc is built by default, so the smoke run exercises its code paths;
 # iceoryx2 only when the crate was built with that feature.
-base = {"procq", "socket", "ipc-channel", "crossbeam", "memcpy", "ipmpsc", "ipmpsc-bytes"}
+base = {"procq", "procq-zero-copy", "socket", "ipc-channel", "crossbeam", "memcpy", "ipmpsc",
+        "ipmpsc-bytes"}
 assert base <= systems <= base | {"iceoryx2", "iceoryx2-zero-copy"}, systems
 sizes = {t["item_bytes"] for t in r["throughput"]}
 assert sizes == {8, 100, 4096, 65536, 1 << 20}, sizes
@@ -58,6 +59,8 @@ procs = {(t["producers"], t["consumers"], t["maxsize"]) for t in r["throughput"]
 want = {(n, n, m) for n in (1, 2, 4) for m in (0, 1024)} | {(p, c, 1024) for p, c in ((4, 1), (1, 4), (8, 8))}
 assert procs == want, procs
 assert any(t["system"] == "ipmpsc" and t["producers"] == 4 for t in r["throughput"]), "no ipmpsc 4P/1C"
+loans = sorted(t["item_bytes"] for t in r["throughput"] if t["system"] == "procq-zero-copy")
+assert loans == [65536, 1 << 20], loans
 assert any(t["batch"] > 1 for t in r["throughput"]), "no batch case"
 for t in r["throughput"]:
     assert t["items"] > 0 and t["items_per_sec"] > 0, t
@@ -65,6 +68,7 @@ lat = {(l["system"], l["oversubscribed"]) for l in r["latency"]}
 assert {("procq", False), ("socket", False), ("procq", True), ("ipmpsc", False)} <= lat, lat
 for l in r["latency"]:
     assert 0 < l["p50_ns"] <= l["p99_ns"] <= l["p999_ns"] <= l["max_ns"], l
+    assert l["cpu_ns_per_round_trip"] > 0 and l["cpu_cores"] > 0, l
 m = r["memory"]
 assert m and 0 < m["idle_resident_bytes"] < m["full_resident_bytes"], m
 assert m["full_resident_bytes"] >= m["fill_bytes"], m

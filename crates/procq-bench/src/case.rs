@@ -16,6 +16,10 @@ pub(crate) const LOAD_PROCESSES: usize = 4;
 /// the bounded queue, as faster-fifo's README reports them.
 pub(crate) const TOPOLOGIES: [(usize, usize); 3] = [(4, 1), (1, 4), (8, 8)];
 
+/// Item sizes of the zero-copy loan cases (`RawQueue::put_with` /
+/// `get_with`): the large items, where a copy costs most.
+pub(crate) const ZERO_COPY_ITEMS: [Item; 2] = [Item::Bytes(65536), Item::Bytes(1 << 20)];
+
 /// Bound of the peers' buffers, in items: [`BOUND`] for small items, less
 /// for large ones (16 MiB at most in flight, at least 16 items), as the
 /// peers' own benchmarks size them.
@@ -61,7 +65,10 @@ impl Case {
                     f.consumers,
                     f.item.id()
                 );
-                if matches!(f.system, System::Procq | System::Crossbeam) {
+                if matches!(
+                    f.system,
+                    System::Procq | System::ProcqZeroCopy | System::Crossbeam
+                ) {
                     id += if f.maxsize > 0 {
                         "/bounded"
                     } else {
@@ -103,6 +110,9 @@ pub(crate) fn all_cases() -> Vec<Case> {
         }
         for pc in TOPOLOGIES {
             cases.push(flow(System::Procq, pc, item, BOUND, 1));
+        }
+        if ZERO_COPY_ITEMS.contains(&item) {
+            cases.push(flow(System::ProcqZeroCopy, (1, 1), item, BOUND, 1));
         }
         cases.push(flow(System::Socket, (1, 1), item, 0, 1));
         cases.push(flow(System::IpcChannel, (1, 1), item, 0, 1));

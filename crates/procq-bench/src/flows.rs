@@ -27,6 +27,7 @@ fn run_flow(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
     match (f.system, f.item) {
         (System::Procq, Item::U64) => run_procq::<u64>(ctx, f, n),
         (System::Procq, Item::Bytes(_)) => run_procq::<Vec<u8>>(ctx, f, n),
+        (System::ProcqZeroCopy, _) => run_procq_loans(ctx, f, n),
         (System::Socket, _) => run_socket(ctx, f, n),
         (System::IpcChannel, _) => run_ipc(ctx, f, n),
         (System::Crossbeam, _) => run_crossbeam(f, n),
@@ -95,35 +96,70 @@ fn run_procq<T: Serialize + DeserializeOwned + 'static>(ctx: &Ctx, f: Flow, n: u
         .maxsize(f.maxsize)
         .build::<T>()
         .map_err(|e| format!("creating queue: {e}"))?;
+    let secs = run_procq_crew(ctx, f, n, |producer, items| {
+        let (queue, item, batch) = (name.clone(), f.item, f.batch);
+        if producer {
+            Role::ProcqProducer {
+                queue,
+                item,
+                items,
+                batch,
+            }
+        } else {
+            Role::ProcqConsumer {
+                queue,
+                item,
+                items,
+                batch,
+            }
+        }
+    })?;
+    if q.qsize() != 0 {
+        return Err(format!("{} items left in the queue", q.qsize()));
+    }
+    Ok(secs)
+}
+
+/// procq's zero-copy loans: an untyped queue, each item written in place
+/// by `RawQueue::put_with` and read in place by `RawQueue::get_with`.
+fn run_procq_loans(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
+    let name = ctx.fresh();
+    let q = procq::Builder::new()
+        .name(&name)
+        .maxsize(f.maxsize)
+        .build_raw()
+        .map_err(|e| format!("creating queue: {e}"))?;
+    let len = f.item.nominal_bytes() as usize;
+    let secs = run_procq_crew(ctx, f, n, |producer, items| {
+        let queue = name.clone();
+        if producer {
+            Role::ProcqLoanProducer { queue, len, items }
+        } else {
+            Role::ProcqLoanConsumer { queue, len, items }
+        }
+    })?;
+    if q.qsize() != 0 {
+        return Err(format!("{} items left in the queue", q.qsize()));
+    }
+    Ok(secs)
+}
+
+/// Starts `f.consumers` consumers and `f.producers` producers of a procq
+/// queue (`role(is_producer, items)`), `n` items split evenly, and times
+/// the run.
+fn run_procq_crew(ctx: &Ctx, f: Flow, n: u64, role: impl Fn(bool, u64) -> Role) -> Result<f64> {
     let mut crew = Crew::new(&ctx.exe);
     let puts = split(n, f.producers);
     let mut cons = Vec::new();
     for (i, items) in split(n, f.consumers).into_iter().enumerate() {
-        let role = Role::ProcqConsumer {
-            queue: name.clone(),
-            item: f.item,
-            items,
-            batch: f.batch,
-        };
-        cons.push(crew.spawn(&format!("consumer {i}"), &role)?.0);
+        cons.push(crew.spawn(&format!("consumer {i}"), &role(false, items))?.0);
     }
     let mut prods = Vec::new();
     for (i, &items) in puts.iter().enumerate() {
-        let role = Role::ProcqProducer {
-            queue: name.clone(),
-            item: f.item,
-            items,
-            batch: f.batch,
-        };
-        prods.push(crew.spawn(&format!("producer {i}"), &role)?.0);
+        prods.push(crew.spawn(&format!("producer {i}"), &role(true, items))?.0);
     }
     let start = crew.go()?;
-    let secs = collect(crew, ctx, start, &cons, &prods, expected_sum(f.item, &puts))?;
-    if q.qsize() != 0 {
-        return Err(format!("{} items left in the queue", q.qsize()));
-    }
-    drop(q);
-    Ok(secs)
+    collect(crew, ctx, start, &cons, &prods, expected_sum(f.item, &puts))
 }
 
 fn run_socket(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
@@ -207,27 +243,31 @@ fn run_ipmpsc(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
 }
 
 /// iceoryx2 publish-subscribe, one publisher and one busy-polling
-/// subscriber (which creates the service, so it is connected before the
-/// first sample: nothing is dropped).
+/// subscriber. The publisher creates the service and its port first, the
+/// subscriber's port connects to it as it is made, and the publisher
+/// connects to the subscriber at `go`: both are connected before the first
+/// sample, so nothing is dropped (see `worker::iceoryx2` for why not the
+/// other way round).
 fn run_iceoryx2(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
     let name = ctx.fresh();
     let mut crew = Crew::new(&ctx.exe);
-    let (c, _) = crew.spawn(
-        "iceoryx2 subscriber",
-        &Role::Iceoryx2Consumer {
+    let (p, _) = crew.spawn(
+        "iceoryx2 publisher",
+        &Role::Iceoryx2Producer {
             name: name.clone(),
             item: f.item,
             items: n,
             bound: f.maxsize,
-            zero_copy: f.system == System::Iceoryx2ZeroCopy,
         },
     )?;
-    let (p, _) = crew.spawn(
-        "iceoryx2 publisher",
-        &Role::Iceoryx2Producer {
+    let (c, _) = crew.spawn(
+        "iceoryx2 subscriber",
+        &Role::Iceoryx2Consumer {
             name,
             item: f.item,
             items: n,
+            bound: f.maxsize,
+            zero_copy: f.system == System::Iceoryx2ZeroCopy,
         },
     )?;
     let start = crew.go()?;

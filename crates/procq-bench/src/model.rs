@@ -182,6 +182,16 @@ pub struct Latency {
     pub p999_ns: u64,
     /// Slowest round trip (median over runs).
     pub max_ns: u64,
+    /// CPU time both sides of the ping-pong used per round trip, user +
+    /// system, over the whole run (median over runs; the load processes
+    /// not counted): what waiting by spinning costs. `None` where it was
+    /// not measured (reports of older versions).
+    #[serde(default)]
+    pub cpu_ns_per_round_trip: Option<u64>,
+    /// The same CPU time divided by the run's wall time: how many cores the
+    /// two sides kept busy (2.0: both spun the whole time).
+    #[serde(default)]
+    pub cpu_cores: Option<f64>,
 }
 
 impl Latency {
@@ -191,9 +201,18 @@ impl Latency {
         loaded: bool,
         round_trips: u64,
         runs: &[LatencySummary],
+        cpu: &[Option<CpuUse>],
     ) -> Latency {
         let pick = |f: fn(&LatencySummary) -> u64| {
             median(&runs.iter().map(|r| f(r) as f64).collect::<Vec<_>>()) as u64
+        };
+        // Only if every run measured it: a median of some runs would hide
+        // the others.
+        let cpu: Option<Vec<CpuUse>> = cpu.iter().copied().collect();
+        let cpu_pick = |f: fn(&CpuUse) -> f64| {
+            cpu.as_ref()
+                .filter(|c| !c.is_empty())
+                .map(|c| median(&c.iter().map(f).collect::<Vec<_>>()))
         };
         Latency {
             case,
@@ -205,8 +224,19 @@ impl Latency {
             p99_ns: pick(|r| r.p99_ns),
             p999_ns: pick(|r| r.p999_ns),
             max_ns: pick(|r| r.max_ns),
+            cpu_ns_per_round_trip: cpu_pick(|c| c.ns_per_round_trip).map(|v| v as u64),
+            cpu_cores: cpu_pick(|c| c.cores),
         }
     }
+}
+
+/// CPU time of both sides of one ping-pong run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CpuUse {
+    /// CPU ns of both processes (threads) per round trip.
+    pub(crate) ns_per_round_trip: f64,
+    /// CPU time / wall time of the run.
+    pub(crate) cores: f64,
 }
 
 /// Memory held by an unbounded queue (1 MiB items, filled all at once).
@@ -302,8 +332,12 @@ pub struct Target {
     pub measured: Option<f64>,
     /// `>=` or `<=`, or empty for a figure that is only reported.
     pub comparison: String,
-    /// The required ratio.
+    /// The required ratio (or figure).
     pub required: Option<f64>,
+    /// Unit of `measured` and `required`: empty for a ratio (shown as
+    /// `1.23x`), else e.g. `us` for an absolute latency target.
+    #[serde(default)]
+    pub unit: String,
     /// Met or not.
     pub result: TargetResult,
     /// The figures the ratio comes from.

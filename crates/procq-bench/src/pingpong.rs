@@ -6,10 +6,10 @@ use std::time::Instant;
 use crate::case::{Case, BOUND, LOAD_PROCESSES};
 use crate::ctx::{repeat, Ctx, ShmFile, SocketPath};
 use crate::harness::{Crew, Result};
-use crate::model::Latency;
+use crate::model::{CpuUse, Latency};
 use crate::stats::LatencySummary;
 use crate::system::System;
-use crate::worker::Role;
+use crate::worker::{thread_cpu_ns, Role};
 
 pub(crate) fn measure(ctx: &Ctx, system: System, loaded: bool) -> Result<Latency> {
     let quick_n = 2_000;
@@ -17,22 +17,48 @@ pub(crate) fn measure(ctx: &Ctx, system: System, loaded: bool) -> Result<Latency
         ctx,
         quick_n,
         200_000,
-        |s: &(LatencySummary, f64)| s.1,
+        |r: &Run| r.secs,
         |n| ping_pong(ctx, system, loaded, n),
     )?;
-    let summaries: Vec<LatencySummary> = runs.into_iter().map(|r| r.0).collect();
+    let summaries: Vec<LatencySummary> = runs.iter().map(|r| r.summary).collect();
+    let cpu: Vec<Option<CpuUse>> = runs.iter().map(|r| r.cpu).collect();
     Ok(Latency::new(
         Case::Latency { system, loaded }.id(),
         system,
         loaded,
         n,
         &summaries,
+        &cpu,
     ))
 }
 
-/// One ping-pong run of `n` timed round trips; returns the percentiles
-/// and the run's duration.
-fn ping_pong(ctx: &Ctx, system: System, loaded: bool, n: u64) -> Result<(LatencySummary, f64)> {
+/// What one ping-pong run measured.
+struct Run {
+    /// Percentiles of the timed round trips.
+    summary: LatencySummary,
+    /// The run's wall time, warm-up included.
+    secs: f64,
+    /// CPU time of both sides over the same span.
+    cpu: Option<CpuUse>,
+}
+
+/// The CPU use of a run of `round_trips` round trips (warm-up included)
+/// that lasted `secs`, from both sides' CPU ns.
+fn cpu_use(
+    pinger_ns: Option<u64>,
+    ponger_ns: Option<u64>,
+    round_trips: u64,
+    secs: f64,
+) -> Option<CpuUse> {
+    let total = pinger_ns? as f64 + ponger_ns? as f64;
+    Some(CpuUse {
+        ns_per_round_trip: total / round_trips.max(1) as f64,
+        cores: total / (secs * 1e9).max(1.0),
+    })
+}
+
+/// One ping-pong run of `n` timed round trips.
+fn ping_pong(ctx: &Ctx, system: System, loaded: bool, n: u64) -> Result<Run> {
     let warmup = (n / 10).max(100);
     if system == System::Crossbeam {
         return crossbeam_ping_pong(warmup, n);
@@ -156,7 +182,7 @@ fn ping_pong(ctx: &Ctx, system: System, loaded: bool, n: u64) -> Result<(Latency
     let start = crew.go()?;
     let deadline = ctx.deadline();
     let done = crew.done(pinger, deadline)?;
-    crew.done(ponger, deadline)?;
+    let ponged = crew.done(ponger, deadline)?;
     for &l in &loads {
         crew.close_stdin(l);
     }
@@ -177,21 +203,34 @@ fn ping_pong(ctx: &Ctx, system: System, loaded: bool, n: u64) -> Result<(Latency
         p999_ns: v[2],
         max_ns: v[3],
     };
-    Ok((summary, done.end_ns.saturating_sub(start) as f64 / 1e9))
+    let secs = done.end_ns.saturating_sub(start) as f64 / 1e9;
+    Ok(Run {
+        summary,
+        secs,
+        cpu: cpu_use(
+            v.get(4).copied(),
+            ponged.values.first().copied(),
+            warmup + n,
+            secs,
+        ),
+    })
 }
 
-fn crossbeam_ping_pong(warmup: u64, n: u64) -> Result<(LatencySummary, f64)> {
+fn crossbeam_ping_pong(warmup: u64, n: u64) -> Result<Run> {
     let (ping_tx, ping_rx) = crossbeam_channel::unbounded::<u64>();
     let (pong_tx, pong_rx) = crossbeam_channel::unbounded::<u64>();
     let start = Instant::now();
     let mut samples = Vec::with_capacity(n as usize);
-    std::thread::scope(|s| {
-        s.spawn(move || {
+    let cpu_start = thread_cpu_ns();
+    let ponger_cpu = std::thread::scope(|s| {
+        let ponger = s.spawn(move || {
+            let cpu_start = thread_cpu_ns();
             for v in ping_rx.iter() {
                 if pong_tx.send(v).is_err() {
                     break;
                 }
             }
+            thread_cpu_ns() - cpu_start
         });
         for i in 0..warmup + n {
             let t = Instant::now();
@@ -204,8 +243,15 @@ fn crossbeam_ping_pong(warmup: u64, n: u64) -> Result<(LatencySummary, f64)> {
             }
         }
         drop(ping_tx);
-        Ok(())
+        ponger
+            .join()
+            .map_err(|_| "ponger thread panicked".to_owned())
     })?;
+    let pinger_cpu = thread_cpu_ns() - cpu_start;
     let secs = start.elapsed().as_secs_f64();
-    Ok((LatencySummary::from_samples(&mut samples), secs))
+    Ok(Run {
+        summary: LatencySummary::from_samples(&mut samples),
+        secs,
+        cpu: cpu_use(Some(pinger_cpu), Some(ponger_cpu), warmup + n, secs),
+    })
 }

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum System {
     /// procq's typed `Queue<T>` between processes.
     Procq,
+    /// procq's zero-copy loans: `RawQueue::put_with` writes each item in
+    /// place in shared memory, `RawQueue::get_with` reads it in place.
+    ProcqZeroCopy,
     /// A Unix stream socket, 4-byte length + item, one `write` per item.
     Socket,
     /// servo's ipc-channel (`IpcBytesSender`) between processes.
@@ -55,6 +58,7 @@ impl fmt::Display for System {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             System::Procq => "procq",
+            System::ProcqZeroCopy => "procq-zero-copy",
             System::Socket => "socket",
             System::IpcChannel => "ipc-channel",
             System::Crossbeam => "crossbeam",

@@ -90,14 +90,15 @@ fn configurations(report: &Report) -> Vec<Config> {
     }
     let rank = |s: System| match s {
         System::Procq => 0,
-        System::Socket => 1,
-        System::IpcChannel => 2,
-        System::Ipmpsc => 3,
-        System::IpmpscBytes => 4,
-        System::Iceoryx2 => 5,
-        System::Iceoryx2ZeroCopy => 6,
-        System::Crossbeam => 7,
-        System::Memcpy => 8,
+        System::ProcqZeroCopy => 1,
+        System::Socket => 2,
+        System::IpcChannel => 3,
+        System::Ipmpsc => 4,
+        System::IpmpscBytes => 5,
+        System::Iceoryx2 => 6,
+        System::Iceoryx2ZeroCopy => 7,
+        System::Crossbeam => 8,
+        System::Memcpy => 9,
     };
     keys.sort_by_key(|&(s, p, c, m, b)| (rank(s), b, p != c, p, c, m == Some(0)));
     keys
@@ -105,8 +106,8 @@ fn configurations(report: &Report) -> Vec<Config> {
 
 fn bound_label(system: System, maxsize: Option<usize>) -> String {
     match (system, maxsize) {
-        (System::Procq | System::Crossbeam, Some(0)) => "none".into(),
-        (System::Procq | System::Crossbeam, Some(m)) => m.to_string(),
+        (System::Procq | System::ProcqZeroCopy | System::Crossbeam, Some(0)) => "none".into(),
+        (System::Procq | System::ProcqZeroCopy | System::Crossbeam, Some(m)) => m.to_string(),
         (_, None) => format!("<={BOUND}"),
         _ => "-".into(),
     }
@@ -116,6 +117,7 @@ fn api_label(system: System, batch: usize) -> String {
     match (system, batch) {
         (System::Procq, 1) => "put/get".into(),
         (System::Procq, b) => format!("*_many({b})"),
+        (System::ProcqZeroCopy, _) => "put_with/get_with, in place".into(),
         (System::Socket, _) => "write/read".into(),
         (System::IpcChannel, _) => "send/recv".into(),
         (System::Ipmpsc, _) => "bincode".into(),
@@ -218,7 +220,9 @@ impl Report {
         if !self.latency.is_empty() {
             let _ = writeln!(
                 out,
-                "\nRound-trip latency, 8 B ping-pong over two queues (crossbeam: two threads)"
+                "\nRound-trip latency, 8 B ping-pong over two queues (crossbeam: two threads); \
+                 CPU: user + system time of both sides (not the load), per round trip and \
+                 as cores kept busy over the run"
             );
             let mut t = Table::new(
                 &[
@@ -229,6 +233,8 @@ impl Report {
                     "p99",
                     "p99.9",
                     "max",
+                    "CPU/round trip",
+                    "cores busy",
                 ],
                 2,
             );
@@ -245,6 +251,8 @@ impl Report {
                     ns(l.p99_ns),
                     ns(l.p999_ns),
                     ns(l.max_ns),
+                    l.cpu_ns_per_round_trip.map_or("-".into(), ns),
+                    l.cpu_cores.map_or("-".into(), |c| format!("{c:.2}")),
                 ]);
             }
             t.render(&mut out);
@@ -413,9 +421,14 @@ impl Report {
         for g in &self.targets {
             t.row(vec![
                 g.name.clone(),
-                g.measured.map_or("-".into(), |v| format!("{v:.2}x")),
+                g.measured
+                    .map_or("-".into(), |v| format!("{v:.2}{}", unit(&g.unit))),
                 match g.required {
-                    Some(r) => format!("{} {r}x", if g.comparison == "<=" { "<=" } else { ">=" }),
+                    Some(r) => format!(
+                        "{} {r}{}",
+                        if g.comparison == "<=" { "<=" } else { ">=" },
+                        unit(&g.unit)
+                    ),
                     None => "-".into(),
                 },
                 match g.result {
@@ -429,6 +442,16 @@ impl Report {
             ]);
         }
         t.render(out);
+    }
+}
+
+/// How a target's figures are suffixed: `x` for a ratio (no unit), else
+/// ` <unit>`.
+fn unit(unit: &str) -> String {
+    if unit.is_empty() {
+        "x".into()
+    } else {
+        format!(" {unit}")
     }
 }
 

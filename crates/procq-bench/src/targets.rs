@@ -3,7 +3,7 @@
 
 use crate::case::{BATCH, BOUND, LOAD_PROCESSES};
 use crate::item::Item;
-use crate::model::{Report, Target, TargetResult, Throughput};
+use crate::model::{Latency, Report, Target, TargetResult, Throughput};
 use crate::system::System;
 use crate::units::{bytes, bytes_rate, ns, si};
 
@@ -103,12 +103,23 @@ pub(crate) fn compute<'a>(report: &'a Report) -> Vec<Target> {
             1.0,
         );
     }
+    // "The fastest in every column": iceoryx2 copies each sample out
+    // into an owned value, as procq's `get` does.
+    for item in [Item::U64, Item::Bytes(100), mib] {
+        ratio(
+            format!("1P/1C {} bounded: procq / iceoryx2 copy-out", item.label()),
+            tp(System::Procq, 1, item, BOUND, 1),
+            peer(System::Iceoryx2, item),
+            false,
+            1.0,
+        );
+    }
     ratio(
-        "1P/1C 1 MiB bounded: procq / iceoryx2 copy-out".into(),
-        tp(System::Procq, 1, mib, BOUND, 1),
-        peer(System::Iceoryx2, mib),
+        "1P/1C 1 MiB bounded, zero-copy: procq put_with/get_with / iceoryx2 zero-copy".into(),
+        tp(System::ProcqZeroCopy, 1, mib, BOUND, 1),
+        peer(System::Iceoryx2ZeroCopy, mib),
         false,
-        1.0,
+        0.8,
     );
     for item in [Item::Bytes(65536), mib] {
         ratio(
@@ -134,32 +145,46 @@ pub(crate) fn compute<'a>(report: &'a Report) -> Vec<Target> {
         0.2,
         detail,
     ));
-    let loaded = lat(System::Procq, true);
-    let sock = lat(System::Socket, true);
-    out.push(Target {
-        name: format!("latency p99, {LOAD_PROCESSES} busy processes: procq / socket"),
-        measured: match (loaded, sock) {
-            (Some(a), Some(b)) => Some(a.p99_ns as f64 / (b.p99_ns as f64).max(1.0)),
-            _ => None,
+    // Issue #15: iceoryx2's busy-polling class, an absolute figure.
+    let idle = lat(System::Procq, false);
+    let mut absolute = ratio_target(
+        "latency p50 idle: procq (absolute)".into(),
+        idle.map(|l| l.p50_ns as f64 / 1e3),
+        "<=",
+        1.0,
+        match idle {
+            Some(l) => format!("p50 {}{}", ns(l.p50_ns), cpu_note(l)),
+            None => "not measured in this run".into(),
         },
-        comparison: String::new(),
-        required: None,
-        result: if loaded.is_some() {
-            TargetResult::Reported
-        } else {
-            TargetResult::Missing
-        },
-        detail: match (loaded, sock) {
-            (Some(a), Some(b)) => format!(
-                "p99 {} (p99.9 {}) vs socket {}",
-                ns(a.p99_ns),
-                ns(a.p999_ns),
-                ns(b.p99_ns)
+    );
+    absolute.unit = "µs".into();
+    out.push(absolute);
+    // Under load, no worse than a socket: at the median and at the tail.
+    let (loaded, sock) = (lat(System::Procq, true), lat(System::Socket, true));
+    for (label, pick) in [
+        ("p50", (|l: &Latency| l.p50_ns) as fn(&Latency) -> u64),
+        ("p99", |l: &Latency| l.p99_ns),
+    ] {
+        let (measured, detail) = match (loaded, sock) {
+            (Some(a), Some(b)) => (
+                Some(pick(a) as f64 / (pick(b) as f64).max(1.0)),
+                format!(
+                    "{label} {} vs socket {}{}",
+                    ns(pick(a)),
+                    ns(pick(b)),
+                    cpu_note(a)
+                ),
             ),
-            (Some(a), None) => format!("p99 {} (p99.9 {})", ns(a.p99_ns), ns(a.p999_ns)),
-            _ => "not measured in this run".into(),
-        },
-    });
+            _ => (None, "not measured in this run".into()),
+        };
+        out.push(ratio_target(
+            format!("latency {label}, {LOAD_PROCESSES} busy processes: procq / socket"),
+            measured,
+            "<=",
+            1.0,
+            detail,
+        ));
+    }
     let (measured, detail) = match &report.memory {
         Some(m) => (
             Some(m.drained_resident_bytes as f64 / (m.idle_resident_bytes as f64).max(1.0)),
@@ -182,6 +207,14 @@ pub(crate) fn compute<'a>(report: &'a Report) -> Vec<Target> {
     out
 }
 
+/// `, CPU 1.2 µs/round trip (0.80 cores)` where the case measured it.
+fn cpu_note(l: &Latency) -> String {
+    match (l.cpu_ns_per_round_trip, l.cpu_cores) {
+        (Some(c), Some(k)) => format!(", CPU {}/round trip ({k:.2} cores)", ns(c)),
+        _ => String::new(),
+    }
+}
+
 fn ratio_target(
     name: String,
     measured: Option<f64>,
@@ -200,6 +233,7 @@ fn ratio_target(
         measured,
         comparison: comparison.into(),
         required: Some(required),
+        unit: String::new(),
         result,
         detail,
     }
@@ -209,6 +243,8 @@ fn ratio_target(
 mod tests {
     use super::*;
     use crate::case::Flow;
+    use crate::model::CpuUse;
+    use crate::stats::LatencySummary;
 
     fn tp(
         system: System,
@@ -255,6 +291,99 @@ mod tests {
         assert!(
             table.contains("NOT MET") && table.contains("12.00x"),
             "{table}"
+        );
+    }
+
+    fn lat(system: System, loaded: bool, p50_ns: u64, p99_ns: u64) -> Latency {
+        let summary = LatencySummary {
+            p50_ns,
+            p99_ns,
+            p999_ns: p99_ns,
+            max_ns: p99_ns,
+        };
+        let cpu = CpuUse {
+            ns_per_round_trip: 1500.0,
+            cores: 1.5,
+        };
+        Latency::new("x".into(), system, loaded, 10, &[summary], &[Some(cpu)])
+    }
+
+    #[test]
+    fn latency_targets_judge_the_absolute_p50_and_the_loaded_socket() {
+        let mut r = Report::new(true, 1);
+        r.latency.push(lat(System::Procq, false, 900, 5_000));
+        r.latency.push(lat(System::Socket, false, 10_000, 20_000));
+        r.latency.push(lat(System::Procq, true, 30_000, 900_000));
+        r.latency.push(lat(System::Socket, true, 40_000, 800_000));
+        r.targets = compute(&r);
+        let get = |name: &str| r.targets.iter().find(|t| t.name == name).unwrap();
+        let idle = get("latency p50 idle: procq (absolute)");
+        assert_eq!(idle.result, TargetResult::Met);
+        assert!((idle.measured.unwrap() - 0.9).abs() < 1e-9);
+        assert_eq!(idle.unit, "µs");
+        assert!(
+            idle.detail.contains("CPU 1.5 µs/round trip (1.50 cores)"),
+            "{}",
+            idle.detail
+        );
+        let p50 = get("latency p50, 4 busy processes: procq / socket");
+        assert_eq!(p50.result, TargetResult::Met);
+        assert!((p50.measured.unwrap() - 0.75).abs() < 1e-9);
+        let p99 = get("latency p99, 4 busy processes: procq / socket");
+        assert_eq!(p99.result, TargetResult::NotMet);
+        assert!((p99.measured.unwrap() - 1.125).abs() < 1e-9);
+        let table = r.to_table_with_targets();
+        assert!(
+            table.contains("0.90 µs") && table.contains("<= 1 µs"),
+            "{table}"
+        );
+        // The latency table shows the CPU the ping-pong burned.
+        assert!(
+            table.contains("CPU/round trip") && table.contains("1.50"),
+            "{table}"
+        );
+
+        // Without the socket under load, the loaded targets are n/a, not met.
+        r.latency.pop();
+        r.targets = compute(&r);
+        let p99 = r
+            .targets
+            .iter()
+            .find(|t| t.name == "latency p99, 4 busy processes: procq / socket")
+            .unwrap();
+        assert_eq!(p99.result, TargetResult::Missing);
+    }
+
+    #[test]
+    fn zero_copy_target_compares_loans_with_iceoryx2_in_place() {
+        let mib = Item::Bytes(1 << 20);
+        let mut r = Report::new(true, 1);
+        r.throughput
+            .push(tp(System::ProcqZeroCopy, 1, mib, BOUND, 1, 9_000.0));
+        r.throughput
+            .push(tp(System::Procq, 1, mib, BOUND, 1, 4_000.0));
+        r.throughput
+            .push(tp(System::Iceoryx2ZeroCopy, 1, mib, 16, 1, 10_000.0));
+        r.throughput
+            .push(tp(System::Iceoryx2, 1, mib, 16, 1, 5_000.0));
+        r.throughput
+            .push(tp(System::Iceoryx2, 1, Item::U64, BOUND, 1, 1e6));
+        r.throughput
+            .push(tp(System::Procq, 1, Item::U64, BOUND, 1, 4e6));
+        r.targets = compute(&r);
+        let get = |name: &str| r.targets.iter().find(|t| t.name == name).unwrap();
+        let zc =
+            get("1P/1C 1 MiB bounded, zero-copy: procq put_with/get_with / iceoryx2 zero-copy");
+        assert_eq!(zc.result, TargetResult::Met);
+        assert!((zc.measured.unwrap() - 0.9).abs() < 1e-9);
+        let copy = get("1P/1C 1 MiB bounded: procq / iceoryx2 copy-out");
+        assert_eq!(copy.result, TargetResult::NotMet);
+        assert!((copy.measured.unwrap() - 0.8).abs() < 1e-9);
+        let small = get("1P/1C 8 B bounded: procq / iceoryx2 copy-out");
+        assert_eq!(small.result, TargetResult::Met);
+        assert_eq!(
+            get("1P/1C 100 B bounded: procq / iceoryx2 copy-out").result,
+            TargetResult::Missing
         );
     }
 }

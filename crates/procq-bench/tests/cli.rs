@@ -89,7 +89,15 @@ fn quick_filtered_run_writes_table_json_and_plot() {
 
 #[test]
 fn latency_and_memory_cases_run_and_clean_up() {
-    let out = bench(&["--quick", "--filter", "procq/idle"]);
+    let json = scratch("latency.json");
+    let out = bench(&[
+        "--quick",
+        "--filter",
+        "procq/idle",
+        "--targets",
+        "--json-out",
+        json.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -97,6 +105,28 @@ fn latency_and_memory_cases_run_and_clean_up() {
     );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("Round-trip latency"), "{table}");
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    // Both sides' CPU time is measured: some, and no more than 2 processes
+    // can burn in the run's wall time (generous: clocks tick coarsely).
+    let l = report.find_latency(System::Procq, false).unwrap();
+    let cpu = l.cpu_ns_per_round_trip.expect("CPU per round trip");
+    let cores = l.cpu_cores.expect("cores busy");
+    assert!(cpu > 0 && cores > 0.0 && cores < 4.0, "{l:?}");
+    // The absolute p50 target is judged (met or not: it is a measurement),
+    // the loaded ones lack their cases.
+    let target = |name: &str| report.targets.iter().find(|t| t.name == name).unwrap();
+    let idle = target("latency p50 idle: procq (absolute)");
+    assert_ne!(idle.result, TargetResult::Missing);
+    assert_eq!(idle.unit, "µs");
+    assert!(
+        table.contains("latency p50 idle: procq (absolute)"),
+        "{table}"
+    );
+    assert_eq!(
+        target("latency p99, 4 busy processes: procq / socket").result,
+        TargetResult::Missing
+    );
     let out = bench(&["--quick", "--filter", "memory"]);
     assert!(
         out.status.success(),
@@ -105,6 +135,39 @@ fn latency_and_memory_cases_run_and_clean_up() {
     );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("queue resident"), "{table}");
+}
+
+/// The zero-copy loans (`RawQueue::put_with` / `get_with`) move every item
+/// between processes and are their own rows.
+#[test]
+fn zero_copy_loans_run_between_processes() {
+    let json = scratch("loans.json");
+    let out = bench(&[
+        "--quick",
+        "--filter",
+        "procq-zero-copy",
+        "--json-out",
+        json.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.leaked_segments.is_empty());
+    let sizes: Vec<u64> = report
+        .throughput
+        .iter()
+        .filter(|t| t.system == System::ProcqZeroCopy)
+        .inspect(|t| assert!(t.items > 0 && t.items_per_sec > 0.0, "{t:?}"))
+        .map(|t| t.item_bytes)
+        .collect();
+    assert_eq!(sizes, [65536, 1 << 20]);
+    assert!(table.contains("put_with/get_with, in place"), "{table}");
 }
 
 #[test]

@@ -17,13 +17,18 @@ use std::time::Duration;
 use iceoryx2::port::update_connections::UpdateConnections;
 use iceoryx2::prelude::*;
 
-use super::protocol::{expect_echo, linger, monotonic_ns, ping_pong, say, wait_go, Result};
+use super::protocol::{
+    check_in_place, expect_echo, linger, monotonic_ns, ping_pong, process_cpu_ns, say,
+    say_ponger_done, wait_go, Result,
+};
 use crate::item::Item;
 
 /// An iceoryx2 node whose files carry the running suite's own prefix
 /// ([`iceoryx2_prefix`] of the parent), so that its leftovers can be told
 /// from other users' (and other runs') and removed.
 fn node() -> Result<Node<ipc::Service>> {
+    // `IOX2_LOG_LEVEL=debug` shows why a connection failed.
+    set_log_level_from_env_or_default();
     let mut config = Config::default();
     let prefix = iceoryx2_prefix(std::os::unix::process::parent_id());
     config.global.prefix = FileName::new(prefix.as_bytes())?;
@@ -86,9 +91,26 @@ fn connect<P: UpdateConnections>(publisher: &P) -> Result<()> {
     Ok(())
 }
 
-/// Subscriber: creates the service (a bounded buffer of `bound` samples,
-/// no overflow: the publisher waits instead of dropping) and receives
-/// `items`, copying each out (`zero_copy` false) or reading it in place.
+/// The service of a throughput run, as the publisher creates it: a
+/// subscriber buffer of `bound` samples, no overflow (the publisher waits
+/// instead of dropping), no history, one publisher, one subscriber.
+macro_rules! pubsub_service {
+    ($node:expr, $name:expr, $payload:ty, $bound:expr) => {
+        $node
+            .service_builder(&service_name($name)?)
+            .publish_subscribe::<$payload>()
+            .subscriber_max_buffer_size($bound)
+            .history_size(0)
+            .enable_safe_overflow(false)
+            .max_publishers(1)
+            .max_subscribers(1)
+    };
+}
+
+/// Subscriber: opens the publisher's service (the publisher exists, whole,
+/// with its data segment: the new subscriber port connects to it as it is
+/// made) and receives `items`, copying each out (`zero_copy` false) or
+/// reading it in place.
 pub(crate) fn iceoryx2_consume(
     name: &str,
     item: Item,
@@ -97,18 +119,10 @@ pub(crate) fn iceoryx2_consume(
     zero_copy: bool,
 ) -> Result<()> {
     let node = node()?;
-    let builder = node.service_builder(&service_name(name)?);
     let mut sum = 0u64;
     match item {
         Item::U64 => {
-            let service = builder
-                .publish_subscribe::<u64>()
-                .subscriber_max_buffer_size(bound)
-                .history_size(0)
-                .enable_safe_overflow(false)
-                .max_publishers(1)
-                .max_subscribers(1)
-                .create()?;
+            let service = pubsub_service!(node, name, u64, bound).open()?;
             let sub = service.subscriber_builder().buffer_size(bound).create()?;
             say("ready")?;
             wait_go()?;
@@ -119,14 +133,7 @@ pub(crate) fn iceoryx2_consume(
             }
         }
         Item::Bytes(len) => {
-            let service = builder
-                .publish_subscribe::<[u8]>()
-                .subscriber_max_buffer_size(bound)
-                .history_size(0)
-                .enable_safe_overflow(false)
-                .max_publishers(1)
-                .max_subscribers(1)
-                .create()?;
+            let service = pubsub_service!(node, name, [u8], bound).open()?;
             let sub = service.subscriber_builder().buffer_size(bound).create()?;
             say("ready")?;
             wait_go()?;
@@ -136,14 +143,7 @@ pub(crate) fn iceoryx2_consume(
                 let bytes = sample.payload();
                 let got = if zero_copy {
                     // In place: what a reader that needs no copy pays.
-                    let ok = bytes.len() == len
-                        && bytes.first() == Some(&item.fill_byte())
-                        && bytes.last() == Some(&item.fill_byte());
-                    if ok {
-                        len as u64
-                    } else {
-                        0
-                    }
+                    check_in_place(bytes, len)
                 } else {
                     std::hint::black_box(bytes.to_vec()).len() as u64
                 };
@@ -154,36 +154,44 @@ pub(crate) fn iceoryx2_consume(
     say(&format!("done {} {sum}", monotonic_ns()))
 }
 
-/// Publisher: opens the subscriber's service and sends `items`, waiting
-/// (never dropping) while the subscriber's buffer is full.
-pub(crate) fn iceoryx2_produce(name: &str, item: Item, items: u64) -> Result<()> {
+/// Publisher: creates the service and its publisher port (and so its data
+/// segment) before the subscriber exists; at `go` connects to the
+/// subscriber, made meanwhile, and sends `items`, waiting (never dropping)
+/// while the subscriber's buffer is full.
+///
+/// This order matters: when the subscriber came first and learnt of the
+/// publisher only in its first `receive`, it sometimes never connected to
+/// it (iceoryx2 0.10 then warns "Unable to establish connection to new
+/// sender", or the publisher finds "no connected receiver and the buffer
+/// is full"), and the run failed after 0 samples; small items, whose
+/// runs are the shortest, hit it most.
+pub(crate) fn iceoryx2_produce(name: &str, item: Item, items: u64, bound: usize) -> Result<()> {
     let node = node()?;
-    let builder = node.service_builder(&service_name(name)?);
     match item {
         Item::U64 => {
-            let service = builder.publish_subscribe::<u64>().open()?;
+            let service = pubsub_service!(node, name, u64, bound).create()?;
             let publisher = service
                 .publisher_builder()
                 .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
                 .create()?;
-            connect(&publisher)?;
             say("ready")?;
             wait_go()?;
+            connect(&publisher)?;
             for i in 0..items {
                 delivered(publisher.send_copy(i)?, i)?;
             }
         }
         Item::Bytes(len) => {
-            let service = builder.publish_subscribe::<[u8]>().open()?;
+            let service = pubsub_service!(node, name, [u8], bound).create()?;
             let publisher = service
                 .publisher_builder()
                 .initial_max_slice_len(len)
                 .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
                 .create()?;
             let payload = vec![item.fill_byte(); len];
-            connect(&publisher)?;
             say("ready")?;
             wait_go()?;
+            connect(&publisher)?;
             for i in 0..items {
                 let sample = publisher.loan_slice_uninit(len)?;
                 delivered(sample.write_from_slice(&payload).send()?, i)?;
@@ -220,6 +228,7 @@ pub(crate) fn iceoryx2_ponger(ping: &str, pong: &str, count: u64) -> Result<()> 
         .create()?;
     say("ready")?;
     wait_go()?;
+    let cpu = process_cpu_ns();
     connect(&publisher)?;
     // The pinger subscribes to `pong` before it says ready, and this
     // process starts only after that: no answer can go unheard.
@@ -227,7 +236,7 @@ pub(crate) fn iceoryx2_ponger(ping: &str, pong: &str, count: u64) -> Result<()> 
         let v = *busy(|| Ok(sub.receive()?))?;
         publisher.send_copy(v)?;
     }
-    say(&format!("done {}", monotonic_ns()))?;
+    say_ponger_done(cpu)?;
     linger();
     Ok(())
 }

@@ -7,7 +7,10 @@
 
 use ipmpsc::{Receiver, Sender, SharedRingBuffer};
 
-use super::protocol::{expect_echo, monotonic_ns, ping_pong, say, wait_go, Bincode, Result};
+use super::protocol::{
+    expect_echo, monotonic_ns, ping_pong, process_cpu_ns, say, say_ponger_done, wait_go, Bincode,
+    Result,
+};
 use crate::item::Item;
 
 /// Size of an ipmpsc ring holding `bound` items of this kind.
@@ -78,10 +81,11 @@ pub(crate) fn ipmpsc_ponger(ping: &str, pong: &str, count: u64) -> Result<()> {
     let tx = Sender::new(SharedRingBuffer::create(pong, 4096)?);
     say("ready")?;
     wait_go()?;
+    let cpu = process_cpu_ns();
     for _ in 0..count {
         tx.send(&rx.recv::<u64>()?)?;
     }
-    say(&format!("done {}", monotonic_ns()))
+    say_ponger_done(cpu)
 }
 
 pub(crate) fn ipmpsc_pinger(ping: &str, pong: &str, warmup: u64, round_trips: u64) -> Result<()> {

@@ -39,8 +39,10 @@ mod ipmpsc;
 mod protocol;
 #[cfg(feature = "iceoryx2")]
 pub(crate) use self::iceoryx2::iceoryx2_prefix;
-use self::protocol::{expect_echo, ping_pong, say, wait_go, Result};
-pub(crate) use self::protocol::{monotonic_ns, Bincode};
+use self::protocol::{
+    check_in_place, expect_echo, ping_pong, process_cpu_ns, say, say_ponger_done, wait_go, Result,
+};
+pub(crate) use self::protocol::{monotonic_ns, thread_cpu_ns, Bincode};
 
 /// First command-line argument that turns the benchmark binary into a
 /// worker process. Any binary that runs the suite (`procq-bench`, or the
@@ -107,6 +109,21 @@ pub(crate) enum Role {
         item: Item,
         items: u64,
         batch: usize,
+    },
+    /// Puts `items` items of `len` bytes to a procq queue, each written in
+    /// place with `RawQueue::put_with` (a copy of one payload, as the
+    /// iceoryx2 publisher writes its loaned samples).
+    ProcqLoanProducer {
+        queue: String,
+        len: usize,
+        items: u64,
+    },
+    /// Gets `items` items with `RawQueue::get_with`, each checked in place
+    /// in shared memory (no copy out), as the iceoryx2 zero-copy subscriber.
+    ProcqLoanConsumer {
+        queue: String,
+        len: usize,
+        items: u64,
     },
     /// Binds a Unix socket at `path`, accepts one connection, reads `items`.
     SocketConsumer {
@@ -180,7 +197,7 @@ pub(crate) enum Role {
         warmup: u64,
         round_trips: u64,
     },
-    /// Creates the iceoryx2 service `name` (buffer of `bound` samples, no
+    /// Opens the iceoryx2 service `name` (buffer of `bound` samples, no
     /// overflow), busy-polls `items` samples: copied out, or read in place.
     Iceoryx2Consumer {
         name: String,
@@ -189,11 +206,13 @@ pub(crate) enum Role {
         bound: usize,
         zero_copy: bool,
     },
-    /// Opens the service, publishes `items` (waiting while the buffer is full).
+    /// Creates the service and its publisher before the subscriber exists,
+    /// publishes `items` (waiting while the buffer is full).
     Iceoryx2Producer {
         name: String,
         item: Item,
         items: u64,
+        bound: usize,
     },
     /// Creates both services, answers every ping (busy-polling).
     Iceoryx2Ponger {
@@ -233,6 +252,26 @@ fn run(role: Role) -> Result<()> {
             Item::U64 => procq_consume::<u64>(&queue, items, batch, |v| *v),
             Item::Bytes(_) => procq_consume::<Vec<u8>>(&queue, items, batch, |v| v.len() as u64),
         },
+        Role::ProcqLoanProducer { queue, len, items } => {
+            let q = procq::RawQueue::open(&queue)?;
+            let payload = vec![Item::Bytes(len).fill_byte(); len];
+            say("ready")?;
+            wait_go()?;
+            for _ in 0..items {
+                q.put_with(len, None, |buf| buf.copy_from_slice(&payload))?;
+            }
+            say(&format!("done {}", monotonic_ns()))
+        }
+        Role::ProcqLoanConsumer { queue, len, items } => {
+            let q = procq::RawQueue::open(&queue)?;
+            say("ready")?;
+            wait_go()?;
+            let mut sum = 0u64;
+            for _ in 0..items {
+                sum = sum.wrapping_add(q.get_with(None, |bytes| check_in_place(bytes, len))?);
+            }
+            say(&format!("done {} {sum}", monotonic_ns()))
+        }
         Role::SocketConsumer { path, item, items } => {
             let listener = UnixListener::bind(&path)?;
             say("ready")?;
@@ -303,16 +342,18 @@ fn run(role: Role) -> Result<()> {
             let pong = procq::Queue::<u64>::open(&pong)?;
             say("ready")?;
             wait_go()?;
+            let cpu = process_cpu_ns();
             for _ in 0..count {
                 pong.put(&ping.get()?)?;
             }
-            say(&format!("done {}", monotonic_ns()))
+            say_ponger_done(cpu)
         }
         Role::SocketPonger { path, count } => {
             let listener = UnixListener::bind(&path)?;
             say("ready")?;
             let (stream, _) = listener.accept()?;
             wait_go()?;
+            let cpu = process_cpu_ns();
             let mut reader = BufReader::new(stream.try_clone()?);
             let mut writer = stream;
             let (mut buf, mut frame) = (Vec::new(), Vec::new());
@@ -322,7 +363,7 @@ fn run(role: Role) -> Result<()> {
                 encode_frame(Item::U64, v, &mut frame)?;
                 writer.write_all(&frame)?;
             }
-            say(&format!("done {}", monotonic_ns()))
+            say_ponger_done(cpu)
         }
         Role::SocketPinger {
             path,
@@ -382,9 +423,12 @@ fn run_peer(role: Role) -> Result<()> {
             zero_copy,
         } => self::iceoryx2::iceoryx2_consume(&name, item, items, bound, zero_copy),
         #[cfg(feature = "iceoryx2")]
-        Role::Iceoryx2Producer { name, item, items } => {
-            self::iceoryx2::iceoryx2_produce(&name, item, items)
-        }
+        Role::Iceoryx2Producer {
+            name,
+            item,
+            items,
+            bound,
+        } => self::iceoryx2::iceoryx2_produce(&name, item, items, bound),
         #[cfg(feature = "iceoryx2")]
         Role::Iceoryx2Ponger { ping, pong, count } => {
             self::iceoryx2::iceoryx2_ponger(&ping, &pong, count)

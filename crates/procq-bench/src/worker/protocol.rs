@@ -29,6 +29,33 @@ pub(crate) fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// CPU time (user + system) this process has used so far, in ns: the
+/// kernel's per-process accounting that `getrusage` and
+/// `/proc/<pid>/stat` report too, at a finer grain.
+pub(crate) fn process_cpu_ns() -> u64 {
+    cpu_ns(rustix::time::ClockId::ProcessCPUTime)
+}
+
+/// CPU time the calling thread has used so far, in ns.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    cpu_ns(rustix::time::ClockId::ThreadCPUTime)
+}
+
+fn cpu_ns(clock: rustix::time::ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(clock);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The `done` line of a ponger: its end time and the CPU it used since
+/// `cpu_start` (a [`process_cpu_ns`] reading taken at `go`).
+pub(crate) fn say_ponger_done(cpu_start: u64) -> Result<()> {
+    say(&format!(
+        "done {} {}",
+        monotonic_ns(),
+        process_cpu_ns().saturating_sub(cpu_start)
+    ))
+}
+
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type Result<T> = std::result::Result<T, BoxError>;
 
@@ -79,6 +106,20 @@ pub(crate) fn linger() {
     }
 }
 
+/// What a zero-copy reader checks of an item it reads in place: its
+/// length and its first and last bytes (a full checksum would read every
+/// byte, which is a copy's cost). Returns the length if the item is
+/// whole, 0 otherwise, for the consumer's checksum.
+pub(crate) fn check_in_place(bytes: &[u8], len: usize) -> u64 {
+    let fill = crate::item::Item::Bytes(len).fill_byte();
+    let ok = bytes.len() == len && bytes.first() == Some(&fill) && bytes.last() == Some(&fill);
+    if ok {
+        len as u64
+    } else {
+        0
+    }
+}
+
 pub(crate) fn expect_echo(sent: u64, got: u64) -> Result<()> {
     if sent != got {
         return Err(format!("ping {sent} answered with {got}").into());
@@ -87,12 +128,14 @@ pub(crate) fn expect_echo(sent: u64, got: u64) -> Result<()> {
 }
 
 /// Times `round_trips` calls of `once` after `warmup` untimed ones and
-/// prints the percentiles on the `done` line.
+/// prints the percentiles, then the CPU ns this process used for all of
+/// them, on the `done` line.
 pub(crate) fn ping_pong(
     warmup: u64,
     round_trips: u64,
     mut once: impl FnMut(u64) -> Result<()>,
 ) -> Result<()> {
+    let cpu_start = process_cpu_ns();
     for i in 0..warmup {
         once(i)?;
     }
@@ -104,11 +147,12 @@ pub(crate) fn ping_pong(
     }
     let s = LatencySummary::from_samples(&mut samples);
     say(&format!(
-        "done {} {} {} {} {}",
+        "done {} {} {} {} {} {}",
         monotonic_ns(),
         s.p50_ns,
         s.p99_ns,
         s.p999_ns,
-        s.max_ns
+        s.max_ns,
+        process_cpu_ns().saturating_sub(cpu_start)
     ))
 }

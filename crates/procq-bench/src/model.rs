@@ -416,3 +416,24 @@ impl Report {
             .find(|l| l.system == system && l.oversubscribed == oversubscribed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reports written before a field existed (the committed results, a
+    /// user's older JSON) still read: new fields are optional.
+    #[test]
+    fn reports_without_the_newer_fields_still_read() {
+        let r: Report = serde_json::from_str(include_str!("../results/full-2cpu.json")).unwrap();
+        assert!(!r.latency.is_empty() && !r.targets.is_empty());
+        let old_latency = r#"{"case":"latency/procq/idle","system":"procq","oversubscribed":false,
+            "load_processes":0,"round_trips":10,"p50_ns":1,"p99_ns":2,"p999_ns":3,"max_ns":4}"#;
+        let l: Latency = serde_json::from_str(old_latency).unwrap();
+        assert_eq!((l.cpu_ns_per_round_trip, l.cpu_cores), (None, None));
+        let old_target = r#"{"name":"x","measured":1.0,"comparison":">=","required":1.0,
+            "result":"met","detail":""}"#;
+        let t: Target = serde_json::from_str(old_target).unwrap();
+        assert_eq!(t.unit, "");
+    }
+}

@@ -14,9 +14,17 @@ one run:
 
 Fairness: the bounded queues hold at most 1000 items (procq.Queue(1000),
 multiprocessing.Queue(1000)); SimpleQueue is bounded by its pipe; faster-fifo
-by a 128 MiB byte ring. All processes use the fork start method. The
-"batch" rows use put_many/get_many with 64 items per call (faster-fifo's
+by a 128 MiB byte ring. "procq unbounded" and "mp.Queue unbounded" are the
+defaults, procq.Queue() and multiprocessing.Queue(), the ones most users
+make. All processes use the fork start method. The "batch"
+rows use put_many/get_many with 64 items per call (faster-fifo's
 recommended pattern, and procq's); per-item rows use put/get.
+
+After the table, the targets of the "Performance" issue, each met or not
+from the ratios of this run (see TARGETS): small items (int, 100 B) with
+procq.Queue(1000) at >= 15x mp.Queue and >= 5x faster-fifo (put/get against
+put/get), and 100 KB items with the default unbounded procq.Queue() at
+>= 3x the default unbounded mp.Queue(). A missed target does not change the exit status.
 """
 
 import argparse
@@ -46,10 +54,14 @@ COUNTS = {"int": 200_000, "100 B": 200_000, "100 KB": 10_000}
 
 
 def make_queue(impl):
+    if impl == "procq unbounded":
+        return procq.Queue()
     if impl.startswith("procq"):
         return procq.Queue(1000)
     if impl == "mp.Queue":
         return CTX.Queue(1000)
+    if impl == "mp.Queue unbounded":
+        return CTX.Queue()
     if impl == "mp.SimpleQueue":
         return CTX.SimpleQueue()
     if impl.startswith("faster-fifo"):
@@ -131,6 +143,31 @@ def run_once(impl, kind, producers, consumers, n):
     return count / elapsed
 
 
+# The issue's targets: (item kinds, procq's implementation, the baseline, the
+# least ratio procq / baseline). Judged for every topology in the table.
+TARGETS = [
+    (("int", "100 B"), "procq", "mp.Queue", 15.0),
+    (("int", "100 B"), "procq", "faster-fifo", 5.0),
+    (("100 KB",), "procq unbounded", "mp.Queue unbounded", 3.0),
+]
+
+
+def judge(rows):
+    """The targets as rows of (target, measured ratio or None, required,
+    verdict), from the table's rows of (kind, topology, N, rates). A
+    baseline that did not run (faster-fifo not installed) gives "n/a"."""
+    out = []
+    for kinds, ours, base, need in TARGETS:
+        for kind, topo, _n, rates in rows:
+            if kind not in kinds:
+                continue
+            a, b = rates.get(ours), rates.get(base)
+            ratio = None if a is None or b is None or b <= 0 else a / b
+            verdict = "n/a" if ratio is None else "met" if ratio >= need else "NOT MET"
+            out.append((f"{kind} {topo}: {ours} / {base}", ratio, need, verdict))
+    return out
+
+
 def fmt_rate(r):
     if r is None:
         return "n/a"
@@ -150,7 +187,8 @@ def main():
 
     scale = 0.002 if args.smoke else 0.2 if args.quick else 1.0
     repeat = args.repeat or (1 if (args.smoke or args.quick) else 3)
-    impls = ["procq", "procq batch", "mp.Queue", "mp.SimpleQueue", "faster-fifo", "faster-fifo batch"]
+    impls = ["procq", "procq batch", "procq unbounded", "mp.Queue", "mp.Queue unbounded",
+             "mp.SimpleQueue", "faster-fifo", "faster-fifo batch"]
     if faster_fifo is None:
         print("faster-fifo is not installed: its columns say n/a", file=sys.stderr)
 
@@ -185,6 +223,15 @@ def main():
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in table:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+    verdicts = judge(rows)
+    note = " (--smoke: too few items for these to mean anything)" if args.smoke else ""
+    print(f'\nTargets (issue "Performance"; same-run ratios of items/s){note}')
+    width = max(len(name) for name, *_ in verdicts)
+    for name, ratio, need, verdict in verdicts:
+        measured = "n/a" if ratio is None else f"{ratio:.1f}x"
+        required = f">= {need:g}x"
+        print(f"  {name:<{width}}  {measured:>6}  {required:<7}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,15 @@ pub(crate) fn all_cases() -> Vec<Case> {
             cases.push(flow(System::Procq, pc, item, BOUND, 1));
         }
         if ZERO_COPY_ITEMS.contains(&item) {
-            cases.push(flow(System::ProcqZeroCopy, (1, 1), item, BOUND, 1));
+            // Bounded as the peers' buffers: the same bytes in flight as
+            // iceoryx2's zero-copy row, which it is compared with.
+            cases.push(flow(
+                System::ProcqZeroCopy,
+                (1, 1),
+                item,
+                peer_bound(item),
+                1,
+            ));
         }
         cases.push(flow(System::Socket, (1, 1), item, 0, 1));
         cases.push(flow(System::IpcChannel, (1, 1), item, 0, 1));

@@ -74,15 +74,17 @@ impl Table {
 type Headline = (String, Vec<Option<f64>>, Option<f64>, bool);
 
 /// One row of the throughput matrices: system, producers, consumers,
-/// bound (`None` for the peers, whose bound depends on the item size),
-/// batch.
+/// bound (`None` for the peers and procq's zero-copy row, whose bound
+/// depends on the item size), batch.
 type Config = (System, usize, usize, Option<usize>, usize);
 
 /// Rows of the throughput matrices: one per configuration, in this order.
 fn configurations(report: &Report) -> Vec<Config> {
     let mut keys = Vec::new();
     for t in &report.throughput {
-        let bound = (!t.system.is_peer()).then_some(t.maxsize);
+        // One row per system whose bound depends on the item size.
+        let per_item = t.system.is_peer() || t.system == System::ProcqZeroCopy;
+        let bound = (!per_item).then_some(t.maxsize);
         let k = (t.system, t.producers, t.consumers, bound, t.batch);
         if !keys.contains(&k) {
             keys.push(k);

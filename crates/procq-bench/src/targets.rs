@@ -116,7 +116,7 @@ pub(crate) fn compute<'a>(report: &'a Report) -> Vec<Target> {
     }
     ratio(
         "1P/1C 1 MiB bounded, zero-copy: procq put_with/get_with / iceoryx2 zero-copy".into(),
-        tp(System::ProcqZeroCopy, 1, mib, BOUND, 1),
+        peer(System::ProcqZeroCopy, mib),
         peer(System::Iceoryx2ZeroCopy, mib),
         false,
         0.8,
@@ -359,7 +359,7 @@ mod tests {
         let mib = Item::Bytes(1 << 20);
         let mut r = Report::new(true, 1);
         r.throughput
-            .push(tp(System::ProcqZeroCopy, 1, mib, BOUND, 1, 9_000.0));
+            .push(tp(System::ProcqZeroCopy, 1, mib, 16, 1, 9_000.0));
         r.throughput
             .push(tp(System::Procq, 1, mib, BOUND, 1, 4_000.0));
         r.throughput

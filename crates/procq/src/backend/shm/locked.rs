@@ -50,12 +50,15 @@ pub(super) fn within(d: Duration) -> Option<Instant> {
 /// Until when a call blocking like `block` waits for the queue lock: its
 /// own deadline, but at least [`LOCK_PATIENCE`] from now; no limit for a
 /// call that waits forever.
+///
+/// A call that waits forever reads no clock: `put` and `get` pay for no
+/// `clock_gettime` (measured: 12% of a small item's `put` on the 2-core VM).
 pub(super) fn lock_deadline(block: Block) -> Option<Instant> {
-    let patient = Instant::now() + LOCK_PATIENCE;
+    let patient = || Instant::now() + LOCK_PATIENCE;
     match block {
         Block::Forever => None,
-        Block::No => Some(patient),
-        Block::Until(d) => Some(d.max(patient)),
+        Block::No => Some(patient()),
+        Block::Until(d) => Some(d.max(patient())),
     }
 }
 

@@ -74,14 +74,15 @@ const PARKED: u32 = 1;
 /// Largest owner stamp (31 bits; bit 0 of the word is [`PARKED`]).
 pub(crate) const MAX_STAMP: u32 = u32::MAX >> 1;
 
-/// A robust mutex in shared memory: one word of plain values, on a cache
-/// line of its own.
-#[repr(C, align(64))]
+/// A robust mutex in shared memory: one word of plain values. Whoever
+/// embeds it chooses its cache line (the queue header shares it only with
+/// what the holder writes anyway: see `layout::Header::lock`).
+#[repr(C)]
 pub(crate) struct RobustLock {
     /// `0` when free, else `stamp << 1 | PARKED`.
     word: AtomicU32,
 }
-const _: () = assert!(std::mem::size_of::<RobustLock>() == 64);
+const _: () = assert!(std::mem::size_of::<RobustLock>() == 4);
 
 /// How a lock was acquired.
 #[derive(Debug, PartialEq, Eq)]

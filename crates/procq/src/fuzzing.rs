@@ -11,7 +11,7 @@
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::backend::shm::layout::{Header, StateCell, DATA_OFFSET};
+use crate::backend::shm::layout::{Header, DATA_OFFSET, STATE_WORDS};
 use crate::{Builder, RawQueue};
 
 /// Bytes of the header the fuzzer may overwrite: everything before the lock
@@ -63,32 +63,40 @@ fn near_limit(bytes: &[u8]) -> u64 {
     }
 }
 
-/// Byte offset of word `word` (0–7) of state cell `cell` (0–1).
+/// Byte offset of word `word` (0–6) of state cell `cell`: 0 the committed
+/// cell, 1 the spare scratch cell (see `layout::Header::commit`).
 fn state_word(cell: usize, word: usize) -> usize {
-    std::mem::offset_of!(Header, states) + cell * std::mem::size_of::<StateCell>() + word * 8
+    let base = if cell == 0 {
+        std::mem::offset_of!(Header, committed)
+    } else {
+        std::mem::offset_of!(Header, spare)
+    };
+    base + word * 8
 }
 
 /// Overwrites word `word` (0 head, 1 tail, 2 count, 3 unfinished, 4
-/// empty-since, 5 packed capacity/journal, 6 journal generation, 7
-/// generation) of *both* committed-state cells of queue `name` with
+/// empty-since, 5 packed capacity/journal, 6 journal generation) of the
+/// committed state of queue `name` (where it lies between calls) with
 /// `value`, as a hostile process of the same user could. For tests.
 pub fn poke_state(name: &str, word: usize, value: u64) -> std::io::Result<()> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(format!("/dev/shm/procq-{name}"))?;
-    for cell in 0..2 {
-        file.write_all_at(&value.to_le_bytes(), state_word(cell, word % 8) as u64)?;
-    }
-    Ok(())
+    file.write_all_at(
+        &value.to_le_bytes(),
+        state_word(0, word % STATE_WORDS) as u64,
+    )
 }
 
 /// Applies patches from `data` to a fresh queue, then runs every operation.
 ///
 /// `data` is a list of patches: `[region][offset: u16 LE][len: u8][bytes]`.
 /// By `region % 4`: 0 = header bytes (offset scaled ×8 to reach the
-/// state), 1 and 3 = ring bytes, 2 = one committed-state word (offset % 16:
-/// cell × 8 + word, independent of where the layout puts the state) set to
-/// a value near an integer limit (see [`near_limit`]).
+/// state), 1 and 3 = ring bytes, 2 = one state word set to a value near an
+/// integer limit (see [`near_limit`]), independent of where the layout puts
+/// it: by `offset / 8 % 3`, word `offset % 8 % 7` of the committed cell or
+/// of the spare scratch cell, or (truncated to 32 bits) `current`, which
+/// names the cell that holds the committed state.
 ///
 /// ```
 /// procq::__fuzzing::segment(&[1, 0, 0, 4, b'J', b'U', b'N', b'K']);
@@ -127,8 +135,17 @@ pub fn segment(mut data: &[u8]) {
         let at = match region % 4 {
             0 => offset * 8 % DATA_OFFSET as usize,
             2 => {
-                let at = state_word(offset / 8 % 2, offset % 8);
-                let _ = file.write_all_at(&near_limit(bytes).to_le_bytes(), at as u64);
+                let v = near_limit(bytes);
+                let _ = match offset / 8 % 3 {
+                    2 => file.write_all_at(
+                        &(v as u32).to_le_bytes(),
+                        std::mem::offset_of!(Header, current) as u64,
+                    ),
+                    cell => file.write_all_at(
+                        &v.to_le_bytes(),
+                        state_word(cell, offset % 8 % STATE_WORDS) as u64,
+                    ),
+                };
                 continue;
             }
             _ => DATA_OFFSET as usize + offset,
@@ -187,16 +204,16 @@ mod tests {
 
     #[test]
     fn patching_state_words_with_extremes_is_survived() {
-        for word in 0..8u16 {
+        use crate::backend::shm::layout::{Header, STATE_WORDS};
+        for word in 0..STATE_WORDS {
             for value in [0u64, 1, 15, 16, u64::MAX, u64::MAX - 15, 1 << 40] {
                 let mut input = vec![0u8];
-                // State cells start after the lock; cover both buffers.
-                let base =
-                    (std::mem::offset_of!(crate::backend::shm::layout::Header, states) / 8) as u16;
-                for cell in 0..2u16 {
-                    let cell_words =
-                        (std::mem::size_of::<crate::backend::shm::layout::StateCell>() / 8) as u16;
-                    input.extend_from_slice(&(base + cell * cell_words + word).to_le_bytes());
+                // The committed cell and the spare scratch cell.
+                for base in [
+                    std::mem::offset_of!(Header, committed),
+                    std::mem::offset_of!(Header, spare),
+                ] {
+                    input.extend_from_slice(&(((base / 8) + word) as u16).to_le_bytes());
                     input.push(8);
                     input.extend_from_slice(&value.to_le_bytes());
                     input.push(0);
@@ -204,6 +221,13 @@ mod tests {
                 input.pop();
                 super::segment(&input);
             }
+        }
+        // `current` naming each kind of cell, and none.
+        for value in [1u64, 2, 3, 1025, 1026, 1 << 31, u32::MAX as u64] {
+            // Region 2, `current` (offset / 8 % 3 == 2), value = 0 + value.
+            let mut input = vec![2u8, 16, 0, 5, 7 | 0x80];
+            input.extend_from_slice(&(value as u32).to_le_bytes());
+            super::segment(&input);
         }
     }
 }
@@ -255,6 +279,20 @@ pub fn put_and_stop(q: &RawQueue, bytes: &[u8], stop: PutStop) -> crate::Result<
         stop,
         fill,
     )
+}
+
+/// Stores a commit of the committed state makes (see
+/// `layout::Header::commit`): the scratch cell's words, `current`, the
+/// committed cell's words, `current` again.
+pub const COMMIT_STORES: usize = crate::backend::shm::layout::COMMIT_STORES;
+
+/// From now on, the first commit this process makes stops after `stores`
+/// of its [`COMMIT_STORES`] stores, and the process SIGKILLs itself there,
+/// holding the queue lock: a kill between (or inside) the steps of a
+/// commit, exactly. 0 turns it off. For the crash tests.
+pub fn kill_mid_commit(stores: usize) {
+    crate::backend::shm::layout::COMMIT_KILL_AFTER
+        .store(stores, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Where [`get_and_stop`] stops a get of a large item.

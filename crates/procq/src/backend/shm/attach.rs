@@ -180,7 +180,7 @@ impl Shared {
         // The lock word is zero (free) in a fresh segment.
         let token = Token::claim(fd, &h.tokens, pid)
             .map_err(|e| fail(Error::io("claiming a liveness token", e)))?;
-        h.states[0].store(&State {
+        h.committed.store(&State {
             ring: Ring::new(min_capacity),
             ..State::default()
         });

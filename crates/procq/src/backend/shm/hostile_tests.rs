@@ -28,6 +28,8 @@ fn poke(name: &str, offset: usize, bytes: &[u8]) {
     file(name).write_all_at(bytes, offset as u64).unwrap();
 }
 
+/// Offset of word `field` of the committed state (between calls, it is
+/// always in `Header::committed`).
 fn state_offset(q: &Queue<Vec<u8>>, field: usize) -> usize {
     let cur = q
         .raw
@@ -35,8 +37,9 @@ fn state_offset(q: &Queue<Vec<u8>>, field: usize) -> usize {
         .shared()
         .header()
         .current
-        .load(Ordering::Relaxed) as usize;
-    offset_of!(Header, states) + cur * std::mem::size_of::<StateCell>() + field * 8
+        .load(Ordering::Relaxed);
+    assert_eq!(cur, CURRENT_COMMITTED);
+    offset_of!(Header, committed) + field * 8
 }
 
 /// Removes a deliberately corrupted queue, which cannot clean up after
@@ -77,7 +80,7 @@ fn foreign_files_are_refused() {
         .mode(0o600)
         .open(path(&name))
         .unwrap();
-    std::fs::write(path(&name), vec![0xA5u8; 200_000]).unwrap();
+    std::fs::write(path(&name), vec![0xA5u8; DATA_OFFSET as usize + 4096]).unwrap();
     let msg = expect_invalid(Queue::<u8>::open(&name));
     assert!(msg.contains("not a procq queue"), "{msg}");
     std::fs::write(path(&name), b"tiny").unwrap();
@@ -95,7 +98,7 @@ fn foreign_files_are_refused() {
 #[test]
 fn other_layout_versions_and_bad_limits_are_refused() {
     let (name, q, _cleanup) = queue("version");
-    poke(&name, offset_of!(Header, version), &7u32.to_le_bytes());
+    poke(&name, offset_of!(Header, version), &99u32.to_le_bytes());
     let msg = expect_invalid(
         Queue::<Vec<u8>>::open(&name)
             .map(|_| ())
@@ -106,7 +109,7 @@ fn other_layout_versions_and_bad_limits_are_refused() {
             })
             .and_then(|()| Shared::inspect(&name).map(|_| ())),
     );
-    assert!(msg.contains("layout version 7"), "{msg}");
+    assert!(msg.contains("layout version 99"), "{msg}");
     poke(
         &name,
         offset_of!(Header, version),
@@ -229,14 +232,13 @@ fn a_slot_replays_a_journal_entry_exactly_2_pow_32_commits_newer() {
     let seen = slot.applied.load(Ordering::Relaxed);
     // A committed entry (its process died before applying it) whose
     // generation matches what the slot saw in its low 32 bits only.
-    let mut s = h.state();
-    s.gen = seen + (1 << 32);
-    s.journal_gen = s.gen;
+    let mut s = h.state().unwrap();
+    s.journal_gen = seen + (1 << 32);
     s.journal_slot = sh.slot as u64 + 1;
     s.journal_op = OP_SET;
     s.journal_arg = 2;
-    let cur = h.current.load(Ordering::Relaxed) as usize;
-    h.states[cur].store(&s);
+    assert_eq!(h.current.load(Ordering::Relaxed), CURRENT_COMMITTED);
+    h.committed.store(&s);
     forge_lock(&name, 1); // the dead process's lock, taken over next
     assert_eq!(q.unfinished_tasks().unwrap(), 2);
     assert_eq!(slot.tasks.load(Ordering::Relaxed), 2, "entry replayed");

@@ -1,35 +1,46 @@
 //! The shared-memory header: what lives where, and how state commits.
 //!
 //! ```text
-//! offset 0        Header (this module), < 128 KiB
+//! offset 0        Header (this module), < 256 KiB
 //!   identity      magic, layout version, type fingerprint, kind, limits
-//!   lock, current procq's robust futex lock (owner stamp + waiter bit) and
-//!                 the index of the committed state    (one cache line)
-//!   state[2]      double-buffered committed state           (one cache line each)
+//!   lock line     procq's robust futex lock (owner stamp + waiter bit),
+//!                 `current`, the committed state          (one cache line)
+//!   spare         scratch state cell of holders without a slot (one line)
 //!   items/space/done  futex event counts                    (one cache line each)
 //!   counters      approximate statistics
 //!   slots[1024]   attached processes: owner token, pid, taken tasks, last
 //!                 journal generation applied, counters (one cache line each)
 //!   loans[1024]   per slot: position + 1 of the record it has reserved (0: none)
 //!   tokens[2047]  generation + pid of each liveness token (see `liveness`)
-//! offset 128 KiB  data area: the ring (see `ring`), up to `max_capacity` bytes
+//!   scratch[1024] per slot: the scratch state cell its process commits
+//!                 through                                    (one cache line each)
+//! offset 256 KiB  data area: the ring (see `ring`), up to `max_capacity` bytes
 //! ```
 //!
 //! # Commit protocol
 //!
 //! Every field that must change together (ring head/tail/count, unfinished
-//! tasks, totals, the journal) lives in [`State`]. A mutation copies the
-//! committed state into the other buffer, edits it there, and publishes it
-//! with one store of [`Header::current`]. A process killed at any instant
-//! leaves either the old or the new state, never a mix: the lock's next
-//! holder (which takes the lock over from the dead one) finds a consistent
-//! queue. Item bytes are
+//! tasks, the journal) lives in [`State`], seven words. The lock holder
+//! edits a private copy and publishes it in two steps (see
+//! [`Header::commit`]): into its own scratch cell, then one store of
+//! [`Header::current`] names that cell; then into the committed cell, and
+//! one store of `current` names it again. A process killed at any instant
+//! leaves `current` naming a whole state, the old one or the new one, never
+//! a mix: the lock's next holder (which takes the lock over from the dead
+//! one) finds a consistent queue, and copies a state it finds in a scratch
+//! cell back to the committed cell. The committed cell shares the lock's
+//! cache line and a scratch cell is a line only its process writes, so in
+//! the steady state a small item's `put` or `get` moves two lines between
+//! the producer's and the consumer's cores — the lock line and the
+//! record's — where the double-buffered state it replaced moved four
+//! (lock, `current`, two state cells). Item bytes are
 //! written before the commit that makes them reachable, so a killed `put` is
 //! invisible and a killed `get` leaves the item in place.
 //!
 //! The one thing outside `State` that must follow a commit is the per-slot
 //! count of tasks a process has taken. The commit records the slot's *new*
-//! count in the journal (`slot`, `op`, `arg`, `gen`); applying it stores that
+//! count in the journal (`slot`, `op`, `arg`, `gen`: the entry's number,
+//! one more than the entry before it); applying it stores that
 //! count and then the entry's 64-bit generation in the slot. Recovery
 //! replays an entry whose generation the slot has not recorded. Storing an
 //! absolute count makes a replay idempotent, so a process killed between the
@@ -72,21 +83,25 @@ use super::sync::{EventCount, RobustLock};
 /// "PROCQ", a NUL, "Q", then the byte 1.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PROCQ\0Q\x01");
 /// Bumped whenever the layout changes incompatibly.
-pub(crate) const LAYOUT_VERSION: u32 = 6;
+pub(crate) const LAYOUT_VERSION: u32 = 7;
 /// Attached processes one queue can track at once.
 pub(crate) const MAX_SLOTS: usize = 1024;
 /// Liveness tokens one queue can hand out at once (attachments, inspectors
 /// included); see `liveness`.
 pub(crate) const MAX_TOKENS: usize = 2047;
 /// Where the data area starts (a multiple of every page size in use).
-pub(crate) const DATA_OFFSET: u64 = 128 * 1024;
+pub(crate) const DATA_OFFSET: u64 = 256 * 1024;
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= DATA_OFFSET);
-// The lock word and `current` share one cache line, and nothing else does.
+// The lock word, `current` and the committed state share one cache line,
+// and nothing else does.
 const _: () = {
     let lock = std::mem::offset_of!(Header, lock);
     assert!(lock % 64 == 0);
     assert!(std::mem::offset_of!(Header, current) == lock + 4);
-    assert!(std::mem::offset_of!(Header, states) == lock + 64);
+    assert!(std::mem::offset_of!(Header, committed) == lock + 8);
+    assert!(std::mem::size_of::<StateCell>() == 56);
+    assert!(std::mem::offset_of!(Header, spare) == lock + 64);
+    assert!(std::mem::size_of::<ScratchCell>() == 64);
 };
 
 /// Items at least this large are copied into and out of the queue outside the lock (see "Loans" in
@@ -108,7 +123,7 @@ pub(crate) const OP_RECLAIM: u64 = 2;
 /// set the slot's count of taken tasks to the argument (see `take`).
 pub(crate) const OP_FINISH: u64 = 3;
 
-/// The committed, double-buffered state of a queue.
+/// The committed state of a queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct State {
     /// Ring bookkeeping.
@@ -116,13 +131,12 @@ pub(crate) struct State {
     /// Items put and not yet marked done (joinable queues; equals the
     /// number of items in flight for plain queues' statistics).
     pub(crate) unfinished: u64,
-    /// Commit counter.
-    pub(crate) gen: u64,
     /// Journal: slot index + 1 (0 = none).
     pub(crate) journal_slot: u64,
     /// Journal: one of the `OP_*` constants.
     pub(crate) journal_op: u64,
-    /// Journal: generation of the commit that wrote the entry.
+    /// Journal: generation of the entry (one more than the entry before
+    /// it, never 0 once an entry was written).
     pub(crate) journal_gen: u64,
     /// Journal: the slot's new count of taken tasks (`OP_SET`).
     pub(crate) journal_arg: u64,
@@ -145,16 +159,28 @@ const SHUTDOWN_BIT: u64 = 1 << 15;
 /// Bit of the packed word that holds `State::shutdown_immediate`.
 const IMMEDIATE_BIT: u64 = 1 << 14;
 
-/// Storage for one [`State`]: one cache line of plain atomics, so that a
-/// hostile or crashing writer can never cause a data race in the Rust sense,
-/// and a commit moves a single line between cores.
-#[repr(C, align(64))]
+/// Storage for one [`State`]: seven plain atomic words, so that a hostile
+/// or crashing writer can never cause a data race in the Rust sense. Seven,
+/// so that the committed cell fits in the lock's cache line beside the lock
+/// word and `current` (see [`Header::committed`]).
+#[repr(C)]
 pub(crate) struct StateCell {
     /// `head`, `tail`, `count`, `unfinished`, `empty_since`, the packed word
     /// (capacity as log2 in bits 0–7, journal op in 8–13, the immediate
     /// and shutdown flags in bits 14 and 15, journal slot in 16–31, journal argument in 32–63),
-    /// `journal_gen`, `gen`.
-    words: [AtomicU64; 8],
+    /// `journal_gen`.
+    words: [AtomicU64; STATE_WORDS],
+}
+
+/// Words of a [`StateCell`].
+pub(crate) const STATE_WORDS: usize = 7;
+
+/// A [`StateCell`] on a cache line of its own: a scratch cell (see
+/// [`Header::committed`]).
+#[repr(C, align(64))]
+pub(crate) struct ScratchCell {
+    /// The cell.
+    pub(crate) cell: StateCell,
 }
 
 impl StateCell {
@@ -181,11 +207,16 @@ impl StateCell {
             journal_slot: (packed >> 16) & 0xffff,
             journal_arg: packed >> 32,
             journal_gen: w(6),
-            gen: w(7),
         }
     }
 
     pub(crate) fn store(&self, s: &State) {
+        self.store_first(s, STATE_WORDS);
+    }
+
+    /// Stores the first `n` words of `s` only (a writer killed in the
+    /// middle: see [`Header::commit_first`]).
+    fn store_first(&self, s: &State, n: usize) {
         let packed = u64::from(s.ring.cap.trailing_zeros())
             | (s.journal_op & 0x3f) << 8
             | if s.shutdown_immediate {
@@ -204,9 +235,8 @@ impl StateCell {
             s.empty_since,
             packed,
             s.journal_gen,
-            s.gen,
         ];
-        for (w, v) in self.words.iter().zip(vals) {
+        for (w, v) in self.words.iter().zip(vals).take(n) {
             w.store(v, Ordering::Relaxed);
         }
     }
@@ -366,10 +396,16 @@ pub(crate) struct Header {
     /// so reading and committing `current` costs no transfer of its own
     /// (one of the five lines a small item's `put` or `get` moved).
     pub(crate) lock: RobustLock,
-    /// Index (0 or 1) of the committed entry of `states`.
+    /// Which cell holds the committed state: [`CURRENT_COMMITTED`] (0) for
+    /// `committed`, [`CURRENT_SPARE`] for `spare`, `CURRENT_SCRATCH + i`
+    /// for `scratch[i]`. Only nonzero in the middle of a commit, or after
+    /// its writer died there.
     pub(crate) current: AtomicU32,
-    /// Double-buffered state.
-    pub(crate) states: [StateCell; 2],
+    /// The committed state, in the lock's cache line (see [`Header::commit`]).
+    pub(crate) committed: StateCell,
+    /// The scratch cell of holders without a slot (persistent creators,
+    /// inspections).
+    pub(crate) spare: ScratchCell,
     /// Bumped when items arrive; consumers wait here.
     pub(crate) items: EventCount,
     /// Bumped when room appears; producers wait here.
@@ -385,32 +421,120 @@ pub(crate) struct Header {
     pub(crate) loans: [AtomicU64; MAX_SLOTS],
     /// Liveness tokens (written without the lock, each by its claimer).
     pub(crate) tokens: [TokenCell; MAX_TOKENS],
+    /// Per slot, the scratch cell its process commits through (see
+    /// [`Header::commit`]): a line only that process writes.
+    pub(crate) scratch: [ScratchCell; MAX_SLOTS],
 }
 
+/// Stores a full [`Header::commit`] makes with a scratch cell: each of its
+/// two steps writes a cell's words and then `current`.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) const COMMIT_STORES: usize = 2 * (STATE_WORDS + 1);
+
+/// Tests: if nonzero, the next commit of this process makes only this many
+/// stores and then the process SIGKILLs itself (see `__fuzzing`).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) static COMMIT_KILL_AFTER: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// `current`: the committed state is in `committed`.
+pub(crate) const CURRENT_COMMITTED: u32 = 0;
+/// `current`: the committed state is in `spare`.
+pub(crate) const CURRENT_SPARE: u32 = 1;
+/// `current`: the committed state is in `scratch[current - CURRENT_SCRATCH]`.
+pub(crate) const CURRENT_SCRATCH: u32 = 2;
+
 impl Header {
+    /// The cell `current` names, if it names one.
+    fn cell(&self, current: u32) -> Option<&StateCell> {
+        match current {
+            CURRENT_COMMITTED => Some(&self.committed),
+            CURRENT_SPARE => Some(&self.spare.cell),
+            i => self
+                .scratch
+                .get((i - CURRENT_SCRATCH) as usize)
+                .map(|c| &c.cell),
+        }
+    }
+
+    /// The cell holding the committed state.
+    fn live(&self) -> Option<&StateCell> {
+        self.cell(self.current.load(Ordering::Acquire))
+    }
+
     /// Item count of the committed state, read without the lock: a hint for
     /// spinning waiters, never used to decide anything.
     pub(crate) fn peek_count(&self) -> u64 {
-        let cur = (self.current.load(Ordering::Acquire) & 1) as usize;
-        self.states[cur].words[2].load(Ordering::Relaxed)
+        self.live()
+            .map_or(0, |c| c.words[2].load(Ordering::Relaxed))
     }
 
     /// Whether the committed state is shut down, read without the lock: a
     /// hint for spinning waiters, never used to decide anything.
     pub(crate) fn peek_shutdown(&self) -> bool {
-        let cur = (self.current.load(Ordering::Acquire) & 1) as usize;
-        self.states[cur].words[5].load(Ordering::Relaxed) & SHUTDOWN_BIT != 0
+        self.live()
+            .is_some_and(|c| c.words[5].load(Ordering::Relaxed) & SHUTDOWN_BIT != 0)
     }
 
-    /// The committed state.
-    pub(crate) fn state(&self) -> State {
-        self.states[(self.current.load(Ordering::Acquire) & 1) as usize].load()
+    /// The committed state (caller holds the lock); `None` if `current`
+    /// names no cell (hostile memory).
+    pub(crate) fn state(&self) -> Option<State> {
+        self.live().map(StateCell::load)
     }
 
-    /// Publishes `s` as the committed state (caller holds the lock).
-    pub(crate) fn commit(&self, s: &State) {
-        let next = (self.current.load(Ordering::Relaxed) & 1) ^ 1;
-        self.states[next as usize].store(s);
-        self.current.store(next, Ordering::Release);
+    /// Whether the committed state sits in a scratch cell: its writer died
+    /// between the two steps of [`commit`](Self::commit).
+    pub(crate) fn in_scratch(&self) -> bool {
+        self.current.load(Ordering::Relaxed) != CURRENT_COMMITTED
+    }
+
+    /// Publishes `s` as the committed state (caller holds the lock), in two
+    /// steps, each ending in one store of `current`: into the caller's
+    /// scratch cell (`scratch`: `CURRENT_SPARE` or `CURRENT_SCRATCH + slot`),
+    /// which then holds the committed state; then into `committed`, which
+    /// holds it again. A process killed at any instant leaves `current`
+    /// naming a whole state, old or new. `committed` shares the lock's
+    /// cache line, which the holder owns already, and a scratch cell is a
+    /// line that only its process writes, so a commit moves no cache line
+    /// between processes; the next holder reads the state from the line it
+    /// took the lock in.
+    pub(crate) fn commit(&self, s: &State, scratch: u32) {
+        #[cfg(any(test, feature = "testing"))]
+        {
+            let n = COMMIT_KILL_AFTER.load(Ordering::Relaxed);
+            if n != 0 && !self.commit_first(s, scratch, n) {
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::KILL,
+                );
+                std::process::abort(); // not reached: SIGKILL is immediate
+            }
+        }
+        self.commit_first(s, scratch, usize::MAX);
+    }
+
+    /// [`commit`](Self::commit)'s first `n` stores (of `COMMIT_STORES`, or
+    /// `STATE_WORDS + 1` without a scratch cell), as a writer killed after
+    /// them leaves it; whether it did them all.
+    pub(crate) fn commit_first(&self, s: &State, scratch: u32, n: usize) -> bool {
+        let mut left = n;
+        if let Some(cell) = self.cell(scratch).filter(|_| scratch != CURRENT_COMMITTED) {
+            if !self.publish_first(cell, s, scratch, &mut left) {
+                return false;
+            }
+        }
+        self.publish_first(&self.committed, s, CURRENT_COMMITTED, &mut left)
+    }
+
+    /// One step of a commit: `s` into `cell`, then `current = to`, but no
+    /// more than `left` stores in all; whether it made them all.
+    fn publish_first(&self, cell: &StateCell, s: &State, to: u32, left: &mut usize) -> bool {
+        let k = (*left).min(STATE_WORDS + 1);
+        *left -= k;
+        cell.store_first(s, k.min(STATE_WORDS));
+        if k > STATE_WORDS {
+            self.current.store(to, Ordering::Release);
+        }
+        k == STATE_WORDS + 1
     }
 }

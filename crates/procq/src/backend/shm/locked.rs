@@ -113,18 +113,27 @@ impl Shared {
             })?;
         let mut g = Locked {
             sh: self,
-            state: h.state(),
+            state: State::default(),
+            journal_fresh: false,
             wake_items: false,
             wake_space: false,
             wake_done: false,
             head_reserved: false,
         };
         self.check_intact()?;
+        g.state = h
+            .state()
+            .ok_or_else(|| g.corrupt("committed state index out of range"))?;
         if acquired == Acquired::OwnerDied {
             h.counters.recoveries.fetch_add(1, Ordering::Relaxed);
             // The committed state is consistent by construction; what is left
             // is the journal and the slots of processes that died.
             g.validate()?;
+            if h.in_scratch() {
+                // The dead holder was between the two steps of a commit:
+                // finish it (its scratch cell holds the whole new state).
+                g.commit_again();
+            }
             g.apply_journal();
             g.sweep();
             // Whatever the dead process was about to announce, announce it.
@@ -142,6 +151,8 @@ pub(crate) struct Locked<'a> {
     pub(super) sh: &'a Shared,
     /// Working copy of the committed state; published by `commit`.
     pub(crate) state: State,
+    /// `journal` wrote an entry that the next `commit` numbers and applies.
+    journal_fresh: bool,
     pub(super) wake_items: bool,
     pub(super) wake_space: bool,
     pub(super) wake_done: bool,
@@ -253,21 +264,36 @@ impl Locked<'_> {
         Ok(removed)
     }
 
+    /// The scratch cell this attachment commits through (see
+    /// [`Header::commit`]).
+    fn scratch(&self) -> u32 {
+        if self.sh.slot < MAX_SLOTS {
+            CURRENT_SCRATCH + self.sh.slot as u32
+        } else {
+            CURRENT_SPARE
+        }
+    }
+
     /// Publishes the working state.
     pub(super) fn commit(&mut self) {
-        self.state.gen = self.state.gen.wrapping_add(1);
-        // A journal entry written since the last commit has no generation
-        // yet. Only such an entry needs applying here: an older one was
-        // applied by the commit that wrote it (or by recovery), and checking
-        // it again would read another process's slot on every put.
-        let fresh = self.state.journal_slot != 0 && self.state.journal_gen == 0;
+        // A journal entry written since the last commit gets the next
+        // generation. Only such an entry needs applying here: an older one
+        // was applied by the commit that wrote it (or by recovery), and
+        // checking it again would read another process's slot on every put.
+        let fresh = std::mem::take(&mut self.journal_fresh);
         if fresh {
-            self.state.journal_gen = self.state.gen;
+            self.state.journal_gen = self.state.journal_gen.wrapping_add(1).max(1);
         }
-        self.sh.header().commit(&self.state);
+        self.sh.header().commit(&self.state, self.scratch());
         if fresh {
             self.apply_journal();
         }
+    }
+
+    /// Stores the committed state, unchanged, back where it belongs (after
+    /// a holder died in the middle of a commit).
+    fn commit_again(&mut self) {
+        self.sh.header().commit(&self.state, CURRENT_COMMITTED);
     }
 
     /// Records a slot update to apply right after the next commit.
@@ -279,7 +305,7 @@ impl Locked<'_> {
         self.state.journal_op = op;
         // The journal keeps 32 bits of argument.
         self.state.journal_arg = arg.min(u64::from(u32::MAX));
-        self.state.journal_gen = 0; // filled in by `commit`
+        self.journal_fresh = true; // numbered by `commit`
     }
 
     /// Applies the committed journal entry to its slot unless already done.

@@ -282,3 +282,89 @@ fn the_shutdown_bit_is_one_flag_and_never_a_journal_operation() {
         }
     }
 }
+
+/// A valid state from arbitrary words (as `StateCell` encodes them).
+fn any_state() -> impl proptest::strategy::Strategy<Value = State> {
+    use proptest::prelude::*;
+    (
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        (
+            12u32..40,
+            0u64..4,
+            0u64..=0xffff,
+            0u64..=u64::from(u32::MAX),
+            any::<u64>(),
+        ),
+        (any::<bool>(), any::<bool>()),
+    )
+        .prop_map(
+            |((head, tail, count, unfinished, empty_since), (log2, op, slot, arg, jgen), flags)| {
+                State {
+                    ring: crate::backend::shm::ring::Ring {
+                        head,
+                        tail,
+                        cap: 1 << log2,
+                        count,
+                    },
+                    unfinished,
+                    journal_slot: slot,
+                    journal_op: op,
+                    journal_gen: jgen,
+                    journal_arg: arg,
+                    empty_since,
+                    shutdown: flags.0,
+                    shutdown_immediate: flags.1,
+                }
+            },
+        )
+}
+
+/// A commit cut short after any number of its stores leaves `current`
+/// naming the old state (before the first switch) or the new one (from
+/// then on), never a mix; finishing it as recovery does puts the new
+/// state back in the committed cell.
+#[test]
+fn a_commit_cut_after_any_store_leaves_the_old_or_the_new_state() {
+    use proptest::prelude::*;
+    let (_name, q, _cleanup) = queue("commit-cut");
+    let sh = q.raw.backend.shared();
+    let h = sh.header();
+    let saved = h.state().unwrap();
+    let scratch = prop_oneof![
+        Just(CURRENT_SPARE),
+        (0u32..4).prop_map(|i| CURRENT_SCRATCH + i)
+    ];
+    let cases = (
+        any_state(),
+        any_state(),
+        any_state(),
+        0..=COMMIT_STORES,
+        scratch,
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(512));
+    let result = runner.run(&cases, |(old, new, garbage, stores, scratch)| {
+        h.commit(&old, CURRENT_SPARE);
+        // Whatever the scratch cell held before does not matter.
+        h.commit_first(&garbage, scratch, STATE_WORDS);
+        let done = h.commit_first(&new, scratch, stores);
+        prop_assert_eq!(done, stores == COMMIT_STORES);
+        let switched = stores > STATE_WORDS;
+        let seen = h.state().unwrap();
+        prop_assert_eq!(seen, if switched { new } else { old });
+        prop_assert_eq!(h.in_scratch(), switched && stores < COMMIT_STORES);
+        if h.in_scratch() {
+            h.commit(&seen, CURRENT_COMMITTED);
+            prop_assert!(!h.in_scratch());
+            prop_assert_eq!(h.state().unwrap(), new);
+        }
+        Ok(())
+    });
+    h.commit(&saved, CURRENT_SPARE);
+    result.unwrap();
+}

@@ -502,12 +502,15 @@ impl Header {
         #[cfg(any(test, feature = "testing"))]
         {
             let n = COMMIT_KILL_AFTER.load(Ordering::Relaxed);
-            if n != 0 && !self.commit_first(s, scratch, n) {
-                let _ = rustix::process::kill_process(
-                    rustix::process::getpid(),
-                    rustix::process::Signal::KILL,
-                );
-                std::process::abort(); // not reached: SIGKILL is immediate
+            if n != 0 {
+                if !self.commit_first(s, scratch, n) {
+                    let _ = rustix::process::kill_process(
+                        rustix::process::getpid(),
+                        rustix::process::Signal::KILL,
+                    );
+                    std::process::abort(); // not reached: SIGKILL is immediate
+                }
+                return;
             }
         }
         self.commit_first(s, scratch, usize::MAX);

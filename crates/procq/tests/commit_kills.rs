@@ -44,6 +44,15 @@ fn child_entry() {
     unreachable!("the commit should have killed this process");
 }
 
+/// Removes the queue when dropped, also when an assertion failed.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = procq::remove(&self.0);
+    }
+}
+
 fn drain(q: &RawQueue) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Ok(item) = q.get_nowait() {
@@ -69,6 +78,7 @@ fn killed(role: &str, name: &str, stores: usize) {
 fn a_put_killed_after_each_store_of_its_commit_is_all_or_nothing() {
     for stores in 1..COMMIT_STORES {
         let name = common::unique(&format!("commit-put-{stores}"));
+        let _cleanup = Cleanup(name.clone());
         let q = Builder::new().name(&name).build_raw().unwrap();
         for item in [b"a", b"b"] {
             q.put(item).unwrap();
@@ -94,6 +104,7 @@ fn a_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
     // off the dead getter's task.
     for stores in 1..COMMIT_STORES {
         let name = common::unique(&format!("commit-get-{stores}"));
+        let _cleanup = Cleanup(name.clone());
         let q = Builder::new().name(&name).build_raw_joinable().unwrap();
         for item in [b"a", b"b", b"c"] {
             q.put(item).unwrap();

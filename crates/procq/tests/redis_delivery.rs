@@ -11,7 +11,7 @@ mod redis_support;
 
 use std::time::{Duration, Instant};
 
-use common::{role, spawn};
+use common::{role, spawn, watchdog, Reaped};
 use procq::{Error, JoinableQueue, Queue};
 use redis_support::{authority, fresh, server, signal, LossyProxy, SENTINEL};
 
@@ -87,6 +87,20 @@ fn child_entry() {
             q.task_done().unwrap();
             out.put(&SENTINEL).unwrap();
             std::thread::sleep(Duration::from_secs(60));
+        }
+        "plain_consumer" => {
+            // A plain queue's consumer: forwards every item it gets, blocked
+            // in get() in between (the test stops and continues it there),
+            // until the sentinel.
+            let q = Queue::<u64>::open(a(0)).unwrap();
+            let out = Queue::<u64>::open(a(1)).unwrap();
+            loop {
+                let x = q.get_timeout(Duration::from_secs(60)).unwrap();
+                out.put(&x).unwrap();
+                if x == SENTINEL {
+                    break;
+                }
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -494,4 +508,119 @@ fn a_batch_in_flight_at_an_immediate_shutdown_still_needs_its_task_done() {
     q.task_done_many(3).unwrap();
     q.join_timeout(Duration::from_secs(5)).unwrap();
     assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+}
+
+/// A plain queue's consumer stopped (SIGSTOP) while blocked in `get()` and
+/// continued: its socket read fails with EINTR, and the reply to the get
+/// that took an item meanwhile is never read. Every item put must still be
+/// got exactly once, by the consumer or by the test.
+#[test]
+fn a_plain_consumer_stopped_and_continued_in_get_loses_no_item() {
+    let Some(base) = server() else { return };
+    let _dog = watchdog("plain_consumer_stopped", Duration::from_secs(120));
+    let url = format!("{base}/{}", fresh("stop-plain"));
+    let out_url = format!("{base}/{}", fresh("stop-plain-out"));
+    let _rm = Remove(vec![url.clone(), out_url.clone()]);
+    let q = Queue::<u64>::open_or_create(&url, 0).unwrap();
+    let out = Queue::<u64>::open_or_create(&out_url, 0).unwrap();
+    let child = Reaped(spawn("plain_consumer", &[&url, &out_url]));
+    // The consumer is up and blocked in get() once it forwarded item 0.
+    q.put(&0).unwrap();
+    let mut got_by_consumer = vec![out.get_timeout(Duration::from_secs(20)).unwrap()];
+    let mut got_by_test = Vec::new();
+    let mut put = vec![0];
+    let rounds = 5;
+    for round in 0..rounds {
+        // Blocked in get() again (it forwarded the last item and went back).
+        std::thread::sleep(Duration::from_millis(300));
+        common::signal(&child.0, libc::SIGSTOP);
+        let items: Vec<u64> = (1..=3).map(|i| round * 10 + i).collect();
+        q.put_many(&items).unwrap();
+        put.extend(&items);
+        // The stopped consumer's blocked get takes the first one on the
+        // server at once; only its reply waits in the socket.
+        let t = Instant::now();
+        while q.qsize() != 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the stopped get took nothing"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        while let Ok(x) = q.get_nowait() {
+            got_by_test.push(x);
+        }
+        common::signal(&child.0, libc::SIGCONT);
+        // What the consumer got (if anything survived), within a bound.
+        while let Ok(x) = out.get_timeout(Duration::from_millis(1500)) {
+            got_by_consumer.push(x);
+        }
+    }
+    q.put(&SENTINEL).unwrap();
+    let mut child = child;
+    common::wait_ok(&mut child.0, Duration::from_secs(20));
+    while let Ok(x) = out.get_timeout(Duration::from_millis(500)) {
+        got_by_consumer.push(x);
+    }
+    assert_eq!(got_by_consumer.pop(), Some(SENTINEL));
+    let mut all: Vec<u64> = got_by_consumer
+        .iter()
+        .chain(&got_by_test)
+        .copied()
+        .collect();
+    all.sort_unstable();
+    assert_eq!(
+        all, put,
+        "consumer got {got_by_consumer:?}, the test {got_by_test:?}"
+    );
+    assert_eq!(q.qsize(), 0);
+}
+
+/// A plain queue's `get` and `get_many` whose reply is lost (a TCP proxy
+/// drops it after the server ran the command): the items come with the
+/// handle's next get, none is lost, none is got twice.
+#[test]
+fn a_plain_get_whose_reply_was_lost_loses_no_item() {
+    let Some(base) = server() else { return };
+    let _dog = watchdog("plain_lost_reply", Duration::from_secs(60));
+    let proxy = LossyProxy::start(authority(&base));
+    let name = fresh("lostplain");
+    let _rm = Remove(vec![format!("{base}/{name}")]);
+    let direct = Queue::<u64>::open_or_create(&format!("{base}/{name}"), 0).unwrap();
+    // Load the scripts into the server's cache, so that an armed command
+    // is what runs (not NOSCRIPT, then SCRIPT LOAD).
+    direct.put_many(&[0, 0]).unwrap();
+    assert_eq!(direct.get_many(2).unwrap(), [0, 0]);
+    assert!(matches!(direct.get_nowait(), Err(Error::Empty)));
+    let q = Queue::<u64>::open(&format!(
+        "redis://127.0.0.1:{}/0/{name}?timeout_ms=2000",
+        proxy.port
+    ))
+    .unwrap();
+    for (i, many) in [(1u64, false), (10, true), (20, false), (30, true)] {
+        let items = [i, i + 1, i + 2];
+        direct.put_many(&items).unwrap();
+        // Every command of `q` carries the queue name; the next one is the get.
+        proxy.arm(&name);
+        let lost_before = proxy.lost();
+        let r = if many {
+            q.get_many_timeout(10, Duration::from_secs(5)).map(|_| ())
+        } else {
+            q.get_timeout(Duration::from_secs(5)).map(|_| ())
+        };
+        assert!(matches!(r, Err(Error::Redis { .. })), "{r:?}");
+        assert_eq!(proxy.lost(), lost_before + 1, "the proxy lost no reply");
+        // The server did run it: items left the queue, only the reply was lost.
+        assert!(direct.qsize() < 3, "the get took nothing");
+        let mut got = Vec::new();
+        loop {
+            match q.get_many_timeout(10, Duration::from_millis(1500)) {
+                Ok(xs) => got.extend(xs),
+                Err(Error::Empty) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(got, items, "round {i} (get_many: {many})");
+    }
 }

@@ -13,12 +13,13 @@ mod common;
 mod redis_support;
 
 use std::collections::HashMap;
+#[cfg_attr(not(feature = "redis-tls"), allow(unused_imports))]
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "redis-tls")]
 use common::wait_ok;
+#[cfg_attr(not(feature = "redis-tls"), allow(unused_imports))]
 use common::{role, spawn};
 use procq::{Error, JoinableQueue, Queue};
 use redis_support::{authority, free_port, fresh, server, LossyProxy, Server, TempDir, SENTINEL};
@@ -84,7 +85,6 @@ fn make_joinable(base: &str, tag: &str, opts: &str) -> JoinableQueue<u64> {
     JoinableQueue::open_or_create(&format!("{base}/{}{opts}", fresh(tag)), 0).unwrap()
 }
 
-#[cfg(feature = "redis-tls")]
 fn drain(results: &Queue<u64>, n: usize) -> Vec<u64> {
     let mut got = Vec::new();
     while got.len() < n {

@@ -38,8 +38,9 @@ fn child_entry() {
             let x = q.get_timeout(Duration::from_secs(30)).unwrap();
             out.put(&x).unwrap();
             // Waits for "go" in short polls, not in a blocking get: a
-            // process stopped inside a plain queue's BLPOP and continued
-            // loses the item that BLPOP popped meanwhile (docs/redis.md),
+            // process stopped inside a plain queue's get and continued
+            // re-reads what that get moved meanwhile (tested by
+            // a_plain_consumer_stopped_and_continued_in_get_loses_no_item),
             // which is not what this test is about.
             let start = std::time::Instant::now();
             while ctl.get_nowait().is_err() {

@@ -58,25 +58,39 @@ impl Link {
     /// Runs two commands in one round trip (on a cluster, both must be in
     /// one slot).
     pub(crate) fn pair(&mut self, a: &Cmd, b: &Cmd) -> RedisResult<(Value, Value)> {
+        let mut v = self.pipeline(&[a, b])?.into_iter();
+        Ok((
+            v.next().unwrap_or(Value::Nil),
+            v.next().unwrap_or(Value::Nil),
+        ))
+    }
+
+    /// Runs commands in one round trip (on a cluster, all in one slot);
+    /// their replies in order.
+    pub(crate) fn pipeline(&mut self, cmds: &[&Cmd]) -> RedisResult<Vec<Value>> {
         match self {
-            Link::Single(c) => ::redis::pipe()
-                .add_command(a.clone())
-                .add_command(b.clone())
-                .query(c),
+            Link::Single(c) => {
+                let mut p = ::redis::pipe();
+                for cmd in cmds {
+                    p.add_command((*cmd).clone());
+                }
+                p.query(c)
+            }
             Link::Cluster(c) => {
-                let r = ::redis::cluster::cluster_pipe()
-                    .add_command(a.clone())
-                    .add_command(b.clone())
-                    .query(c);
+                let mut p = ::redis::cluster::cluster_pipe();
+                for cmd in cmds {
+                    p.add_command((*cmd).clone());
+                }
+                let r = p.query(c);
                 match r {
                     // The cluster client follows MOVED/ASK for a single
                     // command, but a pipeline's error replies come back as
                     // values, so a stale slot map would send every pipeline
-                    // to the old owner until the caller gives up. Run the
-                    // two one by one: that follows the redirect, refreshes
+                    // to the old owner until the caller gives up. Run them
+                    // one by one: that follows the redirect, refreshes
                     // the map for the next pipeline, and a redirected
                     // command was never run, so nothing runs twice.
-                    Err(e) if e.is_cluster_error() => Ok((a.query(c)?, b.query(c)?)),
+                    Err(e) if e.is_cluster_error() => cmds.iter().map(|cmd| cmd.query(c)).collect(),
                     other => other,
                 }
             }

@@ -1,7 +1,12 @@
 -- get: takes up to max items from the head (a joinable queue's retry list
--- first). On a plain queue it returns them: {1, next_expiry, {items}}, or
--- {0, next_expiry} when empty, or {2, -1} when empty and shut down (the end
--- of the stream: what was put before the shutdown is handed out first).
+-- first). On a plain queue they move to the caller's landing list ARGV[4]
+-- (a fresh key for every move, see landing.rs), which expires after ARGV[5]
+-- ms, and it returns {1, next_expiry, count}; the client reads the list
+-- with LRANGE in the same round trip, or later if the reply was lost. The
+-- caller's spent landing lists (ARGV[9..], items handed out) are deleted
+-- first. A move run twice answers with the same items. {0, next_expiry}
+-- when empty, {2, -1} when empty and shut down (the end of the stream:
+-- what was put before the shutdown is handed out first).
 -- After an immediate shutdown nothing queued is handed out: whatever is
 -- found (put back by a reap or a cancelled get since) is dropped, and on a
 -- joinable queue counted done.
@@ -35,17 +40,30 @@ local function dropped()
   return {2, -1}
 end
 if ARGV[3] ~= '1' then
+  local landing = ARGV[4]
+  if #ARGV >= 9 then redis.call('DEL', unpack(ARGV, 9, #ARGV)) end
+  local n = redis.call('LLEN', landing)
+  -- This move ran before (a retry): the same items.
+  if n > 0 then return {1, -1, n} end
   if shut == 2 then return dropped() end
-  local items = redis.call('LPOP', K_ITEMS, max)
-  if not items then
+  n = redis.call('LLEN', K_ITEMS)
+  if n == 0 then
     if shut > 0 then return {2, -1} end
     -- Every avail token is stale (the queue is empty): drop them so the
     -- caller sleeps until the next put signals.
     redis.call('DEL', K_AVAIL)
     return {0, next_expiry(now)}
   end
-  if tonumber(ARGV[6]) > 0 then signal(K_SPACE, #items) end
-  return {1, next_expiry(now), items}
+  -- Moved in C, never through Lua (see the joinable case below).
+  if n <= max then
+    redis.call('RENAME', K_ITEMS, landing)
+  else
+    n = redis.call('SORT', K_ITEMS, 'BY', 'nosort', 'LIMIT', 0, max, 'STORE', landing)
+    redis.call('LTRIM', K_ITEMS, n, -1)
+  end
+  redis.call('PEXPIRE', landing, ARGV[5])
+  if tonumber(ARGV[6]) > 0 then signal(K_SPACE, n) end
+  return {1, next_expiry(now), n}
 end
 
 local seq = ARGV[7]

@@ -27,6 +27,7 @@
 //! | `procq:{jobs}:reqs:<consumer>` | set | that consumer's held requests |
 //! | `procq:{jobs}:acks:<consumer>:<request>` / `:dmap:<consumer>:<request>` | bitmap / hash | items acknowledged one by one; delivery counts of retried items |
 //! | `procq:{jobs}:producer:<producer>` | string | last put sequence number and outcome |
+//! | `procq:{jobs}:landing:<handle>:<slot>:<n>` | list | a plain queue's items moved by one get, until the handle knows it has them (see [`landing`]); expires after a day |
 //! | `procq:{jobs}.dead:…` | | the dead-letter queue `jobs.dead`, an ordinary queue in the same slot |
 //!
 //! All keys of a queue share the hash tag `{jobs}`, so on a cluster they
@@ -36,13 +37,21 @@
 //! with tasks outstanding) drops the stale tokens inside the same script and
 //! then blocks in `BLPOP` on the token list, which the next `put` (`get`,
 //! last `task_done`) fills — the "wake-up token" form of a condition
-//! variable (see [`wait`]).
+//! variable (see [`wait`]). A plain unbounded queue's getter blocks in
+//! `BLMOVE` on the items list itself (its put signals nothing), in slices
+//! of half a second that each end with a look at the shutdown flag
+//! (`BLMOVE` has one source, so it cannot also watch `shut`).
+//!
+//! **A plain queue's get** moves items into a landing list of the caller's
+//! own rather than popping them, and they leave it only once the client
+//! has them, so a lost reply loses nothing (see [`landing`]).
 //!
 //! **Shutdown** is a field of the meta hash that every put and get script
 //! reads in the same atomic step, so a put racing a shutdown is either in
 //! before it (and handed out by the gets that drain the queue) or refused.
 //! Blocked getters and putters wait on the `shut` list as well as on their
-//! own tokens (one multi-key `BLPOP`, same slot); the shutdown script fills
+//! own tokens (one multi-key `BLPOP`, same slot; a plain unbounded queue's
+//! getters look at the flag every half second instead); the shutdown script fills
 //! it, and every script that finds the queue shut down tops it up, so every
 //! blocked client of every process wakes at once and a later one never
 //! sleeps (see `common.lua`).
@@ -87,13 +96,14 @@
 //! ```text
 //! mod.rs        RedisQueue: the scripts, open, handles     -> all below
 //! calls.rs      async calls on threads of their own        -> ops, acks
-//! ops.rs        put, get (plain, bounded, joinable), stash, shutdown -> wait, deliveries
+//! ops.rs        put, get (plain, bounded, joinable), stash, shutdown -> wait, deliveries, landing
 //! acks.rs       task_done by item number, join, unfinished -> wait, deliveries
 //! lease.rs      the heartbeat thread renewing a lease      -> conn
 //! wait.rs       BLPOP on wake-up tokens, close             -> conn
 //! admin.rs      stats, remove, list (no handle)            -> conn, url, key names
 //! conn.rs       connections, cluster routing, TLS, pool, server checks -> url
 //! deliveries.rs identities, request numbers, items held per thread (leaf)
+//! landing.rs    a plain queue's landing lists: key names, what each holds (leaf)
 //! url.rs        URL grammar, options, passwords, redaction (leaf)
 //! *.lua         the scripts, each prefixed with common.lua
 //! ```
@@ -103,6 +113,7 @@ mod admin;
 pub(crate) mod calls;
 mod conn;
 mod deliveries;
+mod landing;
 mod lease;
 mod ops;
 pub(crate) mod url;
@@ -120,6 +131,7 @@ use ::redis::{Script, Value};
 pub(crate) use admin::{list, remove, stats};
 use conn::{text, Pool};
 use deliveries::{Id, Ids};
+use landing::Landings;
 use lease::Heartbeat;
 pub(crate) use url::Target;
 use url::{bad, redact, KEY_NAMES};
@@ -164,6 +176,8 @@ pub(crate) struct RedisQueue {
     /// Fingerprint of the item type recorded at creation.
     fingerprint: u64,
     ids: Mutex<Ids>,
+    /// A plain queue's landing lists (see [`landing`]).
+    landings: Mutex<Landings>,
     /// `CLIENT ID`s of this handle's connections now blocked in a wait.
     blocked: Mutex<Vec<i64>>,
     /// Items already taken from Redis but not yet returned (after an
@@ -305,6 +319,7 @@ impl RedisQueue {
             maxsize,
             fingerprint,
             ids: Mutex::new(Ids::new()),
+            landings: Mutex::new(Landings::new()),
             blocked: Mutex::new(Vec::new()),
             stash: Mutex::new(VecDeque::new()),
             heartbeat: Mutex::new(None),
@@ -349,6 +364,48 @@ impl RedisQueue {
             .with_conn(op, deadline, |c| inv.invoke(c.link.as_dyn()))
     }
 
+    fn landings(&self) -> std::sync::MutexGuard<'_, Landings> {
+        self.landings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Settles a plain queue's landing lists as the handle goes: items of
+    /// a move whose reply was lost, and items stashed but never handed out,
+    /// go back to the head of the queue; lists handed out are deleted.
+    /// (What cannot be reached now expires with its list, see
+    /// [`landing::TTL`].)
+    fn settle_landings(&self) {
+        let all = {
+            let mut ls = self.landings();
+            if !ls.is_ours() {
+                return; // a forked child's copy: its parent settles them
+            }
+            ls.take_all()
+        };
+        let mut back: Vec<Vec<u8>> = {
+            let mut stash = self.stash.lock().unwrap_or_else(|e| e.into_inner());
+            stash.drain(..).map(|(_, item)| item).collect()
+        };
+        let mut spent = Vec::new();
+        for mut l in all {
+            match self.recover(&mut l, usize::MAX) {
+                Ok(items) => back.extend(items),
+                // The list keeps its items until it expires.
+                Err(_) => l.lost = None,
+            }
+            spent.append(&mut l.spent);
+        }
+        if !back.is_empty() {
+            self.give_back(back.into_iter().map(|i| ((0, 0), i)).collect());
+        }
+        if !spent.is_empty() {
+            let _ = self.pool.with_conn("DEL", None, |c| {
+                ::redis::cmd("DEL")
+                    .arg(&spent)
+                    .query::<i64>(c.link.as_dyn())
+            });
+        }
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
             Err(Error::Closed)
@@ -384,6 +441,9 @@ impl RedisQueue {
 
 impl Drop for RedisQueue {
     fn drop(&mut self) {
+        if self.kind == Kind::Queue {
+            self.settle_landings();
+        }
         let slot = self.heartbeat.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some((pid, beat)) = slot.take() {
             if pid == std::process::id() {

@@ -1,23 +1,37 @@
 //! A handle's queue operations: `put` (numbered per producer, so a retry
 //! after a lost reply is answered from the server's record), and `get` in
-//! its three forms — a plain unbounded queue's `LPOP`/`BLPOP`, a bounded
-//! queue's script, and a joinable queue's request (numbered per consumer,
-//! repeated after a lost reply, its items read with a pipelined `LRANGE`) —
-//! with the stash of items taken but not handed out.
+//! its three forms — a plain unbounded queue's `BLMOVE` into a landing list
+//! (or the script, for batches), a bounded queue's script (both move items
+//! into a landing list, so a lost reply loses nothing: see
+//! [`landing`](super::landing)), and a joinable queue's request (numbered
+//! per consumer, repeated after a lost reply, its items read with a
+//! pipelined `LRANGE`) — with the stash of items taken but not handed out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ::redis::Value;
+use ::redis::{Cmd, Value};
 
 use super::conn::int;
 use super::deliveries::Id;
-use super::wait::{self, Token};
+use super::landing::{self, Landing};
+use super::wait::{Blocked, Token};
 use super::{
     deadline_of, hash_items, redact, RedisQueue, CHUNK, GET, NEVER, PUT, QSIZE, SHUTDOWN, UNGET,
 };
 use crate::block::Block;
 use crate::error::{Error, Result};
 use crate::kind::Kind;
+
+/// What one move of a plain queue's get found.
+enum Moved {
+    /// Items, now handed out.
+    Items(Vec<Vec<u8>>),
+    /// Nothing: the queue is empty (the hint: ms until a lease runs out, -1
+    /// if none).
+    Empty(i64),
+    /// Nothing, and the queue is shut down.
+    ShutDown,
+}
 
 impl RedisQueue {
     /// Puts `items` (already encoded), waiting for room as `block` allows.
@@ -157,29 +171,24 @@ impl RedisQueue {
             }
         }
         let max = max.clamp(1, CHUNK);
-        if self.kind == Kind::Queue && self.maxsize == 0 {
-            let items = self.get_plain(max, block, stop)?;
-            return Ok(items.into_iter().map(|i| ((0, 0), i)).collect());
+        if self.kind == Kind::Queue {
+            let mut landing = self.landings().acquire(&self.prefix);
+            let r = self.take_plain(&mut landing, max, block, stop);
+            self.landings().release(landing);
+            return r.map(|items| items.into_iter().map(|i| ((0, 0), i)).collect());
         }
-        let joinable = self.kind == Kind::Joinable;
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Empty);
             }
             let (consumer, seq) = {
                 let mut ids = self.ids();
-                let seq = if joinable { ids.next_get() } else { 0 };
-                (ids.consumer.clone(), seq)
+                (ids.consumer.clone(), ids.next_get())
             };
-            let reply = if joinable {
-                self.get_joinable(&consumer, max, seq, block)
-            } else {
-                self.get_script(max, block)
-            };
-            let reply: Vec<Value> = match reply {
+            let reply: Vec<Value> = match self.get_joinable(&consumer, max, seq, block) {
                 Ok(r) => r,
                 Err(e) => {
-                    if joinable && matches!(e, Error::Io { .. }) {
+                    if matches!(e, Error::Io { .. }) {
                         // It may have run: the next get asks for its items.
                         self.ids().get_lost(seq);
                     }
@@ -192,13 +201,9 @@ impl RedisQueue {
                 return Err(Error::ShutDown);
             }
             if status == 1 {
-                // {1, hint, items} on a plain queue; {1, -1, count, items}
-                // on a joinable one, whose items are (seq, index).
-                let at = if joinable { 3 } else { 2 };
-                if joinable {
-                    self.start_heartbeat(&consumer);
-                }
-                let items = match reply.into_iter().nth(at) {
+                // {1, -1, count, items}, the items named (seq, index).
+                self.start_heartbeat(&consumer);
+                let items = match reply.into_iter().nth(3) {
                     Some(Value::Array(items)) => items,
                     _ => Vec::new(),
                 };
@@ -218,38 +223,133 @@ impl RedisQueue {
         }
     }
 
-    /// The get script on a plain queue: `{1, hint, items}`, `{0, hint}` when
-    /// empty, `{2, -1}` when shut down and drained.
-    fn get_script(&self, max: usize, block: Block) -> Result<Vec<Value>> {
-        self.script("get", &GET, deadline_of(block), |inv| {
-            inv.arg(max)
+    /// A plain queue's get (see [`landing`](super::landing)): the items a
+    /// lost reply left in `landing` first, then a move of up to `max`
+    /// items, waiting as `block` allows.
+    fn take_plain(
+        &self,
+        landing: &mut Landing,
+        max: usize,
+        block: Block,
+        stop: &AtomicBool,
+    ) -> Result<Vec<Vec<u8>>> {
+        let items = self.recover(landing, max)?;
+        if !items.is_empty() {
+            return Ok(items);
+        }
+        if self.maxsize == 0 {
+            return self.get_plain(landing, max, block, stop);
+        }
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Empty);
+            }
+            match self.move_batch(landing, max, block)? {
+                Moved::Items(items) => return Ok(items),
+                Moved::ShutDown => return Err(Error::ShutDown),
+                Moved::Empty(hint) => {
+                    if !self.wait(Token::Avail, block, hint, stop)? {
+                        return Err(Error::Empty);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The items of `landing`'s move whose reply was lost (none if it never
+    /// ran), read with `LRANGE`; from now on they count as handed out. At
+    /// most `max` are returned, the rest stashed for the next get.
+    pub(super) fn recover(&self, landing: &mut Landing, max: usize) -> Result<Vec<Vec<u8>>> {
+        let Some(key) = landing.lost.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut items: Vec<Vec<u8>> = self.pool.with_conn("LRANGE", None, |c| {
+            ::redis::cmd("LRANGE")
+                .arg(&key)
                 .arg(0)
-                .arg("")
-                .arg(0)
-                .arg(self.maxsize)
-                .arg(0)
-                .arg(1);
+                .arg(-1)
+                .query(c.link.as_dyn())
+        })?;
+        landing.lost = None;
+        landing.spent.push(key);
+        if items.len() > max {
+            let rest = items.split_off(max);
+            self.stash(rest.into_iter().map(|i| ((0, 0), i)));
+        }
+        Ok(items)
+    }
+
+    /// One move of up to `max` items into a fresh list of `landing`, in
+    /// one round trip: the get script (which also deletes the landing's
+    /// spent lists) and a pipelined `LRANGE` of the new list.
+    fn move_batch(&self, landing: &mut Landing, max: usize, block: Block) -> Result<Moved> {
+        let key = landing.next_key();
+        let ttl = landing::TTL.as_millis() as u64;
+        let mut eval = ::redis::cmd("EVALSHA");
+        eval.arg(GET.get_hash()).arg(self.keys.len());
+        for k in &self.keys {
+            eval.arg(k);
+        }
+        eval.arg(&self.prefix)
+            .arg(max)
+            .arg(0)
+            .arg(&key)
+            .arg(ttl)
+            .arg(self.maxsize)
+            .arg(0)
+            .arg(0)
+            .arg(&landing.spent);
+        let mut lrange = ::redis::cmd("LRANGE");
+        lrange.arg(&key).arg(0).arg(-1);
+        let (meta, items) = match self.get_pair(&eval, &lrange, block) {
+            Ok(r) => r,
+            Err(e) => {
+                // It may have run: the next get reads the list.
+                landing.moved(key, false);
+                return Err(e);
+            }
+        };
+        landing.moved(key, true);
+        let reply = match meta {
+            Value::Array(v) => v,
+            _ => Vec::new(),
+        };
+        Ok(match reply.first().map_or(0, int) {
+            2 => Moved::ShutDown,
+            1 => {
+                let Value::Array(items) = items else {
+                    return Ok(Moved::Items(Vec::new()));
+                };
+                Moved::Items(
+                    items
+                        .into_iter()
+                        .filter_map(|v| match v {
+                            Value::BulkString(b) => Some(b),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }
+            _ => Moved::Empty(reply.get(1).map_or(-1, int)),
         })
     }
 
-    /// [`get_script`](Self::get_script)'s answer as items, or
-    /// [`Error::Empty`] / [`Error::ShutDown`].
-    fn get_plain_script(&self, max: usize) -> Result<Vec<Vec<u8>>> {
-        let reply = self.get_script(max, Block::No)?;
-        match reply.first().map_or(0, int) {
-            2 => Err(Error::ShutDown),
-            1 => match reply.into_iter().nth(2) {
-                Some(Value::Array(items)) => Ok(items
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        Value::BulkString(b) => Some(b),
-                        _ => None,
-                    })
-                    .collect()),
-                _ => Err(Error::Empty),
-            },
-            _ => Err(Error::Empty),
-        }
+    /// The get script and a command pipelined after it, in one round trip
+    /// (the script loaded again if the server lost it).
+    fn get_pair(&self, eval: &Cmd, then: &Cmd, block: Block) -> Result<(Value, Value)> {
+        self.pool.with_conn("get", deadline_of(block), |c| {
+            match c.link.pair(eval, then) {
+                Err(e)
+                    if e.kind()
+                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+                {
+                    // A server restarted (or flushed its scripts) since.
+                    GET.load(c.link.as_dyn())?;
+                    c.link.pair(eval, then)
+                }
+                other => other,
+            }
+        })
     }
 
     /// One joinable get request, in one round trip: the script moves the
@@ -284,19 +384,7 @@ impl RedisQueue {
             .arg(format!("{}:held:{consumer}:{seq}", self.prefix))
             .arg(0)
             .arg(-1);
-        let (meta, items) = self.pool.with_conn("get", deadline_of(block), |c| {
-            match c.link.pair(&eval, &lrange) {
-                Err(e)
-                    if e.kind()
-                        == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
-                {
-                    // A server restarted (or flushed its scripts) since.
-                    GET.load(c.link.as_dyn())?;
-                    c.link.pair(&eval, &lrange)
-                }
-                other => other,
-            }
-        })?;
+        let (meta, items) = self.get_pair(&eval, &lrange, block)?;
         let mut reply = match meta {
             Value::Array(v) => v,
             _ => Vec::new(),
@@ -308,66 +396,87 @@ impl RedisQueue {
         Ok(reply)
     }
 
-    /// `get` on a plain unbounded queue: no lease, no space to signal, so it
-    /// is `LPOP` or a `BLPOP` on the items list itself, one round trip like a
-    /// hand-written Redis list queue. The `BLPOP` also watches the
-    /// shutdown's tokens; woken by one, or finding the queue empty without
-    /// waiting, it asks the get script, which takes what remains or says
-    /// that the queue is shut down, in one atomic step (an `LPOP` that found
-    /// nothing and a flag read after it could miss an item put in between).
-    fn get_plain(&self, max: usize, block: Block, stop: &AtomicBool) -> Result<Vec<Vec<u8>>> {
-        let key = &self.keys[0];
+    /// `get` on a plain unbounded queue: no lease, no space to signal, so
+    /// one item is one `BLMOVE` into a landing list (pipelined with the
+    /// `DEL` of the lists already handed out, the new list's expiry and a
+    /// read of the shutdown flag), one round trip like a hand-written Redis
+    /// list queue's `BLPOP`. A batch, or a get that must not wait, runs the
+    /// get script first. `BLMOVE` watches the items list only: it waits in
+    /// slices of [`SHUTDOWN_SLICE`](super::wait::SHUTDOWN_SLICE), and a
+    /// slice that ends with the queue shut down asks the script, which
+    /// takes what remains or says that the queue is shut down, in one atomic
+    /// step.
+    fn get_plain(
+        &self,
+        landing: &mut Landing,
+        max: usize,
+        block: Block,
+        stop: &AtomicBool,
+    ) -> Result<Vec<Vec<u8>>> {
         let mut look = max > 1 || matches!(block, Block::No);
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Empty);
             }
             if look {
-                let v: Option<Vec<Vec<u8>>> = self.pool.with_conn("LPOP", None, |c| {
-                    ::redis::cmd("LPOP")
-                        .arg(key)
-                        .arg(max)
-                        .query(c.link.as_dyn())
-                })?;
-                if let Some(items) = v.filter(|v| !v.is_empty()) {
-                    return Ok(items);
-                }
-                if matches!(block, Block::No) {
-                    return self.get_plain_script(max);
+                match self.move_batch(landing, max, Block::No)? {
+                    Moved::Items(items) => return Ok(items),
+                    Moved::ShutDown => return Err(Error::ShutDown),
+                    Moved::Empty(_) if matches!(block, Block::No) => return Err(Error::Empty),
+                    Moved::Empty(_) => {}
                 }
             }
-            look = max > 1;
-            let Some(v) = self.blpop(&[key, &self.keys[7]], block, -1, stop)? else {
-                return Err(Error::Empty);
-            };
-            match wait::popped(&v) {
-                Some((k, item)) if k == key.as_bytes() => {
-                    let mut items = vec![item];
-                    if max > 1 {
-                        // Woken by a producer: take what else it put,
-                        // so that a batch consumer that caught up does
-                        // not go on one item per round trip.
-                        if let Ok(Some(more)) = self.pool.with_conn("LPOP", None, |c| {
-                            ::redis::cmd("LPOP")
-                                .arg(key)
-                                .arg(max - 1)
-                                .query::<Option<Vec<Vec<u8>>>>(c.link.as_dyn())
-                        }) {
-                            items.extend(more);
+            look = false;
+            let key = landing.next_key();
+            let spent = landing.spent.clone();
+            match self.blmove(&spent, &key, block, stop) {
+                Err(e) => {
+                    landing.moved(key, false);
+                    return Err(e);
+                }
+                Ok(None) => return Err(Error::Empty),
+                Ok(Some(Blocked::Interrupted)) => {
+                    // Stopped and continued: the item it moved meanwhile,
+                    // if any, is in the list.
+                    landing.moved(key, false);
+                    let items = self.recover(landing, max)?;
+                    if !items.is_empty() {
+                        return Ok(items);
+                    }
+                }
+                Ok(Some(Blocked::Replied((item, shut)))) => {
+                    landing.moved(key, true);
+                    if let Some(item) = item {
+                        if self.closed.load(Ordering::Relaxed) {
+                            // Do not lose an item moved just as the handle
+                            // closed.
+                            self.stash(std::iter::once(((0, 0), item)));
+                            return Err(Error::Closed);
+                        }
+                        let mut items = vec![item];
+                        if max > 1 {
+                            // Woken by a producer: take what else it put,
+                            // so that a batch consumer that caught up does
+                            // not go on one item per round trip. (A lost
+                            // reply here is read by the next get.)
+                            if let Ok(Moved::Items(more)) =
+                                self.move_batch(landing, max - 1, Block::No)
+                            {
+                                items.extend(more);
+                            }
+                        }
+                        return Ok(items);
+                    }
+                    self.check_open()?;
+                    if shut {
+                        // What remains, or the end.
+                        match self.move_batch(landing, max, Block::No)? {
+                            Moved::Items(items) => return Ok(items),
+                            Moved::ShutDown => return Err(Error::ShutDown),
+                            Moved::Empty(_) => {}
                         }
                     }
-                    return Ok(items);
                 }
-                // A shutdown's token: what remains, or the end.
-                Some(_) => match self.get_plain_script(max) {
-                    Err(Error::Empty) => {}
-                    other => return other,
-                },
-                // The slice ran out (or a stop signal cut the wait short:
-                // the reply may still come, and the connection's next
-                // reply read skips it, so no script runs before the next
-                // BLPOP).
-                None => {}
             }
         }
     }

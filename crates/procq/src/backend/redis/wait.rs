@@ -1,7 +1,8 @@
-//! Waiting without polling: `BLPOP` on a wake-up token list (or on a plain
-//! queue's items), bounded by the caller's deadline, the earliest lease
-//! expiry, and [`SAFETY_SLICE`]; and `close()`, which wakes this handle's
-//! blocked calls with `CLIENT UNBLOCK`.
+//! Waiting: `BLPOP` on a wake-up token list, bounded by the caller's
+//! deadline, the earliest lease expiry, and [`SAFETY_SLICE`]; a plain
+//! unbounded queue's `BLMOVE` into a landing list (see
+//! [`landing`](super::landing)), in slices of [`SHUTDOWN_SLICE`]; and
+//! `close()`, which wakes this handle's blocked calls with `CLIENT UNBLOCK`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,25 +23,30 @@ pub(crate) const SAFETY_SLICE: Duration = Duration::from_secs(2);
 /// and connection.
 pub(crate) const STOPPABLE_SLICE: Duration = Duration::from_millis(250);
 
+/// Longest single wait of a plain unbounded queue's blocked get (its
+/// `BLMOVE` watches the items list only, so it looks at the shutdown flag
+/// after each slice): how late a shutdown may wake it.
+pub(crate) const SHUTDOWN_SLICE: Duration = Duration::from_millis(500);
+
+/// What a plain queue's `BLMOVE` step answered: the item it moved, if any,
+/// and whether the queue is shut down.
+pub(crate) type Landed = (Option<Vec<u8>>, bool);
+
+/// The outcome of a blocking call that ran.
+pub(crate) enum Blocked<R> {
+    /// Its reply.
+    Replied(R),
+    /// A stop and continue of this process cut the read short: the reply
+    /// was not read (the server may have acted).
+    Interrupted,
+}
+
 /// What to wait for between script calls.
 #[derive(Clone, Copy)]
 pub(crate) enum Token {
     Avail,
     Space,
     Zero,
-}
-
-/// The key and value of a `BLPOP` reply (`[key, value]`), if it popped one.
-pub(crate) fn popped(v: &Value) -> Option<(&[u8], Vec<u8>)> {
-    match v {
-        Value::Array(kv) => match (kv.first(), kv.get(1)) {
-            (Some(Value::BulkString(k)), Some(Value::BulkString(b))) => {
-                Some((k.as_slice(), b.clone()))
-            }
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 impl RedisQueue {
@@ -68,7 +74,8 @@ impl RedisQueue {
 
     /// `BLPOP keys…` for at most `hint_ms` (if not -1), the deadline, and
     /// [`SAFETY_SLICE`]; `None` if the deadline had passed (nothing waited),
-    /// else the reply (`Nil` when the slice ran out). A call that `stop`
+    /// else the reply (`Nil` when the slice ran out, or when a stop and
+    /// continue of this process cut the wait short). A call that `stop`
     /// can end (an async call's, see [`calls`](super::calls)) waits at most
     /// [`STOPPABLE_SLICE`] at a time, so that it notices soon.
     pub(crate) fn blpop(
@@ -78,6 +85,80 @@ impl RedisQueue {
         hint_ms: i64,
         stop: &AtomicBool,
     ) -> Result<Option<Value>> {
+        let r = self.blocking("BLPOP", block, hint_ms, SAFETY_SLICE, stop, |link, secs| {
+            ::redis::cmd("BLPOP")
+                .arg(keys)
+                .arg(secs)
+                .query::<Value>(link.as_dyn())
+        })?;
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        Ok(r.map(|r| match r {
+            // Only tokens are popped: a token lost with the reply costs at
+            // most a spurious wait.
+            Blocked::Replied(v) => v,
+            Blocked::Interrupted => Value::Nil,
+        }))
+    }
+
+    /// The blocking step of a plain unbounded queue's get, one round trip:
+    /// deletes the landing's `spent` lists, moves the queue's head item into
+    /// the fresh landing list `key` (`BLMOVE`, waiting at most
+    /// [`SHUTDOWN_SLICE`] and the deadline), sets its expiry, and reads the
+    /// shutdown flag. `None` if the deadline had passed; else the reply
+    /// (the item if one moved, whether the queue is shut down), or
+    /// [`Blocked::Interrupted`], the reply lost to a stop and continue of
+    /// this process. An I/O error also means the reply was lost.
+    pub(crate) fn blmove(
+        &self,
+        spent: &[String],
+        key: &str,
+        block: Block,
+        stop: &AtomicBool,
+    ) -> Result<Option<Blocked<Landed>>> {
+        let ttl = super::landing::TTL.as_millis() as u64;
+        let items = &self.keys[0];
+        let meta = &self.keys[1];
+        self.blocking("BLMOVE", block, -1, SHUTDOWN_SLICE, stop, |link, secs| {
+            let mut del = ::redis::cmd("DEL");
+            del.arg(spent);
+            let mut mv = ::redis::cmd("BLMOVE");
+            mv.arg(items).arg(key).arg("LEFT").arg("RIGHT").arg(secs);
+            let mut exp = ::redis::cmd("PEXPIRE");
+            exp.arg(key).arg(ttl);
+            let mut flag = ::redis::cmd("HGET");
+            flag.arg(meta).arg("shutdown");
+            let mut cmds: Vec<&::redis::Cmd> = Vec::with_capacity(4);
+            if !spent.is_empty() {
+                cmds.push(&del);
+            }
+            cmds.extend([&mv, &exp, &flag]);
+            let at = cmds.len() - 3;
+            let v = link.pipeline(&cmds)?;
+            let item = match v.get(at) {
+                Some(Value::BulkString(b)) => Some(b.clone()),
+                _ => None,
+            };
+            let shut = v.get(at + 2).map_or(0, super::conn::int) > 0;
+            Ok((item, shut))
+        })
+    }
+
+    /// Runs the blocking command `run` (given the link and its wait in
+    /// seconds) for at most `hint_ms` (if not -1), the deadline, and
+    /// `longest`, registered for [`close`](Self::close) to wake it. `None`
+    /// if the deadline had passed (nothing ran). A call that `stop` can end
+    /// waits at most [`STOPPABLE_SLICE`] at a time.
+    fn blocking<R>(
+        &self,
+        op: &str,
+        block: Block,
+        hint_ms: i64,
+        longest: Duration,
+        stop: &AtomicBool,
+        run: impl FnOnce(&mut super::conn::Link, f64) -> ::redis::RedisResult<R>,
+    ) -> Result<Option<Blocked<R>>> {
         let deadline = match block {
             Block::No => return Ok(None),
             Block::Forever => None,
@@ -85,9 +166,9 @@ impl RedisQueue {
         };
         let now = Instant::now();
         let mut slice = if std::ptr::eq(stop, &NEVER) {
-            SAFETY_SLICE
+            longest
         } else {
-            STOPPABLE_SLICE
+            longest.min(STOPPABLE_SLICE)
         };
         if let Some(d) = deadline {
             if d <= now {
@@ -99,7 +180,8 @@ impl RedisQueue {
             // Wake just after the lease runs out, so that reap finds it due.
             slice = slice.min(Duration::from_millis(hint_ms as u64 + 5));
         }
-        // BLPOP takes seconds with millisecond resolution; 0 would mean "forever".
+        // Blocking commands take seconds with millisecond resolution; 0
+        // would mean "forever".
         let secs = (slice.as_millis().max(1) as f64) / 1000.0;
         let io_timeout = self.pool.target.io_timeout;
         let mut c = self.pool.conn(deadline)?;
@@ -129,49 +211,39 @@ impl RedisQueue {
             .unwrap_or_else(|e| e.into_inner())
             .push(id);
         let result = if self.closed.load(Ordering::SeqCst) {
-            Ok(Value::Nil)
+            None
         } else {
             c.link.set_read_timeout(Some(slice + io_timeout));
-            let r = ::redis::cmd("BLPOP")
-                .arg(keys)
-                .arg(secs)
-                .query::<Value>(c.link.as_dyn());
+            let r = run(&mut c.link, secs);
             c.link.set_read_timeout(Some(io_timeout));
-            r
+            Some(r)
         };
         self.blocked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|&b| b != id);
         match result {
-            Ok(v) => {
+            None => {
                 self.pool.release(c);
-                if self.closed.load(Ordering::Relaxed) {
-                    // Do not lose an item popped just as the handle closed.
-                    if let Some((key, item)) = popped(&v) {
-                        if key == self.keys[0].as_bytes() {
-                            self.stash(std::iter::once(((0, 0), item)));
-                        }
-                    }
-                    return Err(Error::Closed);
-                }
-                Ok(Some(v))
+                Err(Error::Closed)
             }
-            Err(e) if is_interrupted(&e) => {
+            Some(Ok(v)) => {
+                self.pool.release(c);
+                Ok(Some(Blocked::Replied(v)))
+            }
+            Some(Err(e)) if is_interrupted(&e) => {
                 // Stopped and continued while waiting (a socket read with a
-                // timeout fails with EINTR then): a spurious wake-up. The
-                // reply may still come: the connection is dropped rather
-                // than reused, since its next command could read it. (A
-                // plain queue's item popped meanwhile is lost with it;
-                // docs/redis.md, "Shutdown".)
+                // timeout fails with EINTR then). The reply may still come:
+                // the connection is dropped rather than reused, since its
+                // next command could read it.
                 drop(c);
-                Ok(Some(Value::Nil))
+                Ok(Some(Blocked::Interrupted))
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 if !is_broken(&e) {
                     self.pool.release(c);
                 }
-                Err(self.pool.map_err("BLPOP", e))
+                Err(self.pool.map_err(op, e))
             }
         }
     }

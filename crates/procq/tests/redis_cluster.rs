@@ -164,7 +164,9 @@ fn cluster_token_counter_across_processes() {
 #[test]
 fn cluster_killed_consumer_task_is_redelivered_and_batches_work() {
     let Some(base) = cluster() else { return };
-    let url = format!("{base}/{}?lease_ms=600", fresh("cluster-kill"));
+    // A lease long enough that the test takes 12 before 11 comes back,
+    // even on a loaded machine against fsynced nodes.
+    let url = format!("{base}/{}?lease_ms=2000", fresh("cluster-kill"));
     let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
     let got = Queue::<u64>::open_or_create(&format!("{base}/{}", fresh("cluster-got")), 0).unwrap();
     q.put_many(&[11, 12]).unwrap();

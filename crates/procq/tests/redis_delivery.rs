@@ -423,16 +423,6 @@ impl Drop for Remove {
     }
 }
 
-/// A child killed and reaped when the test ends, however it ends.
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_task_of_a_consumer_killed_after_a_shutdown_is_still_handed_out() {
     let Some(base) = server() else { return };
@@ -442,7 +432,7 @@ fn a_task_of_a_consumer_killed_after_a_shutdown_is_still_handed_out() {
     let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
     let got = Queue::<u64>::open_or_create(&got_url, 0).unwrap();
     q.put_many(&[11, 12]).unwrap();
-    let mut holder = Kill(spawn("hold", &[&url, got.name()]));
+    let mut holder = Reaped(spawn("hold", &[&url, got.name()]));
     assert_eq!(got.get_timeout(Duration::from_secs(10)).unwrap(), 11);
     q.shutdown(false).unwrap();
     holder.0.kill().unwrap(); // SIGKILL with 11 in flight
@@ -474,7 +464,7 @@ fn after_an_immediate_shutdown_a_killed_consumers_task_is_dropped_and_join_retur
     let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
     let got = Queue::<u64>::open_or_create(&got_url, 0).unwrap();
     q.put_many(&[11, 12]).unwrap();
-    let mut holder = Kill(spawn("hold", &[&url, got.name()]));
+    let mut holder = Reaped(spawn("hold", &[&url, got.name()]));
     assert_eq!(got.get_timeout(Duration::from_secs(10)).unwrap(), 11);
     q.shutdown(true).unwrap(); // drops 12, counted done
     assert_eq!(q.unfinished_tasks().unwrap(), 1);

@@ -59,15 +59,20 @@ impl Landing {
         format!("{}{}", self.base, self.moves)
     }
 
-    /// Records the outcome of a move into `key`: its reply arrived (the
-    /// items are handed out, the spent lists deleted), or it was lost.
-    pub(crate) fn moved(&mut self, key: String, reply_arrived: bool) {
-        if reply_arrived {
-            self.spent.clear();
+    /// Records that the reply of a move into `key` arrived: the spent
+    /// lists are deleted, and `key` holds the items handed out (if any).
+    pub(crate) fn arrived(&mut self, key: String, any: bool) {
+        self.spent.clear();
+        if any {
             self.spent.push(key);
-        } else {
-            self.lost = Some(key);
         }
+    }
+
+    /// Records that the reply of a move into `key` was lost: `key` holds
+    /// the items that move took, if it ran (whether it deleted the spent
+    /// lists is unknown, so they stay spent).
+    pub(crate) fn lost(&mut self, key: String) {
+        self.lost = Some(key);
     }
 
     /// Whether the server may hold anything of this landing.
@@ -155,13 +160,17 @@ mod tests {
         assert_ne!(k1, k2);
         assert!(k1.starts_with("procq:{q}:landing:"));
         assert_ne!(a.base, b.base, "two landings of one handle share keys");
-        a.moved(k1.clone(), true);
+        a.arrived(k1.clone(), true);
         assert_eq!(a.spent, std::slice::from_ref(&k1));
-        a.moved(k2.clone(), false);
+        a.lost(k2.clone());
         assert_eq!(a.spent, [k1], "a lost move deleted nothing for sure");
         assert_eq!(a.lost, Some(k2));
         ls.release(a);
         ls.release(b);
         assert_eq!(ls.take_all().len(), 1);
+        let mut c = ls.acquire("procq:{q}");
+        let k = c.next_key();
+        c.arrived(k, false);
+        assert!(c.is_clear(), "an empty move left a list to delete");
     }
 }

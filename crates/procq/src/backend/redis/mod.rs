@@ -39,7 +39,7 @@
 //! last `task_done`) fills — the "wake-up token" form of a condition
 //! variable (see [`wait`]). A plain unbounded queue's getter blocks in
 //! `BLMOVE` on the items list itself (its put signals nothing), in slices
-//! of half a second that each end with a look at the shutdown flag
+//! of a quarter second that each end with a look at the shutdown flag
 //! (`BLMOVE` has one source, so it cannot also watch `shut`).
 //!
 //! **A plain queue's get** moves items into a landing list of the caller's
@@ -51,10 +51,10 @@
 //! before it (and handed out by the gets that drain the queue) or refused.
 //! Blocked getters and putters wait on the `shut` list as well as on their
 //! own tokens (one multi-key `BLPOP`, same slot; a plain unbounded queue's
-//! getters look at the flag every half second instead); the shutdown script fills
-//! it, and every script that finds the queue shut down tops it up, so every
-//! blocked client of every process wakes at once and a later one never
-//! sleeps (see `common.lua`).
+//! getters look at the flag every quarter second instead); the shutdown
+//! script fills it, and every script that finds the queue shut down tops
+//! it up, so every blocked client of every process wakes at once and a
+//! later one never sleeps (see `common.lua`).
 //!
 //! **At-least-once delivery** for joinable queues is the reliable-queue
 //! pattern (Redis documents it under `LMOVE`), made exact: `get` moves

@@ -271,7 +271,9 @@ impl RedisQueue {
                 .query(c.link.as_dyn())
         })?;
         landing.lost = None;
-        landing.spent.push(key);
+        if !items.is_empty() {
+            landing.spent.push(key);
+        }
         if items.len() > max {
             let rest = items.split_off(max);
             self.stash(rest.into_iter().map(|i| ((0, 0), i)));
@@ -305,33 +307,30 @@ impl RedisQueue {
             Ok(r) => r,
             Err(e) => {
                 // It may have run: the next get reads the list.
-                landing.moved(key, false);
+                landing.lost(key);
                 return Err(e);
             }
         };
-        landing.moved(key, true);
         let reply = match meta {
             Value::Array(v) => v,
             _ => Vec::new(),
         };
-        Ok(match reply.first().map_or(0, int) {
+        let moved = match reply.first().map_or(0, int) {
             2 => Moved::ShutDown,
-            1 => {
-                let Value::Array(items) = items else {
-                    return Ok(Moved::Items(Vec::new()));
-                };
-                Moved::Items(
-                    items
-                        .into_iter()
-                        .filter_map(|v| match v {
-                            Value::BulkString(b) => Some(b),
-                            _ => None,
-                        })
-                        .collect(),
-                )
-            }
+            1 => Moved::Items(match items {
+                Value::Array(items) => items
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Value::BulkString(b) => Some(b),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }),
             _ => Moved::Empty(reply.get(1).map_or(-1, int)),
-        })
+        };
+        landing.arrived(key, matches!(&moved, Moved::Items(i) if !i.is_empty()));
+        Ok(moved)
     }
 
     /// The get script and a command pipelined after it, in one round trip
@@ -431,21 +430,21 @@ impl RedisQueue {
             let spent = landing.spent.clone();
             match self.blmove(&spent, &key, block, stop) {
                 Err(e) => {
-                    landing.moved(key, false);
+                    landing.lost(key);
                     return Err(e);
                 }
                 Ok(None) => return Err(Error::Empty),
                 Ok(Some(Blocked::Interrupted)) => {
                     // Stopped and continued: the item it moved meanwhile,
                     // if any, is in the list.
-                    landing.moved(key, false);
+                    landing.lost(key);
                     let items = self.recover(landing, max)?;
                     if !items.is_empty() {
                         return Ok(items);
                     }
                 }
                 Ok(Some(Blocked::Replied((item, shut)))) => {
-                    landing.moved(key, true);
+                    landing.arrived(key, item.is_some());
                     if let Some(item) = item {
                         if self.closed.load(Ordering::Relaxed) {
                             // Do not lose an item moved just as the handle

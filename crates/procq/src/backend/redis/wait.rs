@@ -26,7 +26,7 @@ pub(crate) const STOPPABLE_SLICE: Duration = Duration::from_millis(250);
 /// Longest single wait of a plain unbounded queue's blocked get (its
 /// `BLMOVE` watches the items list only, so it looks at the shutdown flag
 /// after each slice): how late a shutdown may wake it.
-pub(crate) const SHUTDOWN_SLICE: Duration = Duration::from_millis(500);
+pub(crate) const SHUTDOWN_SLICE: Duration = Duration::from_millis(250);
 
 /// What a plain queue's `BLMOVE` step answered: the item it moved, if any,
 /// and whether the queue is shut down.

@@ -8,10 +8,11 @@
 //! pipelined `LRANGE`) — with the stash of items taken but not handed out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use ::redis::{Cmd, Value};
 
-use super::conn::int;
+use super::conn::{int, is_broken, is_interrupted, is_transient};
 use super::deliveries::Id;
 use super::landing::{self, Landing};
 use super::wait::{Blocked, Token};
@@ -285,6 +286,9 @@ impl RedisQueue {
     /// one round trip: the get script (which also deletes the landing's
     /// spent lists) and a pipelined `LRANGE` of the new list.
     fn move_batch(&self, landing: &mut Landing, max: usize, block: Block) -> Result<Moved> {
+        if self.maxsize == 0 && !self.pool.target.cluster {
+            return self.move_batch_native(landing, max, block);
+        }
         let key = landing.next_key();
         let ttl = landing::TTL.as_millis() as u64;
         let mut eval = ::redis::cmd("EVALSHA");
@@ -331,6 +335,82 @@ impl RedisQueue {
         };
         landing.arrived(key, matches!(&moved, Moved::Items(i) if !i.is_empty()));
         Ok(moved)
+    }
+
+    /// [`move_batch`](Self::move_batch) on a plain unbounded queue on one
+    /// server, with native commands in one `MULTI`/`EXEC` (no script: about
+    /// as cheap as the `LPOP n` it replaces): deletes the spent lists, moves
+    /// the head (`SORT … BY nosort LIMIT 0 max STORE`, which reads only
+    /// that range of a list, and `LTRIM`), sets the new list's expiry, reads
+    /// it, and reads the shutdown flag. Nothing to drop after an immediate
+    /// shutdown: it emptied the list, and no put or give-back fills it
+    /// again. Never repeated on the same connection (a repeat would store
+    /// over the first one's items): any failure counts as a lost reply.
+    /// (On a cluster, where transactions are not pipelined by the client,
+    /// and on a bounded queue, which must signal room, the script does it.)
+    fn move_batch_native(&self, landing: &mut Landing, max: usize, block: Block) -> Result<Moved> {
+        let key = landing.next_key();
+        let ttl = landing::TTL.as_millis() as u64;
+        let (items, meta) = (&self.keys[0], &self.keys[1]);
+        let mut p = ::redis::pipe();
+        p.atomic();
+        if !landing.spent.is_empty() {
+            p.cmd("DEL").arg(&landing.spent).ignore();
+        }
+        p.cmd("SORT")
+            .arg(items)
+            .arg("BY")
+            .arg("nosort")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(max)
+            .arg("STORE")
+            .arg(&key)
+            .ignore();
+        p.cmd("LTRIM").arg(items).arg(max).arg(-1).ignore();
+        p.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+        p.cmd("LRANGE").arg(&key).arg(0).arg(-1);
+        p.cmd("HGET").arg(meta).arg("shutdown");
+        let limit = Instant::now() + self.pool.target.io_timeout;
+        let r = self.pool.conn(deadline_of(block)).and_then(|mut c| {
+            let mut r = p.query::<(Vec<Vec<u8>>, Option<i64>)>(c.link.as_dyn());
+            // A server loading its data refuses the transaction as a whole
+            // (EXECABORT): nothing ran, so it is sent again, as every call
+            // waits for a loading server.
+            while r.as_ref().is_err_and(is_transient) && Instant::now() < limit {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                r = p.query(c.link.as_dyn());
+            }
+            match r {
+                Ok(v) => {
+                    self.pool.release(c);
+                    Ok(v)
+                }
+                Err(e) => {
+                    // An interrupted read leaves the reply unread: the
+                    // connection goes, as in a blocking call.
+                    if !is_broken(&e) && !is_interrupted(&e) {
+                        self.pool.release(c);
+                    }
+                    Err(self.pool.map_err("get", e))
+                }
+            }
+        });
+        let (got, shut) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                landing.lost(key);
+                return Err(e);
+            }
+        };
+        landing.arrived(key, !got.is_empty());
+        Ok(if !got.is_empty() {
+            Moved::Items(got)
+        } else if shut.unwrap_or(0) > 0 {
+            Moved::ShutDown
+        } else {
+            Moved::Empty(-1)
+        })
     }
 
     /// The get script and a command pipelined after it, in one round trip

@@ -96,19 +96,29 @@ fn run_procq<T: Serialize + DeserializeOwned + 'static>(ctx: &Ctx, f: Flow, n: u
         .maxsize(f.maxsize)
         .build::<T>()
         .map_err(|e| format!("creating queue: {e}"))?;
+    // The warm-up is split like the run: every producer puts, and every
+    // consumer gets, its share before `go`, so the queue is empty again
+    // when the clock starts.
+    let warm = warmup_items(ctx, f);
+    let (warm_puts, warm_gets) = (split(warm, f.producers), split(warm, f.consumers));
+    let (mut p, mut c) = (0, 0);
     let secs = run_procq_crew(ctx, f, n, |producer, items| {
         let (queue, item, batch) = (name.clone(), f.item, f.batch);
         if producer {
+            p += 1;
             Role::ProcqProducer {
                 queue,
                 item,
+                warmup: warm_puts[p - 1],
                 items,
                 batch,
             }
         } else {
+            c += 1;
             Role::ProcqConsumer {
                 queue,
                 item,
+                warmup: warm_gets[c - 1],
                 items,
                 batch,
             }
@@ -144,10 +154,36 @@ fn run_procq_loans(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
     Ok(secs)
 }
 
+/// Items the workers of a typed procq case move through their queue before
+/// the clock starts (full mode only), so that the run measures the steady
+/// state of a queue in use, as a long-running program sees it: a fresh
+/// queue's ring grows as deep as the run drives it, and every process
+/// faults in each page of it on first touch — with 8 processes at 64 KiB,
+/// about six faults per item, which a timed run of a few seconds would
+/// otherwise count (see docs/performance.md). As many items as the bound
+/// (1024 unbounded), at most 512 MiB of them.
+pub(crate) fn warmup_items(ctx: &Ctx, f: Flow) -> u64 {
+    if ctx.quick {
+        return 0;
+    }
+    let depth = if f.maxsize == 0 {
+        1024
+    } else {
+        f.maxsize as u64
+    };
+    depth.min((512 << 20) / f.item.nominal_bytes()).max(1)
+}
+
 /// Starts `f.consumers` consumers and `f.producers` producers of a procq
-/// queue (`role(is_producer, items)`), `n` items split evenly, and times
-/// the run.
-fn run_procq_crew(ctx: &Ctx, f: Flow, n: u64, role: impl Fn(bool, u64) -> Role) -> Result<f64> {
+/// queue (`role(is_producer, items)`, called for the consumers first), `n`
+/// items split evenly, waits for their warm-up (`warm`, see
+/// [`warmup_items`]) and times the run.
+fn run_procq_crew(
+    ctx: &Ctx,
+    f: Flow,
+    n: u64,
+    mut role: impl FnMut(bool, u64) -> Role,
+) -> Result<f64> {
     let mut crew = Crew::new(&ctx.exe);
     let puts = split(n, f.producers);
     let mut cons = Vec::new();
@@ -158,6 +194,7 @@ fn run_procq_crew(ctx: &Ctx, f: Flow, n: u64, role: impl Fn(bool, u64) -> Role) 
     for (i, &items) in puts.iter().enumerate() {
         prods.push(crew.spawn(&format!("producer {i}"), &role(true, items))?.0);
     }
+    crew.expect_all("warm", ctx.deadline())?;
     let start = crew.go()?;
     collect(crew, ctx, start, &cons, &prods, expected_sum(f.item, &puts))
 }

@@ -127,6 +127,19 @@ impl<'a> Crew<'a> {
         }
     }
 
+    /// Waits until every worker said `word` on a line of its own (e.g.
+    /// `warm`: done with its untimed warm-up).
+    pub(crate) fn expect_all(&mut self, word: &str, deadline: Instant) -> Result<()> {
+        for idx in 0..self.members.len() {
+            let line = self.line(idx, deadline)?;
+            if line != word {
+                let name = &self.members[idx].name;
+                return Err(format!("{name}: expected {word:?}, got {line:?}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Sends `go` to every worker; returns the monotonic start time (ns).
     pub(crate) fn go(&mut self) -> Result<u64> {
         let start = monotonic_ns();

@@ -96,17 +96,21 @@ pub fn run_worker_if_requested() -> Option<ExitCode> {
 /// What one worker process does. Serialized as JSON on its command line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Role {
-    /// Puts `items` items to a procq queue, `batch` per `put_many` (1 = `put`).
+    /// Puts `items` items to a procq queue, `batch` per `put_many` (1 = `put`),
+    /// after `warmup` untimed ones (see `flows::warmup_items`).
     ProcqProducer {
         queue: String,
         item: Item,
+        warmup: u64,
         items: u64,
         batch: usize,
     },
-    /// Gets `items` items from a procq queue, up to `batch` per `get_many`.
+    /// Gets `items` items from a procq queue, up to `batch` per `get_many`,
+    /// after `warmup` untimed ones.
     ProcqConsumer {
         queue: String,
         item: Item,
+        warmup: u64,
         items: u64,
         batch: usize,
     },
@@ -234,28 +238,35 @@ fn run(role: Role) -> Result<()> {
         Role::ProcqProducer {
             queue,
             item,
+            warmup,
             items,
             batch,
         } => match item {
-            Item::U64 => procq_produce::<u64>(&queue, items, batch, |i| i),
+            Item::U64 => procq_produce::<u64>(&queue, (warmup, items), batch, |i| i),
             Item::Bytes(n) => {
                 let payload = vec![item.fill_byte(); n];
-                procq_produce::<Vec<u8>>(&queue, items, batch, |_| payload.clone())
+                procq_produce::<Vec<u8>>(&queue, (warmup, items), batch, |_| payload.clone())
             }
         },
         Role::ProcqConsumer {
             queue,
             item,
+            warmup,
             items,
             batch,
         } => match item {
-            Item::U64 => procq_consume::<u64>(&queue, items, batch, |v| *v),
-            Item::Bytes(_) => procq_consume::<Vec<u8>>(&queue, items, batch, |v| v.len() as u64),
+            Item::U64 => procq_consume::<u64>(&queue, (warmup, items), batch, |v| *v),
+            Item::Bytes(_) => {
+                procq_consume::<Vec<u8>>(&queue, (warmup, items), batch, |v| v.len() as u64)
+            }
         },
         Role::ProcqLoanProducer { queue, len, items } => {
             let q = procq::RawQueue::open(&queue)?;
             let payload = vec![Item::Bytes(len).fill_byte(); len];
             say("ready")?;
+            // No warm-up: compared with iceoryx2's first pass (see
+            // `flows::warmup_items`).
+            say("warm")?;
             wait_go()?;
             for _ in 0..items {
                 q.put_with(len, None, |buf| buf.copy_from_slice(&payload))?;
@@ -265,6 +276,9 @@ fn run(role: Role) -> Result<()> {
         Role::ProcqLoanConsumer { queue, len, items } => {
             let q = procq::RawQueue::open(&queue)?;
             say("ready")?;
+            // No warm-up: compared with iceoryx2's first pass (see
+            // `flows::warmup_items`).
+            say("warm")?;
             wait_go()?;
             let mut sum = 0u64;
             for _ in 0..items {
@@ -449,28 +463,34 @@ fn run_peer(role: Role) -> Result<()> {
 
 fn procq_produce<T: Serialize + DeserializeOwned + 'static>(
     name: &str,
-    items: u64,
+    (warmup, items): (u64, u64),
     batch: usize,
     make: impl Fn(u64) -> T,
 ) -> Result<()> {
     let q = procq::Queue::<T>::open(name)?;
     say("ready")?;
+    let put = |n: u64| -> Result<()> {
+        if batch <= 1 {
+            for i in 0..n {
+                q.put(&make(i))?;
+            }
+        } else {
+            let mut chunk = Vec::with_capacity(batch);
+            let mut i = 0;
+            while i < n {
+                chunk.clear();
+                let end = n.min(i + batch as u64);
+                chunk.extend((i..end).map(&make));
+                q.put_many(&chunk)?;
+                i = end;
+            }
+        }
+        Ok(())
+    };
+    put(warmup)?;
+    say("warm")?;
     wait_go()?;
-    if batch <= 1 {
-        for i in 0..items {
-            q.put(&make(i))?;
-        }
-    } else {
-        let mut chunk = Vec::with_capacity(batch);
-        let mut i = 0;
-        while i < items {
-            chunk.clear();
-            let end = items.min(i + batch as u64);
-            chunk.extend((i..end).map(&make));
-            q.put_many(&chunk)?;
-            i = end;
-        }
-    }
+    put(items)?;
     say(&format!("done {}", monotonic_ns()))
 }
 
@@ -478,27 +498,33 @@ fn procq_produce<T: Serialize + DeserializeOwned + 'static>(
 /// the parent can tell that nothing was lost or duplicated.
 fn procq_consume<T: Serialize + DeserializeOwned + 'static>(
     name: &str,
-    items: u64,
+    (warmup, items): (u64, u64),
     batch: usize,
     check: impl Fn(&T) -> u64,
 ) -> Result<()> {
     let q = procq::Queue::<T>::open(name)?;
     say("ready")?;
-    wait_go()?;
-    let mut sum = 0u64;
-    let mut got = 0u64;
-    while got < items {
-        if batch <= 1 {
-            sum = sum.wrapping_add(check(&q.get()?));
-            got += 1;
-        } else {
-            let want = batch.min((items - got) as usize);
-            for v in q.get_many(want)? {
-                sum = sum.wrapping_add(check(&v));
+    let get = |n: u64| -> Result<u64> {
+        let mut sum = 0u64;
+        let mut got = 0u64;
+        while got < n {
+            if batch <= 1 {
+                sum = sum.wrapping_add(check(&q.get()?));
                 got += 1;
+            } else {
+                let want = batch.min((n - got) as usize);
+                for v in q.get_many(want)? {
+                    sum = sum.wrapping_add(check(&v));
+                    got += 1;
+                }
             }
         }
-    }
+        Ok(sum)
+    };
+    get(warmup)?;
+    say("warm")?;
+    wait_go()?;
+    let sum = get(items)?;
     say(&format!("done {} {sum}", monotonic_ns()))
 }
 

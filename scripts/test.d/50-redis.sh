@@ -11,7 +11,7 @@
 #   restart test can SIGKILL a node and start it again from that file.
 # Installs redis-server (and openssl) from Debian when missing. Runs
 # `cargo test -p procq --features redis-tls --test redis --test
-# redis_delivery --test redis_cluster --test contract` once with all three
+# redis_delivery --test redis_cluster --test contract --test contract_async` once with all three
 # (the Redis-only tests, at-least-once delivery, the cluster's, and the
 # contract of every backend against Redis too; the tests that
 # restart a cluster node or move a slot run alone, after the others), then
@@ -37,7 +37,7 @@ fi
 if ! command -v redis-server >/dev/null; then
     # The only place a Redis test may skip: the tests print why.
     echo "SKIP: redis-server could not be installed; the Redis tests will skip" >&2
-    cargo test -p procq --features redis --test redis --test redis_delivery --test redis_cluster --test contract --quiet
+    cargo test -p procq --features redis --test redis --test redis_delivery --test redis_cluster --test contract --test contract_async --quiet
     exit 0
 fi
 if ! command -v openssl >/dev/null; then
@@ -173,7 +173,7 @@ cargo clippy -p procq --features redis-tls --all-targets --quiet -- -D warnings
 # Compile outside the time limits: they bound the tests, not a cold build.
 # Built with the usual trust store (cargo may fetch crates); the runs trust
 # only the throwaway CA, and are offline so cargo needs no other.
-tests=(--test redis --test redis_delivery --test redis_cluster --test contract)
+tests=(--test redis --test redis_delivery --test redis_cluster --test contract --test contract_async)
 cargo test -p procq --features redis-tls "${tests[@]}" --no-run --quiet
 cargo test -p procq-cli --test cli --no-run --quiet
 alone=(cluster_node_restart_is_survived cluster_slot_migration_is_followed_ask_then_moved)

@@ -282,6 +282,18 @@ impl RedisQueue {
         Ok(items)
     }
 
+    /// `EVALSHA` of the get script with the queue's keys and key prefix,
+    /// for a pipeline (the caller adds the other arguments).
+    fn get_script_call(&self) -> ::redis::Cmd {
+        let mut eval = ::redis::cmd("EVALSHA");
+        eval.arg(GET.get_hash()).arg(self.keys.len());
+        for k in &self.keys {
+            eval.arg(k);
+        }
+        eval.arg(&self.prefix);
+        eval
+    }
+
     /// One move of up to `max` items into a fresh list of `landing`, in
     /// one round trip: the get script (which also deletes the landing's
     /// spent lists) and a pipelined `LRANGE` of the new list.
@@ -291,13 +303,8 @@ impl RedisQueue {
         }
         let key = landing.next_key();
         let ttl = landing::TTL.as_millis() as u64;
-        let mut eval = ::redis::cmd("EVALSHA");
-        eval.arg(GET.get_hash()).arg(self.keys.len());
-        for k in &self.keys {
-            eval.arg(k);
-        }
-        eval.arg(&self.prefix)
-            .arg(max)
+        let mut eval = self.get_script_call();
+        eval.arg(max)
             .arg(0)
             .arg(&key)
             .arg(ttl)
@@ -445,13 +452,8 @@ impl RedisQueue {
         block: Block,
     ) -> Result<Vec<Value>> {
         let lease_ms = self.pool.target.lease.as_millis() as u64;
-        let mut eval = ::redis::cmd("EVALSHA");
-        eval.arg(GET.get_hash()).arg(self.keys.len());
-        for k in &self.keys {
-            eval.arg(k);
-        }
-        eval.arg(&self.prefix)
-            .arg(max)
+        let mut eval = self.get_script_call();
+        eval.arg(max)
             .arg(1)
             .arg(consumer)
             .arg(lease_ms)

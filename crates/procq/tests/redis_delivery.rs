@@ -423,17 +423,26 @@ impl Drop for Remove {
     }
 }
 
-#[test]
-fn a_task_of_a_consumer_killed_after_a_shutdown_is_still_handed_out() {
-    let Some(base) = server() else { return };
-    let url = format!("{base}/{}?lease_ms=600", fresh("shut-kill"));
-    let got_url = format!("{base}/{}", fresh("shut-kill-got"));
-    let _rm = Remove(vec![url.clone(), got_url.clone()]);
+/// A joinable queue (600 ms leases) holding 11 and 12, and a child
+/// process that got 11 and holds it in flight (it said so through a second
+/// queue, also removed by the guard, which comes first so that it is
+/// dropped last).
+fn holding_11_of_11_and_12(base: &str, tag: &str) -> (Remove, JoinableQueue<u64>, Reaped) {
+    let url = format!("{base}/{}?lease_ms=600", fresh(tag));
+    let got_url = format!("{base}/{}", fresh(&format!("{tag}-got")));
+    let rm = Remove(vec![url.clone(), got_url.clone()]);
     let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
     let got = Queue::<u64>::open_or_create(&got_url, 0).unwrap();
     q.put_many(&[11, 12]).unwrap();
-    let mut holder = Reaped(spawn("hold", &[&url, got.name()]));
+    let holder = Reaped(spawn("hold", &[&url, got.name()]));
     assert_eq!(got.get_timeout(Duration::from_secs(10)).unwrap(), 11);
+    (rm, q, holder)
+}
+
+#[test]
+fn a_task_of_a_consumer_killed_after_a_shutdown_is_still_handed_out() {
+    let Some(base) = server() else { return };
+    let (_rm, q, mut holder) = holding_11_of_11_and_12(&base, "shut-kill");
     q.shutdown(false).unwrap();
     holder.0.kill().unwrap(); // SIGKILL with 11 in flight
     holder.0.wait().unwrap();
@@ -458,14 +467,7 @@ fn a_task_of_a_consumer_killed_after_a_shutdown_is_still_handed_out() {
 #[test]
 fn after_an_immediate_shutdown_a_killed_consumers_task_is_dropped_and_join_returns() {
     let Some(base) = server() else { return };
-    let url = format!("{base}/{}?lease_ms=600", fresh("imm-kill"));
-    let got_url = format!("{base}/{}", fresh("imm-kill-got"));
-    let _rm = Remove(vec![url.clone(), got_url.clone()]);
-    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
-    let got = Queue::<u64>::open_or_create(&got_url, 0).unwrap();
-    q.put_many(&[11, 12]).unwrap();
-    let mut holder = Reaped(spawn("hold", &[&url, got.name()]));
-    assert_eq!(got.get_timeout(Duration::from_secs(10)).unwrap(), 11);
+    let (_rm, q, mut holder) = holding_11_of_11_and_12(&base, "imm-kill");
     q.shutdown(true).unwrap(); // drops 12, counted done
     assert_eq!(q.unfinished_tasks().unwrap(), 1);
     holder.0.kill().unwrap();

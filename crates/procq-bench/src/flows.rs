@@ -100,25 +100,25 @@ fn run_procq<T: Serialize + DeserializeOwned + 'static>(ctx: &Ctx, f: Flow, n: u
     // consumer gets, its share before `go`, so the queue is empty again
     // when the clock starts.
     let warm = warmup_items(ctx, f);
-    let (warm_puts, warm_gets) = (split(warm, f.producers), split(warm, f.consumers));
-    let (mut p, mut c) = (0, 0);
+    let mut warm_puts = split(warm, f.producers).into_iter();
+    let mut warm_gets = split(warm, f.consumers).into_iter();
     let secs = run_procq_crew(ctx, f, n, |producer, items| {
         let (queue, item, batch) = (name.clone(), f.item, f.batch);
         if producer {
-            p += 1;
+            let warmup = warm_puts.next().unwrap_or(0);
             Role::ProcqProducer {
                 queue,
                 item,
-                warmup: warm_puts[p - 1],
+                warmup,
                 items,
                 batch,
             }
         } else {
-            c += 1;
+            let warmup = warm_gets.next().unwrap_or(0);
             Role::ProcqConsumer {
                 queue,
                 item,
-                warmup: warm_gets[c - 1],
+                warmup,
                 items,
                 batch,
             }

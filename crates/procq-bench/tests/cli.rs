@@ -18,19 +18,14 @@ fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("procq-bench-test-{}-{name}", std::process::id()))
 }
 
-#[test]
-fn quick_filtered_run_writes_table_json_and_plot() {
-    let (json, svg) = (scratch("r.json"), scratch("r.svg"));
-    let out = bench(&[
-        "--quick",
-        "--filter",
-        "1p1c/8B",
-        "--json-out",
-        json.to_str().unwrap(),
-        "--plot",
-        svg.to_str().unwrap(),
-    ]);
-    let table = String::from_utf8_lossy(&out.stdout);
+/// A `--quick` run with `args` and a JSON report: checks that it
+/// succeeded, and returns its table and its report (the file removed).
+fn quick_run(tag: &str, args: &[&str]) -> (String, Report) {
+    let json = scratch(tag);
+    let mut all = vec!["--quick", "--json-out", json.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = bench(&all);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{table}\n{}",
@@ -38,6 +33,16 @@ fn quick_filtered_run_writes_table_json_and_plot() {
     );
     let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     std::fs::remove_file(&json).unwrap();
+    (table, report)
+}
+
+#[test]
+fn quick_filtered_run_writes_table_json_and_plot() {
+    let svg = scratch("r.svg");
+    let (table, report) = quick_run(
+        "r.json",
+        &["--filter", "1p1c/8B", "--plot", svg.to_str().unwrap()],
+    );
     assert_eq!(report.mode, "quick");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.leaked_segments.is_empty());
@@ -89,24 +94,8 @@ fn quick_filtered_run_writes_table_json_and_plot() {
 
 #[test]
 fn latency_and_memory_cases_run_and_clean_up() {
-    let json = scratch("latency.json");
-    let out = bench(&[
-        "--quick",
-        "--filter",
-        "procq/idle",
-        "--targets",
-        "--json-out",
-        json.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let (table, report) = quick_run("latency.json", &["--filter", "procq/idle", "--targets"]);
     assert!(table.contains("Round-trip latency"), "{table}");
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_file(&json).unwrap();
     // Both sides' CPU time is measured: some, and no more than 2 processes
     // can burn in the run's wall time (generous: clocks tick coarsely).
     let l = report.find_latency(System::Procq, false).unwrap();
@@ -141,22 +130,7 @@ fn latency_and_memory_cases_run_and_clean_up() {
 /// between processes and are their own rows.
 #[test]
 fn zero_copy_loans_run_between_processes() {
-    let json = scratch("loans.json");
-    let out = bench(&[
-        "--quick",
-        "--filter",
-        "procq-zero-copy",
-        "--json-out",
-        json.to_str().unwrap(),
-    ]);
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_file(&json).unwrap();
+    let (table, report) = quick_run("loans.json", &["--filter", "procq-zero-copy"]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.leaked_segments.is_empty());
     let sizes: Vec<u64> = report
@@ -193,22 +167,7 @@ fn a_worker_with_a_bad_role_fails_cleanly() {
 #[cfg(feature = "ipmpsc")]
 #[test]
 fn peers_run_side_by_side_with_procq() {
-    let json = scratch("peers.json");
-    let out = bench(&[
-        "--quick",
-        "--filter",
-        "1p1c/100B",
-        "--json-out",
-        json.to_str().unwrap(),
-    ]);
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_file(&json).unwrap();
+    let (table, report) = quick_run("peers.json", &["--filter", "1p1c/100B"]);
     for system in [System::Ipmpsc, System::IpmpscBytes] {
         let t = report
             .throughput

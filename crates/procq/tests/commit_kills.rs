@@ -92,7 +92,7 @@ fn a_put_killed_after_each_store_of_its_commit_is_all_or_nothing() {
         assert_eq!(drain(&q), want, "after {stores} stores");
         // The queue goes on working, and the recovery was counted.
         q.put(b"c").unwrap();
-        assert_eq!(q.get().unwrap(), b"c");
+        assert_eq!(q.get_timeout(LIMIT).unwrap(), b"c");
         assert!(q.stats().unwrap().recoveries >= 1, "after {stores} stores");
     }
 }

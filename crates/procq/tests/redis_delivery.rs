@@ -522,6 +522,7 @@ fn a_plain_consumer_stopped_and_continued_in_get_loses_no_item() {
     let mut got_by_consumer = vec![out.get_timeout(Duration::from_secs(20)).unwrap()];
     let mut got_by_test = Vec::new();
     let mut put = vec![0];
+    let mut taken_while_stopped = 0;
     let rounds = 5;
     for round in 0..rounds {
         // Blocked in get() again (it forwarded the last item and went back).
@@ -531,15 +532,15 @@ fn a_plain_consumer_stopped_and_continued_in_get_loses_no_item() {
         q.put_many(&items).unwrap();
         put.extend(&items);
         // The stopped consumer's blocked get takes the first one on the
-        // server at once; only its reply waits in the socket.
+        // server at once; only its reply waits in the socket. (Unless the
+        // stop caught it between two of its wait slices, or its slice ran
+        // out before the put: then no get is pending on the server and the
+        // round moves nothing through the stopped consumer.)
         let t = Instant::now();
-        while q.qsize() != 2 {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "the stopped get took nothing"
-            );
+        while q.qsize() != 2 && t.elapsed() < Duration::from_secs(2) {
             std::thread::sleep(Duration::from_millis(5));
         }
+        taken_while_stopped += u32::from(q.qsize() == 2);
         while let Ok(x) = q.get_nowait() {
             got_by_test.push(x);
         }
@@ -555,6 +556,10 @@ fn a_plain_consumer_stopped_and_continued_in_get_loses_no_item() {
     while let Ok(x) = out.get_timeout(Duration::from_millis(500)) {
         got_by_consumer.push(x);
     }
+    assert!(
+        taken_while_stopped > 0,
+        "in no round did the stopped get take an item"
+    );
     assert_eq!(got_by_consumer.pop(), Some(SENTINEL));
     let mut all: Vec<u64> = got_by_consumer
         .iter()

@@ -295,6 +295,38 @@ pub fn kill_mid_commit(stores: usize) {
         .store(stores, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Where [`kill_at_keep_step`] kills a process: between the stores with
+/// which a ring keeps its pages when it empties and gives them back when
+/// idle (see "Keeping pages" in `backend/shm/locked.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepStep {
+    /// Growth: the new half reserved with `fallocate`, not yet claimed.
+    Reserved,
+    /// A busy ring that emptied: its pages claimed as kept, the smaller
+    /// ring not yet committed.
+    Claimed,
+    /// Release of an idle ring: the shrink to the initial capacity
+    /// committed, the pages still claimed as kept.
+    Shrunk,
+    /// Release: the claim dropped, the pages not yet punched.
+    Unclaimed,
+}
+
+/// From now on, this process SIGKILLs itself, holding the queue lock, when
+/// it reaches `step` (`None` turns it off). For the crash tests.
+pub fn kill_at_keep_step(step: Option<KeepStep>) {
+    use crate::backend::shm::KeepStep as K;
+    let n = step.map_or(0, |s| {
+        (match s {
+            KeepStep::Reserved => K::Reserved,
+            KeepStep::Claimed => K::Claimed,
+            KeepStep::Shrunk => K::Shrunk,
+            KeepStep::Unclaimed => K::Unclaimed,
+        }) as usize
+    });
+    crate::backend::shm::KEEP_KILL_AT.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Where [`get_and_stop`] stops a get of a large item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetStop {

@@ -8,6 +8,7 @@
 //!   spare         scratch state cell of holders without a slot (one line)
 //!   items/space/done  futex event counts                    (one cache line each)
 //!   counters      approximate statistics
+//!   kept          bytes of the data area whose pages an empty ring kept
 //!   slots[1024]   attached processes: owner token, pid, taken tasks, last
 //!                 journal generation applied, counters (one cache line each)
 //!   loans[1024]   per slot: position + 1 of the record it has reserved (0: none)
@@ -83,7 +84,7 @@ use super::sync::{EventCount, RobustLock};
 /// "PROCQ", a NUL, "Q", then the byte 1.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PROCQ\0Q\x01");
 /// Bumped whenever the layout changes incompatibly.
-pub(crate) const LAYOUT_VERSION: u32 = 7;
+pub(crate) const LAYOUT_VERSION: u32 = 8;
 /// Attached processes one queue can track at once.
 pub(crate) const MAX_SLOTS: usize = 1024;
 /// Liveness tokens one queue can hand out at once (attachments, inspectors
@@ -414,6 +415,14 @@ pub(crate) struct Header {
     pub(crate) done: EventCount,
     /// Statistics.
     pub(crate) counters: Counters,
+    /// Bytes at the start of the data area whose pages stay reserved
+    /// beyond the ring's own (`cap`): a power of two, or anything else for
+    /// "only the ring's own". An empty ring that shrinks while the queue is
+    /// busy keeps its pages, and regrowing into them needs no `fallocate`
+    /// and no fresh page (see "Keeping pages" in `locked`). Written only
+    /// under the lock, and never claims more than is reserved: raised after
+    /// the `fallocate`, lowered before the punch.
+    pub(crate) kept: AtomicU64,
     /// Attached processes.
     pub(crate) slots: [Slot; MAX_SLOTS],
     /// Per slot, the position + 1 of the record its process has reserved

@@ -13,6 +13,27 @@
 //! Large items are copied outside the lock: [`Locked::try_reserve`],
 //! the copy, then [`Locked::publish`] (see "Loans" in `layout`); and out of
 //! it: [`Locked::take_front`], the copy, then [`Locked::finish_take`].
+//!
+//! # Keeping pages
+//!
+//! A ring that has grown is used as a whole: its positions run through all
+//! of `cap` before they wrap, whatever the queue's depth, so a ring grown
+//! by a burst makes every later item land in memory no cache holds (1 MiB
+//! items moved 2–4× slower through a 128 MiB ring than through an 8 MiB
+//! one, measured in docs/performance.md). So the moment a busy ring
+//! empties, [`Locked::popped`] gives it a small modulus again
+//! ([`HOT_CAPACITY`], or the initial capacity if larger) *without* giving
+//! its pages back: [`Header::kept`] says how many bytes of the data area
+//! stay reserved, and a later growth into them skips the `fallocate` and
+//! touches pages every process has already mapped. The pages go back to
+//! the system only once the queue has stayed empty for [`SHRINK_AFTER`]
+//! ([`Locked::shrink_if_idle`]). The order of the stores keeps
+//! `kept` from ever claiming a page that is not reserved (a growth that
+//! trusts it writes without `fallocate`, where a hole on a full
+//! `/dev/shm` would raise `SIGBUS`): [`Locked::grow`] raises it after the
+//! `fallocate`; the release lowers it before the punch, and punches the
+//! whole data area above the initial capacity, so pages a killed release
+//! left unclaimed go back at the next one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +54,45 @@ use super::sync::{Acquired, Holder, Holders};
 /// queue that drains and refills constantly must not free and re-reserve
 /// its memory every time).
 const SHRINK_AFTER: Duration = Duration::from_millis(20);
+/// The modulus a busy ring above it takes when it empties (keeping its
+/// pages, see "Keeping pages"): an 8 MiB ring holds seven 1 MiB items and
+/// stays within the caches of the 2-core machine the bench runs on.
+const HOT_CAPACITY: u64 = 8 << 20;
+/// Tests: the step of "Keeping pages" ([`KeepStep`] as a number) at which
+/// this process SIGKILLs itself, holding the lock; 0: none (see
+/// `__fuzzing::kill_at_keep_step`).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) static KEEP_KILL_AT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// The points between the stores of "Keeping pages" where the crash tests
+/// kill a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeepStep {
+    /// Growth: the new half reserved, not yet claimed in `kept`.
+    Reserved = 1,
+    /// A ring that emptied: its pages claimed in `kept`, the smaller
+    /// modulus not yet committed.
+    Claimed = 2,
+    /// Release: the shrink to the initial capacity committed, `kept` still
+    /// claiming the pages.
+    Shrunk = 3,
+    /// Release: `kept` lowered, the pages not yet punched.
+    Unclaimed = 4,
+}
+
+/// Kills this process here if a test asked for `step`.
+#[inline]
+fn keep_step(step: KeepStep) {
+    #[cfg(any(test, feature = "testing"))]
+    if KEEP_KILL_AT.load(Ordering::Relaxed) == step as usize {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::process::abort(); // not reached: SIGKILL is immediate
+    }
+    let _ = step;
+}
+
 /// Most orphaned reservations one `pop_into` removes (the caller comes
 /// back for the rest).
 const MAX_ORPHANS_PER_POP: u64 = 1024;
@@ -627,26 +687,63 @@ impl Locked<'_> {
         })
     }
 
+    /// Bytes at the start of the data area whose pages are reserved: the
+    /// ring's own, or more if an empty ring kept its pages
+    /// ([`Header::kept`], ignored unless a power of two within the data
+    /// area).
+    fn reserved_extent(&self) -> u64 {
+        let kept = self.sh.header().kept.load(Ordering::Relaxed);
+        let cap = self.state.ring.cap;
+        if kept.is_power_of_two() && kept <= self.sh.max_capacity {
+            kept.max(cap)
+        } else {
+            cap
+        }
+    }
+
+    /// Gives an empty ring above [`HOT_CAPACITY`] that modulus again,
+    /// keeping its pages (see "Keeping pages"); the caller commits.
+    fn shrink_keeping_pages(&mut self) {
+        let hot = self.sh.min_capacity.max(HOT_CAPACITY);
+        if self.state.ring.count != 0 || self.state.ring.cap <= hot {
+            return;
+        }
+        // Pages `[0, cap)` are reserved: claim them before the commit
+        // that stops the ring from covering them.
+        let extent = self.reserved_extent();
+        self.sh.header().kept.store(extent, Ordering::Relaxed);
+        keep_step(KeepStep::Claimed);
+        self.state.ring.shrink_empty(hot);
+    }
+
     /// Shrinks an idle ring back to its initial size and gives the memory
-    /// back, once it has stayed empty for [`SHRINK_AFTER`]. Returns when to
-    /// look again if it is empty but not yet idle long enough.
+    /// back, kept pages included, once it has stayed empty for
+    /// [`SHRINK_AFTER`]. Returns when to look again if it is empty but not
+    /// yet idle long enough.
     pub(super) fn shrink_if_idle(&mut self) -> Option<Instant> {
         let sh = self.sh;
+        let extent = self.reserved_extent();
         let s = &mut self.state;
-        if s.ring.count != 0 || s.ring.cap <= sh.min_capacity || s.empty_since == 0 {
+        if s.ring.count != 0 || extent <= sh.min_capacity || s.empty_since == 0 {
             return None;
         }
         let idle = Duration::from_nanos(monotonic_ns().saturating_sub(s.empty_since));
         if idle < SHRINK_AFTER {
             return Some(Instant::now() + (SHRINK_AFTER - idle));
         }
-        let old = s.ring.cap;
         s.ring.shrink_empty(sh.min_capacity);
         self.commit();
-        // Still under the lock: nobody can grow into this range yet.
-        let _ = sh
-            .seg
-            .release(DATA_OFFSET + sh.min_capacity, old - sh.min_capacity);
+        keep_step(KeepStep::Shrunk);
+        // Still under the lock: nobody can grow into this range yet. The
+        // claim goes first (a kill before the punch leaves pages
+        // unclaimed, which the next release punches: it punches all of
+        // the data area above the initial capacity, holes cost nothing).
+        sh.header().kept.store(0, Ordering::Relaxed);
+        keep_step(KeepStep::Unclaimed);
+        let _ = sh.seg.release(
+            DATA_OFFSET + sh.min_capacity,
+            sh.max_capacity - sh.min_capacity,
+        );
         None
     }
 
@@ -657,16 +754,23 @@ impl Locked<'_> {
             return Ok(false);
         }
         let cap = self.state.ring.cap;
-        self.sh.seg.allocate(DATA_OFFSET + cap, cap).map_err(|e| {
-            Error::io(
-                format!(
-                    "growing queue {:?} to {} bytes (is /dev/shm full? see --shm-size)",
-                    self.sh.name,
-                    2 * cap
-                ),
-                e,
-            )
-        })?;
+        // Pages an empty ring kept need no reservation (see "Keeping
+        // pages").
+        if self.reserved_extent() < 2 * cap {
+            self.sh.seg.allocate(DATA_OFFSET + cap, cap).map_err(|e| {
+                Error::io(
+                    format!(
+                        "growing queue {:?} to {} bytes (is /dev/shm full? see --shm-size)",
+                        self.sh.name,
+                        2 * cap
+                    ),
+                    e,
+                )
+            })?;
+            keep_step(KeepStep::Reserved);
+            // Claimed only once reserved.
+            self.sh.header().kept.store(2 * cap, Ordering::Relaxed);
+        }
         self.state.ring.grow(mem).map_err(|c| self.corrupt(c.0))?;
         self.commit();
         Ok(true)
@@ -757,9 +861,10 @@ impl Locked<'_> {
                 .orphans
                 .fetch_add(orphans, Ordering::Relaxed);
         }
-        // Only a ring above its minimum can shrink, so only then is the
-        // clock read (a queue of small items never pays for it).
-        if self.state.ring.count == 0 && self.state.ring.cap > sh.min_capacity {
+        // Only a ring that holds more than its minimum can shrink, so only
+        // then is the clock read (a queue of small items never pays for it).
+        if self.state.ring.count == 0 && self.reserved_extent() > sh.min_capacity {
+            self.shrink_keeping_pages();
             self.state.empty_since = monotonic_ns();
         }
         if sh.kind == Kind::Joinable && n > 0 {

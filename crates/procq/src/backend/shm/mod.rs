@@ -66,7 +66,7 @@ pub(crate) use shared::Shared;
 use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use {
-    locked::Verdict,
+    locked::{KeepStep, Verdict, KEEP_KILL_AT},
     ops::{LoanStop, TakeStop},
 };
 #[cfg(any(test, feature = "testing"))]

@@ -19,6 +19,7 @@
 //! Anything else a worker has to say goes to stderr, and a failing worker
 //! exits with status 1, which the parent reports as the case's error.
 
+use std::borrow::Cow;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
@@ -242,10 +243,15 @@ fn run(role: Role) -> Result<()> {
             items,
             batch,
         } => match item {
-            Item::U64 => procq_produce::<u64>(&queue, (warmup, items), batch, |i| i),
+            Item::U64 => procq_produce::<u64>(&queue, (warmup, items), batch, Cow::Owned),
             Item::Bytes(n) => {
+                // Put by reference, as the peers send the same payload
+                // (iceoryx2 writes it into a loaned sample, the socket
+                // writes it): no copy of it per item.
                 let payload = vec![item.fill_byte(); n];
-                procq_produce::<Vec<u8>>(&queue, (warmup, items), batch, |_| payload.clone())
+                procq_produce::<Vec<u8>>(&queue, (warmup, items), batch, |_| {
+                    Cow::Borrowed(&payload)
+                })
             }
         },
         Role::ProcqConsumer {
@@ -461,11 +467,11 @@ fn run_peer(role: Role) -> Result<()> {
     }
 }
 
-fn procq_produce<T: Serialize + DeserializeOwned + 'static>(
+fn procq_produce<'a, T: Serialize + DeserializeOwned + Clone + 'static>(
     name: &str,
     (warmup, items): (u64, u64),
     batch: usize,
-    make: impl Fn(u64) -> T,
+    make: impl Fn(u64) -> Cow<'a, T>,
 ) -> Result<()> {
     let q = procq::Queue::<T>::open(name)?;
     say("ready")?;
@@ -481,7 +487,7 @@ fn procq_produce<T: Serialize + DeserializeOwned + 'static>(
                 chunk.clear();
                 let end = n.min(i + batch as u64);
                 chunk.extend((i..end).map(&make));
-                q.put_many(&chunk)?;
+                q.put_many(chunk.iter().map(|c| &**c))?;
                 i = end;
             }
         }

@@ -74,6 +74,10 @@ impl Case {
                     } else {
                         "/unbounded"
                     };
+                    if f.maxsize > 0 && f.maxsize != BOUND && f.system == System::Procq {
+                        // The row at the peers' bound (see `all_cases`).
+                        id += &f.maxsize.to_string();
+                    }
                 }
                 if f.batch > 1 {
                     id += &format!("/{}", f.batch);
@@ -110,6 +114,12 @@ pub(crate) fn all_cases() -> Vec<Case> {
         }
         for pc in TOPOLOGIES {
             cases.push(flow(System::Procq, pc, item, BOUND, 1));
+        }
+        if peer_bound(item) < BOUND {
+            // The side-by-side comparison: procq with the peers' bound, so
+            // both keep the same bytes in flight (a 1 GiB ring at maxsize
+            // 1024 makes every copy miss the caches; the peers hold 16).
+            cases.push(flow(System::Procq, (1, 1), item, peer_bound(item), 1));
         }
         if ZERO_COPY_ITEMS.contains(&item) {
             // Bounded as the peers' buffers: the same bytes in flight as

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::case::BOUND;
+use crate::case::{peer_bound, BOUND};
 use crate::item::Item;
 use crate::model::{Report, TargetResult};
 use crate::system::System;
@@ -322,7 +322,7 @@ impl Report {
         ];
         let rate = |s: System, item: Item| {
             let bound = match s {
-                System::Procq => Some(BOUND),
+                System::Procq => Some(peer_bound(item)),
                 System::Socket | System::Memcpy => Some(0),
                 _ => None,
             };
@@ -366,7 +366,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\nSide by side, 1 producer process -> 1 consumer process, same items, same run \
-             (procq: maxsize {BOUND}; peers: <= {BOUND} items, 16 at 1 MiB; iceoryx2 busy-polls)"
+             (procq and peers: <= {BOUND} items, 16 at 1 MiB; iceoryx2 busy-polls)"
         );
         let mut t = Table::new(
             &[

@@ -1,7 +1,7 @@
 //! The targets of the "Performance" issue, each judged met or not from
 //! the figures of one run (same-run ratios, never absolute numbers).
 
-use crate::case::{BATCH, BOUND, LOAD_PROCESSES};
+use crate::case::{peer_bound, BATCH, BOUND, LOAD_PROCESSES};
 use crate::item::Item;
 use crate::model::{Latency, Report, Target, TargetResult, Throughput};
 use crate::system::System;
@@ -104,11 +104,12 @@ pub(crate) fn compute<'a>(report: &'a Report) -> Vec<Target> {
         );
     }
     // "The fastest in every column": iceoryx2 copies each sample out
-    // into an owned value, as procq's `get` does.
+    // into an owned value, as procq's `get` does; procq runs with the
+    // peer's bound (16 items at 1 MiB), the same bytes in flight.
     for item in [Item::U64, Item::Bytes(100), mib] {
         ratio(
             format!("1P/1C {} bounded: procq / iceoryx2 copy-out", item.label()),
-            tp(System::Procq, 1, item, BOUND, 1),
+            tp(System::Procq, 1, item, peer_bound(item), 1),
             peer(System::Iceoryx2, item),
             false,
             1.0,
@@ -360,8 +361,10 @@ mod tests {
         let mut r = Report::new(true, 1);
         r.throughput
             .push(tp(System::ProcqZeroCopy, 1, mib, 16, 1, 9_000.0));
+        // Compared at the peer's bound (16 at 1 MiB), not at maxsize 1024.
         r.throughput
-            .push(tp(System::Procq, 1, mib, BOUND, 1, 4_000.0));
+            .push(tp(System::Procq, 1, mib, BOUND, 1, 6_000.0));
+        r.throughput.push(tp(System::Procq, 1, mib, 16, 1, 4_000.0));
         r.throughput
             .push(tp(System::Iceoryx2ZeroCopy, 1, mib, 16, 1, 10_000.0));
         r.throughput

@@ -570,19 +570,13 @@ pub(crate) fn gc(dry_run: bool) -> Result<(), Failure> {
 
 pub(crate) fn create(name: &str, maxsize: usize, joinable: bool) -> Result<(), Failure> {
     if is_url(name) {
-        // Building a Redis queue opens it if it exists: an existing one is
-        // an error here, as for shared memory.
-        match procq::stats(name) {
-            Ok(s) => {
-                return Err(Failure::usage(format!(
-                    "a queue named {:?} already exists",
-                    s.name
-                )))
-            }
-            Err(procq::Error::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let b = procq::Builder::new().name(name).maxsize(maxsize);
+        // An existing queue is an error, as for shared memory: checked and
+        // created in one step on the server, so of several `procq create`
+        // racing on one name exactly one succeeds.
+        let b = procq::Builder::new()
+            .name(name)
+            .maxsize(maxsize)
+            .create_new(true);
         let q = if joinable {
             b.build_raw_joinable()?
         } else {

@@ -472,6 +472,60 @@ fn redis_url_create_and_a_password_is_never_shown() {
     assert!(!seen.contains(password), "password shown:\n{seen}");
 }
 
+/// `procq create URL` is exclusive on the server, as on shared memory:
+/// of several processes racing to create one Redis queue, exactly one
+/// succeeds and the others fail with "already exists" (exit 2). Each round
+/// starts 6 `procq create` processes with the same arguments on a fresh
+/// name at once.
+#[cfg(feature = "redis")]
+#[test]
+fn redis_url_create_racing_processes_exactly_one_wins() {
+    let Some(server) = redis_server() else { return };
+    let racers = 6;
+    for round in 0..12 {
+        let url = format!("{server}/{}", unique(&format!("redis-race-{round}")));
+        let _c = Cleanup(url.clone());
+        let children: Vec<_> = (0..racers)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_procq"))
+                    .args(["create", &url, "--maxsize", "7"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("run procq")
+            })
+            .collect();
+        // Each child is bounded by the URL's timeout_ms (5 s by default).
+        let outs: Vec<Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait for procq"))
+            .collect();
+        let won = outs.iter().filter(|o| o.status.success()).count();
+        let report: Vec<String> = outs
+            .iter()
+            .map(|o| {
+                format!(
+                    "{:?}: {}{}",
+                    o.status.code(),
+                    text(&o.stdout),
+                    text(&o.stderr)
+                )
+            })
+            .collect();
+        assert_eq!(
+            won, 1,
+            "round {round}: {won} creates succeeded: {report:#?}"
+        );
+        for o in outs.iter().filter(|o| !o.status.success()) {
+            assert_eq!(o.status.code(), Some(2), "{report:#?}");
+            assert!(text(&o.stderr).contains("already exists"), "{report:#?}");
+        }
+        let out = procq(&["stat", &url, "--json"]);
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(st["maxsize"], 7);
+    }
+}
+
 #[test]
 fn redis_url_password_env_keeps_the_password_out_of_argv_and_output() {
     let Some(server) = redis_server() else { return };

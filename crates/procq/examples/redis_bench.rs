@@ -28,7 +28,9 @@
 //!
 //! Single-item cases move `items` (default 10 000), batched cases ten times
 //! as many; each case runs three times and the median is kept. Prints items/s per case
-//! and the ratios the Redis backend targets.
+//! and the ratios the Redis backend targets. `REDIS_BENCH_CASES=word,word`
+//! runs only the cases whose names contain one of the words (the targets
+//! then print `NaN` for cases not run).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -316,6 +318,12 @@ fn main() {
     }
     cases.push(("procq shm put/get".into(), On::Shm, SINGLE));
     cases.push(("procq shm put_many/get_many".into(), On::Shm, BATCHED));
+    // REDIS_BENCH_CASES=a,b runs only the cases whose names contain one of
+    // those words (to measure a few cases without the whole run).
+    if let Ok(only) = std::env::var("REDIS_BENCH_CASES") {
+        let words: Vec<&str> = only.split(',').filter(|w| !w.is_empty()).collect();
+        cases.retain(|(name, _, _)| words.iter().any(|w| name.contains(w)));
+    }
     let mut table: Vec<(String, [f64; 2])> = Vec::new();
     for (which, (name, on, mode)) in cases.iter().enumerate() {
         let mut row = [0.0; 2];

@@ -41,6 +41,8 @@ pub struct Builder {
     max_bytes: Option<u64>,
     /// Whether the queue outlives every process using it.
     persistent: bool,
+    /// Whether an existing Redis queue is an error rather than opened.
+    create_new: bool,
 }
 
 impl Default for Builder {
@@ -67,6 +69,7 @@ impl Builder {
             capacity: None,
             max_bytes: None,
             persistent: false,
+            create_new: false,
         }
     }
 
@@ -91,7 +94,8 @@ impl Builder {
     /// (`redis://host:port/db/name`, see [`Queue::open`]): building then
     /// opens the queue at that URL, creating it if missing; an existing one
     /// must be of the kind built and, if [`maxsize`](Self::maxsize) was
-    /// set, have that bound. The shared-memory options (capacity, max
+    /// set, have that bound (or, with [`create_new`](Self::create_new), is
+    /// [`Error::AlreadyExists`]). The shared-memory options (capacity, max
     /// bytes, persistence) do not apply to it.
     ///
     /// ```
@@ -102,6 +106,27 @@ impl Builder {
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Makes building fail with [`Error::AlreadyExists`] if a queue of that
+    /// name exists, on Redis too (like `O_EXCL`, or std's
+    /// `OpenOptions::create_new`). A shared-memory name that is taken
+    /// always fails so; a Redis URL is otherwise opened if it exists. The
+    /// check and the creation are one atomic step on the server: of
+    /// several processes creating one name at once, exactly one succeeds
+    /// (`procq create` builds this way).
+    ///
+    /// ```
+    /// let name = format!("doc-builder-create-new-{}", std::process::id());
+    /// let q = procq::Builder::new().name(&name).create_new(true).build::<u8>()?;
+    /// let again = procq::Builder::new().name(&name).create_new(true).build::<u8>();
+    /// assert!(matches!(again, Err(procq::Error::AlreadyExists(_))));
+    /// # drop(q);
+    /// # Ok::<(), procq::Error>(())
+    /// ```
+    pub fn create_new(mut self, create_new: bool) -> Builder {
+        self.create_new = create_new;
         self
     }
 
@@ -250,6 +275,7 @@ impl Builder {
             capacity: self.capacity,
             max_bytes: self.max_bytes,
             persistent: self.persistent,
+            create_new: self.create_new,
         };
         RawQueue::create(address.as_ref(), &new)
     }

@@ -123,6 +123,10 @@ pub(crate) struct New {
     pub(crate) capacity: Option<u64>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) persistent: bool,
+    /// Whether an existing queue of that name is an error
+    /// ([`Error::AlreadyExists`]) on Redis too (shared memory always says so).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) create_new: bool,
 }
 
 impl New {
@@ -136,6 +140,7 @@ impl New {
             capacity: None,
             max_bytes: None,
             persistent: false,
+            create_new: false,
         }
     }
 
@@ -157,7 +162,8 @@ impl Backend {
     /// A shared-memory name that is taken fails with
     /// [`Error::AlreadyExists`]. A Redis queue is created if missing and
     /// otherwise opened, provided it is of `new.kind` and, if
-    /// `new.maxsize` is set, has that bound.
+    /// `new.maxsize` is set, has that bound; with `new.create_new` an
+    /// existing one is [`Error::AlreadyExists`] too.
     pub(crate) fn create(address: Option<&Address>, new: &New) -> Result<Backend> {
         match address {
             None => Ok(Backend::Shm(shm::Handle::create(None, &new.shm())?)),
@@ -175,7 +181,11 @@ impl Backend {
                         Some(new.kind),
                         new.fingerprint,
                         maxsize,
-                        true,
+                        if new.create_new {
+                            redis::Create::New
+                        } else {
+                            redis::Create::IfMissing
+                        },
                     );
                     Ok(Backend::Redis(Arc::new(q.map_err(redis_error)?)))
                 }
@@ -231,7 +241,11 @@ impl Backend {
                         open.require,
                         open.fingerprint,
                         open.create.map(|m| m as u64),
-                        open.create.is_some(),
+                        if open.create.is_some() {
+                            redis::Create::IfMissing
+                        } else {
+                            redis::Create::Never
+                        },
                     );
                     Ok(Backend::Redis(Arc::new(q.map_err(redis_error)?)))
                 }

@@ -161,6 +161,19 @@ static NEVER: AtomicBool = AtomicBool::new(false);
 /// Most items moved by one script call (Lua's argument stack is ~8000).
 const CHUNK: usize = 1000;
 
+/// Whether [`RedisQueue::open`] creates a missing queue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Create {
+    /// Never: a missing queue is [`Error::NotFound`].
+    Never,
+    /// If it is missing; an existing one is opened.
+    IfMissing,
+    /// Always: an existing one is [`Error::AlreadyExists`] (the check and
+    /// the creation are one script, so of several racing creators exactly
+    /// one succeeds).
+    New,
+}
+
 /// One handle to a queue on a Redis server or cluster.
 pub(crate) struct RedisQueue {
     /// The URL as given (it is the queue's "name").
@@ -203,10 +216,12 @@ fn deadline_of(block: Block) -> Option<Instant> {
 }
 
 impl RedisQueue {
-    /// Opens the queue at `url`, creating it if it is missing and `create`
-    /// says so (in the same script, so `open` never creates and a queue
-    /// removed meanwhile is never brought back by it); a missing queue is
-    /// [`Error::NotFound`] otherwise. `want_kind` is what the caller
+    /// Opens the queue at `url`, creating it as `create` says (in the same
+    /// script, so `open` never creates, a queue removed meanwhile is never
+    /// brought back by it, and an exclusive create never opens one made a
+    /// moment before); a missing queue is [`Error::NotFound`] unless
+    /// created, an existing one [`Error::AlreadyExists`] if it must be
+    /// created. `want_kind` is what the caller
     /// creates; `require_kind` what it accepts; `maxsize` `None` takes the
     /// existing bound (0 when creating).
     pub(crate) fn open(
@@ -215,7 +230,7 @@ impl RedisQueue {
         require_kind: Option<Kind>,
         fingerprint: u64,
         maxsize: Option<u64>,
-        create: bool,
+        create: Create,
     ) -> Result<RedisQueue> {
         let target = Target::parse(url)?;
         let max_deliveries = target.max_deliveries;
@@ -227,15 +242,22 @@ impl RedisQueue {
             (want_kind, maxsize.unwrap_or(0), fingerprint),
         );
         let kind_code = want_kind as u32;
-        let reply: Option<Vec<Value>> = q.script("open", &OPEN, None, |inv| {
+        let create_code: u8 = match create {
+            Create::Never => 0,
+            Create::IfMissing => 1,
+            Create::New => 2,
+        };
+        let reply: Value = q.script("open", &OPEN, None, |inv| {
             inv.arg(kind_code)
                 .arg(fingerprint)
                 .arg(maxsize.map_or(-1, |m| m as i64))
                 .arg(max_deliveries.map_or(-1, |m| m as i64))
-                .arg(u8::from(create));
+                .arg(create_code);
         })?;
-        let Some(reply) = reply else {
-            return Err(Error::NotFound(redact(url)));
+        let reply = match reply {
+            Value::Array(fields) => fields,
+            Value::Int(0) => return Err(Error::AlreadyExists(redact(url))),
+            _ => return Err(Error::NotFound(redact(url))),
         };
         let field = |i: usize| reply.get(i).and_then(text).unwrap_or_default();
         let name = q.pool.target.name.clone();

@@ -103,6 +103,20 @@ fn child_entry() {
                 }
             }
         }
+        "ack_then_idle" => {
+            // Finishes one task, then a batch of three, reports, and then
+            // makes no further call until it is killed: its last
+            // acknowledgement's reply is never read by it.
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            let out = Queue::<u64>::open(a(1)).unwrap();
+            q.get_timeout(Duration::from_secs(30)).unwrap();
+            q.task_done().unwrap();
+            let batch = q.get_many_timeout(3, Duration::from_secs(30)).unwrap();
+            assert_eq!(batch.len(), 3);
+            q.task_done_many(3).unwrap();
+            out.put(&SENTINEL).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -147,6 +161,66 @@ fn killed_consumer_task_is_redelivered_and_join_waits_for_it() {
     let (r, _) = joiner.join().unwrap();
     r.unwrap();
     assert_eq!(q.unfinished_tasks().unwrap(), 0);
+}
+
+/// `task_done` does not wait for its reply (docs/redis.md, "Batches"), but
+/// the server runs it at once: a `join()` elsewhere returns while the
+/// consumer that acknowledged makes no further call (and so never reads
+/// that reply).
+#[test]
+fn a_task_done_is_seen_by_join_elsewhere_while_its_consumer_idles() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}", fresh("ackidle"));
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let out = Queue::<u64>::open_or_create(&format!("{base}/{}", fresh("ackidle-out")), 0).unwrap();
+    q.put_many(&[1, 2, 3, 4]).unwrap();
+    let mut child = Reaped(spawn("ack_then_idle", &[&url, out.name()]));
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), SENTINEL);
+    q.join_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(q.unfinished_tasks().unwrap(), 0);
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the consumer exited (dropping its handle reads its replies)"
+    );
+}
+
+/// An acknowledgement sent without waiting to a server that lost its
+/// scripts (`SCRIPT FLUSH`, as after a restart) is sent again once the
+/// script is loaded, and counted once.
+#[test]
+fn a_task_done_after_the_server_lost_its_scripts_is_counted_once() {
+    let Some(base) = server() else { return };
+    let url = format!("{base}/{}", fresh("ackflush"));
+    let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
+    let other = JoinableQueue::<u64>::open(&url).unwrap();
+    q.put_many(&[1, 2, 3, 4, 5]).unwrap();
+    // The first acknowledgement waits for its reply (it loads the script).
+    assert_eq!(q.get().unwrap(), 1);
+    q.task_done().unwrap();
+    assert_eq!(q.get_many(2).unwrap(), [2, 3]);
+    let mut raw = redis::Client::open(base.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query::<()>(&mut raw)
+        .unwrap();
+    q.task_done_many(2).unwrap();
+    // It did not run: the handle's next call (a get, sent before that
+    // reply is read) reads the refusal, loads the script and sends it
+    // again.
+    assert_eq!(q.get_many(2).unwrap(), [4, 5]);
+    q.task_done().unwrap();
+    assert_eq!(q.unfinished_tasks().unwrap(), 1);
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query::<()>(&mut raw)
+        .unwrap();
+    q.task_done().unwrap();
+    assert_eq!(q.unfinished_tasks().unwrap(), 0);
+    other.join_timeout(Duration::from_secs(5)).unwrap();
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
 }
 
 #[test]
@@ -241,8 +315,10 @@ fn a_get_whose_reply_was_lost_is_delivered_and_never_acknowledged_unseen() {
     assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 3);
     proxy.arm(&name);
     q.task_done().unwrap();
-    assert_eq!(proxy.lost(), 2, "the proxy lost no reply");
+    // task_done does not wait for its reply: the handle's next call reads
+    // it (here unfinished_tasks, which reads every reply still owed first).
     assert_eq!(q.unfinished_tasks().unwrap(), 1);
+    assert_eq!(proxy.lost(), 2, "the proxy lost no reply");
     assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 4);
     q.task_done().unwrap();
     direct.join_timeout(Duration::from_secs(5)).unwrap();

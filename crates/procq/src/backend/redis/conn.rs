@@ -20,6 +20,7 @@ use ::redis::cluster::{ClusterClient, ClusterConfig, ClusterConnection};
 use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use ::redis::{Client, Cmd, Connection, ConnectionLike, RedisError, RedisResult, Value};
 
+use super::deliveries::Id;
 use super::url::{bad, Target};
 use crate::error::{Error, Result};
 
@@ -63,6 +64,30 @@ impl Link {
             v.next().unwrap_or(Value::Nil),
             v.next().unwrap_or(Value::Nil),
         ))
+    }
+
+    /// Sends packed commands without reading their replies (one server
+    /// only: a cluster connection reads each reply as it sends).
+    pub(crate) fn send_packed(&mut self, bytes: &[u8]) -> RedisResult<()> {
+        match self {
+            Link::Single(c) => c.send_packed_command(bytes),
+            Link::Cluster(_) => Err(RedisError::from((
+                ::redis::ErrorKind::Client,
+                "a cluster connection cannot send without reading",
+            ))),
+        }
+    }
+
+    /// Reads the next reply of commands sent with
+    /// [`send_packed`](Self::send_packed); an error reply is an `Err`.
+    pub(crate) fn recv(&mut self) -> RedisResult<Value> {
+        match self {
+            Link::Single(c) => c.recv_response()?.extract_error(),
+            Link::Cluster(_) => Err(RedisError::from((
+                ::redis::ErrorKind::Client,
+                "a cluster connection has no reply to read",
+            ))),
+        }
     }
 
     /// Runs commands in one round trip (on a cluster, all in one slot);
@@ -241,6 +266,10 @@ pub(crate) fn slot(key: &str) -> u16 {
 pub(crate) struct Conn {
     pub(crate) link: Link,
     pub(crate) client_id: Option<i64>,
+    /// An acknowledgement sent on this connection whose reply is not read
+    /// yet (see `acks.rs`), as its items and its packed command: read
+    /// before anything else uses the connection ([`Pool::settle`]).
+    pub(crate) pending: Option<(Vec<Id>, Vec<u8>)>,
 }
 
 /// Reconnection backoff, shared by the calls of one handle.
@@ -258,6 +287,14 @@ pub(crate) struct Pool {
     pub(crate) slot: u16,
     conns: Mutex<(u32, Vec<Conn>)>,
     backoff: Mutex<Backoff>,
+    /// Items whose acknowledgement was sent without waiting and then failed
+    /// (its reply lost or an error): sent again, synchronously, by the
+    /// handle's next `task_done`, `join` or drop.
+    owed: Mutex<Vec<Id>>,
+    /// Whether an acknowledgement ran through this pool and waited for its
+    /// reply (which loads the script on the server): only then are they
+    /// sent without waiting.
+    pub(crate) acks_loaded: std::sync::atomic::AtomicBool,
 }
 
 /// What a failed Redis call becomes: `Io` for transport problems (with the
@@ -338,6 +375,8 @@ impl Pool {
                 failures: 0,
                 not_before: None,
             }),
+            owed: Mutex::new(Vec::new()),
+            acks_loaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -352,6 +391,8 @@ impl Pool {
                 failures: 0,
                 not_before: None,
             }),
+            owed: Mutex::new(Vec::new()),
+            acks_loaded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -365,11 +406,27 @@ impl Pool {
 
     /// Takes a pooled connection, or connects (with backoff between failed
     /// attempts) until `deadline` or the I/O timeout, whichever is first.
+    /// An acknowledgement's reply still owed on it is read first.
     pub(crate) fn conn(&self, deadline: Option<Instant>) -> Result<Conn> {
+        loop {
+            let mut c = self.conn_unsettled(deadline)?;
+            if self.settle(&mut c) {
+                return Ok(c);
+            }
+        }
+    }
+
+    /// Takes a pooled connection whose acknowledgement reply may still be
+    /// unread (the caller reads it, [`settle`](Self::settle)), or connects.
+    pub(crate) fn conn_unsettled(&self, deadline: Option<Instant>) -> Result<Conn> {
         {
             let mut pool = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             if pool.0 != std::process::id() {
-                // Forked: the inherited sockets belong to the parent.
+                // Forked: the inherited sockets (and the replies owed on
+                // them) belong to the parent.
+                for c in &mut pool.1 {
+                    c.pending = None;
+                }
                 pool.1.clear();
                 pool.0 = std::process::id();
             }
@@ -414,6 +471,7 @@ impl Pool {
                     return Ok(Conn {
                         link,
                         client_id: None,
+                        pending: None,
                     });
                 }
                 Err(e) => {
@@ -433,12 +491,129 @@ impl Pool {
         }
     }
 
-    /// Returns a healthy connection to the pool.
-    pub(crate) fn release(&self, c: Conn) {
+    /// Returns a healthy connection to the pool (one the pool has no room
+    /// for is dropped, its owed reply read first).
+    pub(crate) fn release(&self, mut c: Conn) {
         let mut pool = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.0 == std::process::id() && pool.1.len() < 8 {
+        if pool.0 != std::process::id() {
+            c.pending = None; // a forked child's: the parent reads it
+        } else if pool.1.len() < 8 {
             pool.1.push(c);
+            return;
         }
+        drop(pool);
+        self.settle(&mut c);
+    }
+
+    /// Reads the reply of the acknowledgement sent on `c` without waiting,
+    /// if there is one; whether `c` is still usable. If the server lost the
+    /// script (a restart), it is loaded and the acknowledgement sent again,
+    /// waiting. One that failed (an error, a lost reply: it may not have
+    /// run) is owed, and sent again by the handle's next `task_done`,
+    /// `join` or drop (it is idempotent).
+    pub(crate) fn settle(&self, c: &mut Conn) -> bool {
+        let Some((ids, packed)) = c.pending.take() else {
+            return true;
+        };
+        let mut r = c.link.recv();
+        if r.as_ref().is_err_and(|e| {
+            e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
+        }) {
+            r = super::TASK_DONE
+                .load(c.link.as_dyn())
+                .and_then(|_| c.link.send_packed(&packed))
+                .and_then(|()| c.link.recv());
+        }
+        match r {
+            Ok(_) => true,
+            Err(e) => {
+                self.owe(ids);
+                !(is_broken(&e) || is_interrupted(&e))
+            }
+        }
+    }
+
+    /// Reads every owed reply of the pooled connections: after this, every
+    /// acknowledgement sent without waiting has run or is owed.
+    pub(crate) fn settle_all(&self) {
+        let taken: Vec<Conn> = {
+            let mut pool = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.0 != std::process::id() || pool.1.iter().all(|c| c.pending.is_none()) {
+                return;
+            }
+            std::mem::take(&mut pool.1)
+        };
+        for mut c in taken {
+            if self.settle(&mut c) {
+                self.release(c);
+            }
+        }
+    }
+
+    /// Records acknowledgements to send again.
+    pub(crate) fn owe(&self, ids: Vec<Id>) {
+        self.owed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
+    }
+
+    /// The acknowledgements owed, taken (the caller sends them or owes them
+    /// again).
+    pub(crate) fn take_owed(&self) -> Vec<Id> {
+        std::mem::take(&mut *self.owed.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Sends `cmds` on a connection that owes an acknowledgement's reply,
+    /// then reads that reply, then theirs: the acknowledgement costs no
+    /// round trip of its own (one server only). `None` if no pooled
+    /// connection owes one (the caller runs them as usual). A server error
+    /// in one of the replies is returned as the error.
+    pub(crate) fn after_pending(&self, cmds: &[&Cmd]) -> Option<RedisResult<Vec<Value>>> {
+        if self.target.cluster {
+            return None;
+        }
+        let mut c = {
+            let mut pool = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.0 != std::process::id() || pool.1.last().is_none_or(|c| c.pending.is_none()) {
+                return None;
+            }
+            pool.1.pop()?
+        };
+        let mut packed = Vec::new();
+        for cmd in cmds {
+            cmd.write_packed_command(&mut packed);
+        }
+        if let Err(e) = c.link.send_packed(&packed) {
+            // Nothing of it was answered: the acknowledgement is owed.
+            if let Some((ids, _)) = c.pending.take() {
+                self.owe(ids);
+            }
+            return Some(Err(e));
+        }
+        if !self.settle(&mut c) {
+            return Some(Err(RedisError::from(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the connection failed while reading an acknowledgement's reply",
+            ))));
+        }
+        let mut out = Vec::with_capacity(cmds.len());
+        let mut first_err = None;
+        for _ in cmds {
+            match c.link.recv() {
+                Ok(v) => out.push(v),
+                Err(e) if is_broken(&e) || is_interrupted(&e) => return Some(Err(e)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    out.push(Value::Nil);
+                }
+            }
+        }
+        self.release(c);
+        Some(match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        })
     }
 
     /// Runs `f` on a connection: a broken connection is dropped (the next

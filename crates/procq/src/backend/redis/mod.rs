@@ -465,6 +465,10 @@ impl Drop for RedisQueue {
     fn drop(&mut self) {
         if self.kind == Kind::Queue {
             self.settle_landings();
+        } else {
+            // Acknowledgements sent without waiting: their replies read,
+            // the failed ones sent again.
+            let _ = self.flush_acks();
         }
         let slot = self.heartbeat.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some((pid, beat)) = slot.take() {

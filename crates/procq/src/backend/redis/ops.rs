@@ -421,8 +421,17 @@ impl RedisQueue {
     }
 
     /// The get script and a command pipelined after it, in one round trip
-    /// (the script loaded again if the server lost it).
+    /// (the script loaded again if the server lost it). On a connection
+    /// that owes an acknowledgement's reply they are sent before it is
+    /// read (see `acks.rs`). The script is idempotent (a request number), so
+    /// any failure there is retried the usual way.
     fn get_pair(&self, eval: &Cmd, then: &Cmd, block: Block) -> Result<(Value, Value)> {
+        if let Some(Ok(v)) = self.pool.after_pending(&[eval, then]) {
+            let mut v = v.into_iter();
+            if let (Some(a), Some(b)) = (v.next(), v.next()) {
+                return Ok((a, b));
+            }
+        }
         self.pool.with_conn("get", deadline_of(block), |c| {
             match c.link.pair(eval, then) {
                 Err(e)

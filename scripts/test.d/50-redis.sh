@@ -8,7 +8,10 @@
 # - a Redis Cluster of 3 masters (`--cluster-enabled yes` ×3, then
 #   `redis-cli --cluster create`), each node started from a config file in
 #   the temporary directory, with an fsynced append-only file, so that the
-#   restart test can SIGKILL a node and start it again from that file.
+#   restart test can SIGKILL a node and start it again from that file. Each
+#   node also listens on a TLS port and its cluster bus speaks TLS
+#   (`tls-cluster yes`), for `rediss+cluster://`: a node tells a TLS client
+#   the TLS ports of the others, a plain client the plain ones.
 # Installs redis-server (and openssl) from Debian when missing. Runs
 # `cargo test -p procq --features redis-tls --test redis --test
 # redis_delivery --test redis_cluster --test contract --test contract_async` once with all three
@@ -54,9 +57,10 @@ for _ in range(int(sys.argv[1])):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); held.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
 }
-read -r port tls_port c1 c2 c3 b1 b2 b3 <<<"$(free_ports 8)"
+read -r port tls_port c1 c2 c3 b1 b2 b3 t1 t2 t3 <<<"$(free_ports 11)"
 cluster_ports=("$c1" "$c2" "$c3")
 bus_ports=("$b1" "$b2" "$b3")
+cluster_tls_ports=("$t1" "$t2" "$t3")
 
 pids=()
 cleanup() {
@@ -93,11 +97,12 @@ pids+=($!)
 wait_ping redis-server -p "$port"
 
 # --- TLS server --------------------------------------------------------------
-# A CA and a server certificate for 127.0.0.1 / localhost, valid two days.
+# A CA and a server certificate for 127.0.0.1 / localhost, valid two days
+# (a client certificate too: cluster nodes present it to each other).
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
 printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
     "basicConstraints=CA:FALSE" "keyUsage=digitalSignature" \
-    "extendedKeyUsage=serverAuth" >"$dir/server.ext"
+    "extendedKeyUsage=serverAuth,clientAuth" >"$dir/server.ext"
 {
     openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=procq test CA" \
         -addext "basicConstraints=critical,CA:TRUE" \
@@ -125,6 +130,7 @@ wait_ping "the TLS redis-server (is redis-server built with TLS?)" \
 
 # --- 3-master cluster --------------------------------------------------------
 nodes=()
+tls_nodes=()
 for i in 0 1 2; do
     cp=${cluster_ports[$i]}
     mkdir -p "$dir/cluster/$cp"
@@ -142,9 +148,16 @@ appendfsync always
 daemonize yes
 pidfile $dir/cluster/$cp/redis.pid
 logfile $dir/cluster/$cp/redis.log
+tls-port ${cluster_tls_ports[$i]}
+tls-cluster yes
+tls-cert-file $dir/server.crt
+tls-key-file $dir/server.key
+tls-ca-cert-file $dir/ca.crt
+tls-auth-clients no
 EOF
     redis-server "$dir/cluster/$cp/redis.conf"
     nodes+=("127.0.0.1:$cp")
+    tls_nodes+=("127.0.0.1:${cluster_tls_ports[$i]}")
 done
 for cp in "${cluster_ports[@]}"; do wait_ping "cluster node $cp" -p "$cp"; done
 redis-cli --cluster create "${nodes[@]}" --cluster-yes >"$dir/cluster-create.log" 2>&1 || {
@@ -166,6 +179,7 @@ done
 export PROCQ_REDIS_URL="redis://127.0.0.1:$port/0"
 export PROCQ_REDIS_TLS_URL="rediss://127.0.0.1:$tls_port/0"
 export PROCQ_REDIS_CLUSTER_URL="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
+export PROCQ_REDIS_TLS_CLUSTER_URL="rediss+cluster://$(IFS=,; echo "${tls_nodes[*]}")"
 export PROCQ_REDIS_SERVER
 PROCQ_REDIS_SERVER=$(command -v redis-server)
 

@@ -138,9 +138,27 @@ fn master_of(cluster: &str, name: &str) -> u16 {
     panic!("no master holds slot {slot}");
 }
 
-#[test]
-fn cluster_token_counter_across_processes() {
-    let Some(base) = cluster() else { return };
+/// `rediss+cluster://127.0.0.1:T1,…`: the same cluster's TLS ports
+/// (`PROCQ_REDIS_TLS_CLUSTER_URL`, set by 50-redis.sh: its nodes listen on
+/// a TLS port too, and their bus speaks TLS). `None` only where every
+/// Redis test skips.
+#[cfg(feature = "redis-tls")]
+fn tls_cluster() -> Option<String> {
+    match std::env::var("PROCQ_REDIS_TLS_CLUSTER_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            server()?;
+            panic!(
+                "PROCQ_REDIS_TLS_CLUSTER_URL is not set: this test needs the TLS ports of the \
+                 Redis Cluster that scripts/test.d/50-redis.sh starts"
+            );
+        }
+    }
+}
+
+/// The article's token counter through a queue at `base`: three processes
+/// add 30 each. Returns the queue's URL, empty again.
+fn token_counter(base: &str) -> String {
     let url = format!("{base}/{}", fresh("cluster-counter"));
     let q = Queue::<u64>::open_or_create(&url, 0).unwrap();
     q.put(&0).unwrap();
@@ -150,6 +168,13 @@ fn cluster_token_counter_across_processes() {
     }
     assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 90);
     assert!(q.empty());
+    url
+}
+
+#[test]
+fn cluster_token_counter_across_processes() {
+    let Some(base) = cluster() else { return };
+    let url = token_counter(&base);
     // The queue's keys share one slot: every one of them is on one master.
     let name = url.rsplit('/').next().unwrap();
     let mut con = node(master_of(&base, name));
@@ -164,6 +189,35 @@ fn cluster_token_counter_across_processes() {
 #[test]
 fn cluster_killed_consumer_task_is_redelivered_and_batches_work() {
     let Some(base) = cluster() else { return };
+    killed_consumer_and_batches(&base);
+}
+
+/// `rediss+cluster://` on the cluster's TLS ports: the token counter, a
+/// SIGKILLed consumer's task, batches and the listing (every node reached
+/// over TLS, redirections included: a TLS client is told the nodes' TLS
+/// ports); a plain `redis+cluster://` URL to those ports fails within its
+/// `timeout_ms`.
+#[cfg(feature = "redis-tls")]
+#[test]
+fn tls_cluster_counter_killed_consumer_and_batches() {
+    let Some(base) = tls_cluster() else { return };
+    assert!(base.starts_with("rediss+cluster://"), "{base}");
+    procq::remove(&token_counter(&base)).unwrap();
+    killed_consumer_and_batches(&base);
+    let plain = format!(
+        "redis+cluster://{}/{}?timeout_ms=1000",
+        authority(&base),
+        fresh("tls-cluster-plain")
+    );
+    let t = Instant::now();
+    let err = Queue::<u64>::open(&plain).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(matches!(err, Error::Redis { .. }), "{err:?}");
+}
+
+/// A SIGKILLed consumer's task comes back; batches, a bounded queue and
+/// the listing work (on the cluster at `base`).
+fn killed_consumer_and_batches(base: &str) {
     // A lease long enough that the test takes 12 before 11 comes back,
     // even on a loaded machine against fsynced nodes.
     let url = format!("{base}/{}?lease_ms=2000", fresh("cluster-kill"));
@@ -195,7 +249,7 @@ fn cluster_killed_consumer_task_is_redelivered_and_batches_work() {
     b.put(&2).unwrap();
     assert!(matches!(b.put_nowait(&3), Err(Error::Full)));
     assert_eq!(b.get().unwrap(), 1);
-    let listed = procq::list_redis(&base).unwrap();
+    let listed = procq::list_redis(base).unwrap();
     let plain = url.split('?').next().unwrap();
     assert!(listed.iter().any(|u| u == plain), "{listed:?}");
     assert_eq!(procq::stats(&url).unwrap().kind, procq::Kind::Joinable);
@@ -331,9 +385,21 @@ fn cluster_slot_migration_is_followed_ask_then_moved() {
         .query(&mut s)
         .unwrap();
     assert!(keys.iter().any(|k| k.contains(&name)), "{keys:?}");
+    // A node whose cluster bus speaks TLS (tls-cluster yes, as 50-redis.sh
+    // starts them) migrates over TLS too: to the target's TLS port then.
+    let tls_port: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("tls-port")
+        .query(&mut d)
+        .unwrap();
+    let to = tls_port
+        .get(1)
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|&p| p > 0)
+        .unwrap_or(dst);
     redis::cmd("MIGRATE")
         .arg("127.0.0.1")
-        .arg(dst)
+        .arg(to)
         .arg("")
         .arg(0)
         .arg(5000)

@@ -68,13 +68,14 @@ impl RedisQueue {
         }
         let chosen = self.ids().take_for_ack(n).ok_or(Error::TaskDoneTooOften)?;
         let mut ids: Vec<Id> = chosen.iter().map(|&(_, id)| id).collect();
-        let owed = self.pool.take_owed();
+        let mut owed = self.pool.take_owed();
         ids.extend(&owed);
         if self.send_ack(&ids) {
             return Ok(());
         }
-        let owed = self.pool.take_owed(); // what sending it found owed too
-        ids.extend(&owed);
+        let more = self.pool.take_owed(); // what sending it found owed too
+        ids.extend(&more);
+        owed.extend(more);
         match self.acknowledge(&ids) {
             Ok(()) => Ok(()),
             Err(e) => {

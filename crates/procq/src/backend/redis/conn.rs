@@ -272,6 +272,16 @@ pub(crate) struct Conn {
     pub(crate) pending: Option<(Vec<Id>, Vec<u8>)>,
 }
 
+/// Which pooled connection [`Pool::take`] may hand out when every one owes
+/// an acknowledgement's reply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Any.
+    Any,
+    /// None while fewer than two do: a fresh connection instead.
+    Settled,
+}
+
 /// Reconnection backoff, shared by the calls of one handle.
 struct Backoff {
     failures: u32,
@@ -406,19 +416,28 @@ impl Pool {
 
     /// Takes a pooled connection, or connects (with backoff between failed
     /// attempts) until `deadline` or the I/O timeout, whichever is first.
-    /// An acknowledgement's reply still owed on it is read first.
+    /// One that owes no acknowledgement's reply is taken first; if every
+    /// pooled one owes one, a fresh one is made rather than wait for that
+    /// reply (the next joinable `get` reads it with its own, see
+    /// [`after_pending`](Self::after_pending)), up to two owing ones; then
+    /// an owed reply is read first.
     pub(crate) fn conn(&self, deadline: Option<Instant>) -> Result<Conn> {
         loop {
-            let mut c = self.conn_unsettled(deadline)?;
+            let mut c = self.take(deadline, Take::Settled)?;
             if self.settle(&mut c) {
                 return Ok(c);
             }
         }
     }
 
-    /// Takes a pooled connection whose acknowledgement reply may still be
-    /// unread (the caller reads it, [`settle`](Self::settle)), or connects.
+    /// Takes a pooled connection (one that owes no acknowledgement's reply
+    /// if there is one) or connects; the caller reads an owed reply
+    /// ([`settle`](Self::settle)).
     pub(crate) fn conn_unsettled(&self, deadline: Option<Instant>) -> Result<Conn> {
+        self.take(deadline, Take::Any)
+    }
+
+    fn take(&self, deadline: Option<Instant>, how: Take) -> Result<Conn> {
         {
             let mut pool = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             if pool.0 != std::process::id() {
@@ -430,8 +449,13 @@ impl Pool {
                 pool.1.clear();
                 pool.0 = std::process::id();
             }
-            if let Some(c) = pool.1.pop() {
-                return Ok(c);
+            if let Some(i) = pool.1.iter().rposition(|c| c.pending.is_none()) {
+                return Ok(pool.1.remove(i));
+            }
+            if how == Take::Any || pool.1.len() >= 2 {
+                if let Some(c) = pool.1.pop() {
+                    return Ok(c);
+                }
             }
         }
         let io_timeout = self.target.io_timeout;
@@ -575,10 +599,11 @@ impl Pool {
         }
         let mut c = {
             let mut pool = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.0 != std::process::id() || pool.1.last().is_none_or(|c| c.pending.is_none()) {
+            if pool.0 != std::process::id() {
                 return None;
             }
-            pool.1.pop()?
+            let i = pool.1.iter().rposition(|c| c.pending.is_some())?;
+            pool.1.remove(i)
         };
         let mut packed = Vec::new();
         for cmd in cmds {

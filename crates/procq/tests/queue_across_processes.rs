@@ -54,6 +54,16 @@ fn child_entry() {
             }
             // Return at once: nothing may be left in a buffer.
         }
+        // Puts 0, 1, ... each with a long timeout (each blocks: the test
+        // keeps the queue full) and reports when each put returned.
+        "put-and-report" => {
+            let q = Queue::<u64>::open(arg(0)).unwrap();
+            let woke = Queue::<u64>::open(arg(1)).unwrap();
+            for i in 0..num(2) {
+                q.put_timeout(&i, LIMIT).unwrap();
+                woke.put(&now_ns()).unwrap();
+            }
+        }
         "put-after" => {
             let q = Queue::<u64>::open(arg(0)).unwrap();
             std::thread::sleep(Duration::from_millis(num(1)));
@@ -213,6 +223,50 @@ fn blocking_get_is_woken_by_another_process_and_timeouts_hold() {
         waited >= Duration::from_millis(150) && waited < Duration::from_millis(650),
         "{waited:?}"
     );
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
+fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// A put blocked on a full queue gets in at once when another process
+/// frees one slot, whether it blocked a moment ago (it may still be waiting
+/// for the queue to be half empty, see `shm::wait`) or long ago (it waits
+/// for any slot). A lost wake-up shows as a wait of about a second (a
+/// blocked call's periodic look at its segment), far above the bound.
+#[test]
+fn a_put_blocked_on_a_full_queue_gets_in_at_once_when_one_slot_frees() {
+    const AT_ONCE: Duration = Duration::from_millis(500);
+    let _dog = common::watchdog("put blocked on a full queue", 2 * LIMIT);
+    let q = Queue::<u64>::new(8).unwrap();
+    let woke = Queue::<u64>::new(0).unwrap();
+    // How long the put has been blocked when the slot frees, in µs.
+    let delays = [0u64, 300, 2_000, 50_000, 0, 50_000];
+    q.put_many(&[u64::MAX; 8]).unwrap();
+    let rounds = delays.len().to_string();
+    let mut child = common::spawn("put-and-report", &[q.name(), woke.name(), &rounds]);
+    let mut late = Vec::new();
+    for (round, delay) in delays.iter().enumerate() {
+        let start = Instant::now();
+        while q.stats().unwrap().blocked_puts <= round as u64 {
+            assert!(
+                start.elapsed() < LIMIT,
+                "round {round}: the put never blocked"
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        std::thread::sleep(Duration::from_micros(*delay));
+        let since = now_ns();
+        q.get_nowait().unwrap();
+        let at = woke.get_timeout(LIMIT).unwrap();
+        late.push(Duration::from_nanos(at.saturating_sub(since)));
+    }
+    common::wait_ok(&mut child, LIMIT);
+    assert!(late.iter().all(|l| *l < AT_ONCE), "{late:?}");
+    // The queue is full of what the child put after the first 6 gets.
+    assert_eq!(q.qsize(), 8);
 }
 
 #[test]

@@ -261,7 +261,14 @@ impl Drop for Locked<'_> {
             h.items.notify_all();
         }
         if self.wake_space {
-            h.space.notify_all();
+            // Producers of a full queue may wait for it to be half empty
+            // (see `wait`); a shutdown wakes them whatever the level.
+            let level = if self.state.shutdown {
+                0
+            } else {
+                self.state.ring.count
+            };
+            h.space.notify_level(level);
         }
         if self.wake_done {
             h.done.notify_all();

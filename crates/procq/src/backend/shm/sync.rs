@@ -300,11 +300,33 @@ impl RobustLock {
 /// queue calls [`notify_all`](Self::notify_all) after its commit; it pays for
 /// a `FUTEX_WAKE` syscall only when the bit is set. Because the key is read
 /// under the same lock that orders the commit, no wake-up can be lost.
+///
+/// # Waiting for a level
+///
+/// A waiter may instead ask to be woken only once a level (the queue's item
+/// count) has fallen to a mark: [`prepare_level`](Self::prepare_level)
+/// records the mark in a second word instead of setting the waiter bit, and
+/// [`notify_level`](Self::notify_level) wakes such waiters only when the
+/// level it reports is at or below the highest mark recorded. A producer of
+/// a full queue uses it to sleep until the queue is half empty and then
+/// refill it in one burst, instead of being woken, and waking, for every
+/// single slot a consumer frees (see `wait`). The same ordering argument
+/// holds: the mark is recorded before the key is read, and a notifier
+/// clears the marks before it moves the count, so a level waiter either
+/// sees the move or leaves its mark for the next notifier. Level waiters
+/// always sleep with a timeout: a notifier that does not know about marks
+/// (or dies between clearing them and moving the count) delays them, it
+/// cannot strand them.
 #[repr(C, align(64))]
 pub(crate) struct EventCount {
     /// Notification counter (bits 1..) and waiter flag (bit 0).
     seq: AtomicU32,
+    /// Level waiters: 0 if none, else the highest mark + 1 recorded since
+    /// the last level wake-up. In the padding of `seq`'s cache line, which
+    /// a notifier reads anyway.
+    level: AtomicU32,
 }
+const _: () = assert!(std::mem::size_of::<EventCount>() == 64);
 
 /// Outcome of [`EventCount::wait`].
 #[derive(Debug, PartialEq, Eq)]
@@ -331,6 +353,36 @@ impl EventCount {
                 .is_ok()
         {
             let _ = futex::wake(&self.seq, futex::Flags::empty(), i32::MAX as u32);
+        }
+    }
+
+    /// Registers interest in the level falling to `mark` or below (see
+    /// "Waiting for a level"); returns the key to wait on. Call it under
+    /// the lock that orders the changes of the level.
+    pub(crate) fn prepare_level(&self, mark: u32) -> u32 {
+        self.level
+            .fetch_max(mark.saturating_add(1), Ordering::SeqCst);
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// What [`notify_all`](Self::notify_all) does, and also wakes the level
+    /// waiters if `level` is at or below a mark one of them recorded. One
+    /// `FUTEX_WAKE` at most; none when nobody waits for this.
+    pub(crate) fn notify_level(&self, level: u64) {
+        let marked = self.level.load(Ordering::SeqCst);
+        if marked != 0 && level < u64::from(marked) && self.level.swap(0, Ordering::SeqCst) != 0 {
+            // The marks are cleared first: a level waiter that records one
+            // after this either reads the moved count as its key or is
+            // woken by the next notifier. Everyone is woken, so the waiter
+            // bit is cleared as `notify_all` clears it.
+            let _ = self
+                .seq
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                    Some((v | 1).wrapping_add(1))
+                });
+            let _ = futex::wake(&self.seq, futex::Flags::empty(), i32::MAX as u32);
+        } else {
+            self.notify_all();
         }
     }
 
@@ -407,6 +459,7 @@ mod tests {
     fn boxed_event() -> Arc<EventCount> {
         Arc::new(EventCount {
             seq: AtomicU32::new(0),
+            level: AtomicU32::new(0),
         })
     }
 
@@ -442,6 +495,66 @@ mod tests {
         let h = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
             ev2.notify_all();
+        });
+        assert_eq!(
+            ev.wait(key, Some(Instant::now() + Duration::from_secs(10))),
+            Wake::Notified
+        );
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_level_waiter_is_woken_only_at_or_below_its_mark() {
+        let ev = boxed_event();
+        let key = ev.prepare_level(4);
+        assert_eq!(key & 1, 0, "a level waiter does not set the waiter bit");
+        for level in [9, 6, 5] {
+            ev.notify_level(level);
+            assert_eq!(ev.load(), key, "woken at level {level}");
+        }
+        ev.notify_level(4);
+        assert_ne!(ev.load(), key);
+        assert_eq!(ev.wait(key, None), Wake::Notified);
+        // The marks went with that wake-up: nothing left to wake.
+        let moved = ev.load();
+        ev.notify_level(0);
+        assert_eq!(ev.load(), moved);
+    }
+
+    #[test]
+    fn level_and_plain_waiters_are_each_woken_by_their_own_rule() {
+        let ev = boxed_event();
+        let level_key = ev.prepare_level(2);
+        // A plain waiter is woken by any notification, and so is everyone
+        // sleeping on the word (the level waiter looks and sleeps again).
+        let key = ev.prepare();
+        ev.notify_level(7);
+        assert_ne!(ev.load(), key);
+        assert_eq!(ev.load() & 1, 0, "the waiter bit is cleared");
+        // The level waiter's mark stays for the next notifier.
+        let key = ev.prepare_level(2);
+        assert_ne!(key, level_key);
+        ev.notify_level(3);
+        assert_eq!(ev.load(), key);
+        ev.notify_level(1);
+        assert_ne!(ev.load(), key);
+        assert_eq!(ev.load() & 1, 0);
+        // The highest mark counts when several waiters record one.
+        let key = ev.prepare_level(1);
+        ev.prepare_level(5);
+        ev.notify_level(5);
+        assert_ne!(ev.load(), key);
+    }
+
+    #[test]
+    fn a_sleeping_level_waiter_is_woken_by_another_thread() {
+        let ev = boxed_event();
+        let key = ev.prepare_level(10);
+        let ev2 = ev.clone();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            ev2.notify_level(11);
+            ev2.notify_level(10);
         });
         assert_eq!(
             ev.wait(key, Some(Instant::now() + Duration::from_secs(10))),

@@ -20,6 +20,10 @@ const INTACT_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often a `get` that waits for a reserved front record (its producer
 /// is copying) looks again: nobody announces that producer's death.
 pub(super) const RESERVED_CHECK_EVERY: Duration = Duration::from_millis(5);
+/// Longest a `put` that finds its queue full by count waits for it to be
+/// half empty before it waits for any free slot (see [`Waiter`]): the most
+/// a slot freed in the meantime waits for its producer.
+pub(super) const HALF_EMPTY_WAIT: Duration = Duration::from_millis(1);
 
 /// What a blocked caller waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,21 @@ pub(super) enum Want {
 /// `FUTEX_WAKE` syscall for it. Only if the spin fails does it set the
 /// event count's waiter bit (under the lock, so no wake-up can be lost) and
 /// sleep. The spin length adapts to how often spinning pays off.
+///
+/// A `put` that finds its queue full by count (`maxsize` items) first
+/// sleeps, without spinning, until the queue is half empty or
+/// [`HALF_EMPTY_WAIT`] has passed, whichever comes first (a level wait, see
+/// `sync::EventCount`), and only then waits as above for any free slot.
+/// When producers outpace consumers, a full queue otherwise hands its
+/// producer one slot at a time: every item a consumer takes then wakes a
+/// producer (a `FUTEX_WAKE` paid by the consumer, or a spin by the
+/// producer over the count the consumer keeps writing), that producer puts
+/// one item and waits again. Waiting for half the queue lets the consumer
+/// take half its items undisturbed and the producer refill them in one
+/// burst, as with an unbounded queue. What it costs: a slot freed while its
+/// producer waits for the half may wait for that producer up to
+/// [`HALF_EMPTY_WAIT`]. A deadline still ends the wait at once, after one
+/// more try (a slot may have freed without waking the level wait).
 pub(super) struct Waiter<'a> {
     sh: &'a Shared,
     block: Block,
@@ -45,6 +64,9 @@ pub(super) struct Waiter<'a> {
     spun: bool,
     /// Counted once per call in the statistics.
     blocked: bool,
+    /// A `put` may still wait for the queue to be half empty (until such a
+    /// wait ran out of time with the queue still full).
+    half_empty: bool,
 }
 
 impl<'a> Waiter<'a> {
@@ -55,6 +77,7 @@ impl<'a> Waiter<'a> {
             want,
             spun: false,
             blocked: false,
+            half_empty: want == Want::Space,
         }
     }
 
@@ -96,6 +119,15 @@ impl<'a> Waiter<'a> {
                 &h.counters.blocked_puts
             };
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.half_empty {
+            let maxsize = self.sh.maxsize;
+            if maxsize > 1 && g.state.ring.count >= maxsize && !g.state.shutdown {
+                return self.wait_half_empty(g);
+            }
+            // Full for lack of bytes: the count says nothing about when
+            // room comes back.
+            self.half_empty = false;
         }
         // Spinning cannot help a get that waits for a front record being
         // copied (the item count already says "ready"): sleep at once.
@@ -144,6 +176,37 @@ impl<'a> Waiter<'a> {
             h.counters.timeouts.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
+        Ok(true)
+    }
+
+    /// Sleeps until the queue is half empty or [`HALF_EMPTY_WAIT`] passed
+    /// (see [`Waiter`]); `Ok(false)` only when the deadline had passed
+    /// already.
+    fn wait_half_empty(&mut self, g: Locked<'_>) -> Result<bool> {
+        let now = Instant::now();
+        let deadline = self.block.deadline();
+        if deadline.is_some_and(|d| now >= d) {
+            // The try just before this call was the last one.
+            self.sh
+                .header()
+                .counters
+                .timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        let until = deadline.map_or(now + HALF_EMPTY_WAIT, |d| d.min(now + HALF_EMPTY_WAIT));
+        let mark = u32::try_from(self.sh.maxsize / 2).unwrap_or(u32::MAX);
+        let ev = &self.sh.header().space;
+        let key = ev.prepare_level(mark);
+        drop(g);
+        if ev.wait(key, Some(until)) == Wake::TimedOut {
+            // Still full after that long, or woken by someone who does not
+            // know about level waits: wait for any slot from now on.
+            self.half_empty = false;
+        }
+        self.sh.check_intact()?;
+        // Try again, at the deadline too: a slot may have been freed
+        // without waking this wait.
         Ok(true)
     }
 }

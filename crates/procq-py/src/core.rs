@@ -1,7 +1,7 @@
 //! `Core`: one handle to a queue, with every operation the three Python
 //! classes share (encoding, the GIL fast path, waiting, errors).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use procq::{Builder, RawQueue};
@@ -10,7 +10,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::errors::{full_error, to_py, too_large};
-use crate::item::{build, build_landed, encode, finish, land, Codec, LARGE};
+use crate::item::{
+    build, build_landed, direct, encode, finish, land, uninit_bytes, Codec, Direct, LARGE,
+};
 use crate::oob;
 use crate::wait::{
     blocking_sliced, is_empty, is_full, is_timeout, Step, Wait, JOIN_SLICE, REMOTE_SLICE, SLICE,
@@ -114,7 +116,55 @@ pub(crate) struct Core {
     /// Whether the last item got was large: then the next `get` skips the
     /// fast path, whose copy would hold the GIL (see the module docs).
     large: AtomicBool,
+    /// The shape of the last item got, if it was large and became one
+    /// `bytes` object (see [`Shape`]): the next `get` makes a `bytes` object
+    /// of that size in advance, for a record of the same shape to be copied
+    /// into straight from shared memory.
+    shape: AtomicU64,
 }
+
+/// A large record's payload length and what its `bytes` object is (see
+/// `item::direct`), packed into a `u64` (0: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shape {
+    len: usize,
+    kind: Direct,
+}
+
+impl Shape {
+    fn pack(self) -> u64 {
+        let kind = match self.kind {
+            Direct::Item => 1,
+            Direct::Pickle => 2,
+            Direct::Custom => 3,
+        };
+        (self.len as u64) << 2 | kind
+    }
+
+    fn unpack(v: u64) -> Option<Shape> {
+        let kind = match v & 3 {
+            1 => Direct::Item,
+            2 => Direct::Pickle,
+            3 => Direct::Custom,
+            _ => return None,
+        };
+        Some(Shape {
+            len: usize::try_from(v >> 2).ok()?,
+            kind,
+        })
+    }
+}
+
+/// The buffer of a `bytes` object made in advance by `get` (see
+/// [`Core::shape`]), to be filled without the GIL.
+struct Dest {
+    buf: *mut u8,
+    shape: Shape,
+}
+
+// SAFETY: the buffer belongs to a `bytes` object no other code can see yet;
+// only the one thread running the `get` writes it, while that `get` waits.
+unsafe impl Send for Dest {}
 
 impl Core {
     pub(crate) fn create(py: Python<'_>, kind: Kind, opts: Options<'_>) -> PyResult<Core> {
@@ -185,6 +235,7 @@ impl Core {
             max_bytes: None,
             closed: AtomicBool::new(false),
             large: AtomicBool::new(false),
+            shape: AtomicU64::new(0),
         }
     }
 
@@ -301,19 +352,57 @@ impl Core {
             }
         }
         let (raw, codec) = (&self.raw, &self.codec);
+        // Large items tend to come in a stream of one size: if the last one
+        // became a `bytes` object, make one of its size now, while the GIL
+        // is held, for a record of the same shape to be copied into without
+        // it — one copy out of shared memory instead of two (into the
+        // landing buffer, then into the object). Another shape lands as
+        // usual and the object is dropped.
+        let ready = match Shape::unpack(self.shape.load(Ordering::Relaxed)) {
+            Some(shape) if !self.remote => Some((uninit_bytes(py, shape.len)?, shape)),
+            _ => None,
+        };
+        let dest = ready.as_ref().map(|&((_, buf), shape)| Dest { buf, shape });
         let mut landing = take_scratch();
-        let got = blocking_sliced(py, wait, self.slice(), is_empty, |step| {
+        let into = &mut landing;
+        let got = blocking_sliced(py, wait, self.slice(), is_empty, move |step| {
             // The record leaves shared memory here, without the GIL: the
             // buffers of an out-of-band pickle straight into the memory
             // their objects will use.
             raw.get_with(step.timeout(), |record| {
-                (land(record, codec, &mut landing), record.len())
+                let found = direct(record, codec).map(|(start, kind)| {
+                    let len = record.len() - start;
+                    (start, Shape { len, kind })
+                });
+                if let (Some(dest), Some((start, shape))) = (&dest, found) {
+                    if shape == dest.shape {
+                        // SAFETY: `dest.buf` holds `shape.len` bytes of a
+                        // `bytes` object nobody else can see yet (see
+                        // `Dest`), and `record[start..]` is that long.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                record[start..].as_ptr(),
+                                dest.buf,
+                                shape.len,
+                            )
+                        };
+                        return (None, record.len(), found);
+                    }
+                }
+                (Some(land(record, codec, into)), record.len(), found)
             })
         });
         let result = match got {
-            Ok(Ok((taken, len))) => {
-                self.large.store(len >= LARGE, Ordering::Relaxed);
-                build_landed(py, taken, &landing, codec)
+            Ok(Ok((taken, len, found))) => {
+                let large = len >= LARGE;
+                self.large.store(large, Ordering::Relaxed);
+                let shape = found.filter(|_| large).map_or(0, |(_, s)| s.pack());
+                self.shape.store(shape, Ordering::Relaxed);
+                match (taken, ready) {
+                    (Some(taken), _) => build_landed(py, taken, &landing, codec),
+                    (None, Some(((bytes, _), shape))) => Ok(shape.kind.built(bytes)),
+                    (None, None) => unreachable!("filled without a destination"),
+                }
             }
             Ok(Err(e)) => Err(self.err(py, e)),
             Err(e) => Err(e),

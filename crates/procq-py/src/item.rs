@@ -464,6 +464,65 @@ fn bad_record(why: &str) -> PyErr {
     ))
 }
 
+/// What the `bytes` object made from a record's payload is (see [`direct`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direct {
+    /// The item itself (a top-level `bytes` item, or any `codec='bytes'` one).
+    Item,
+    /// A pickle still to be loaded.
+    Pickle,
+    /// A record for the user's `loads`.
+    Custom,
+}
+
+impl Direct {
+    /// The item built from `bytes`, the object made from the payload.
+    pub(crate) fn built(self, bytes: Bound<'_, PyBytes>) -> Built<'_> {
+        match self {
+            Direct::Item => Built::Done(bytes.into_any()),
+            Direct::Pickle => Built::Pickle(bytes),
+            Direct::Custom => Built::Custom(bytes),
+        }
+    }
+}
+
+/// Whether `record` becomes one `bytes` object holding `record[start..]`
+/// as it is, and what that object is: `Some((start, kind))`, else `None`.
+/// Such a record can be copied from the queue straight into that object
+/// (see `Core::get`); [`build`] makes the same objects.
+pub(crate) fn direct(record: &[u8], codec: &Codec) -> Option<(usize, Direct)> {
+    match codec {
+        Codec::Bytes => Some((0, Direct::Item)),
+        Codec::Custom { .. } => Some((0, Direct::Custom)),
+        Codec::Text => None,
+        Codec::Pickle => match record.first() {
+            Some(&TAG_BYTES) => Some((1, Direct::Item)),
+            Some(&TAG_PICKLE) => Some((0, Direct::Pickle)),
+            _ => None,
+        },
+    }
+}
+
+/// A `bytes` object of `len` bytes whose contents are still to be
+/// written, and where: write exactly `len` bytes there before any other
+/// code can see the object (the GIL is not needed for that).
+pub(crate) fn uninit_bytes(py: Python<'_>, len: usize) -> PyResult<(Bound<'_, PyBytes>, *mut u8)> {
+    let n = pyo3::ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| PyValueError::new_err("item too large for a bytes object"))?;
+    // SAFETY: `PyBytes_FromStringAndSize(NULL, n)` returns a new reference to
+    // a bytes object with `n` uninitialized bytes (or NULL with an exception
+    // set, which `from_owned_ptr_or_err` turns into `Err`). It is a bytes
+    // object, so the unchecked cast is sound. `PyBytes_AsString` on it returns
+    // its buffer of exactly `n` bytes (plus a trailing NUL), which lives as
+    // long as the object.
+    unsafe {
+        let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), n);
+        let obj = Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyBytes>();
+        let buf = pyo3::ffi::PyBytes_AsString(obj.as_ptr()).cast::<u8>();
+        Ok((obj, buf))
+    }
+}
+
 /// Makes a `bytes` object. With `gil_free_copy`, large contents are copied
 /// with the GIL released; that must not be used while the queue lock is held
 /// (taking the GIL back could then wait on a thread that waits for the lock).
@@ -475,24 +534,14 @@ pub(crate) fn new_bytes<'py>(
     if !gil_free_copy || data.len() < LARGE {
         return Ok(PyBytes::new(py, data));
     }
-    let len = pyo3::ffi::Py_ssize_t::try_from(data.len())
-        .map_err(|_| PyValueError::new_err("item too large for a bytes object"))?;
-    // SAFETY: `PyBytes_FromStringAndSize(NULL, n)` returns a new reference to
-    // a bytes object with `n` uninitialized bytes (or NULL with an exception
-    // set, which `from_owned_ptr_or_err` turns into `Err`). It is a bytes
-    // object, so the unchecked cast is sound. `PyBytes_AsString` on it returns
-    // its buffer of exactly `n` bytes (plus a trailing NUL). No other code can
-    // see the object before we return it, so writing the buffer through a
-    // unique `&mut [u8]` while detached from the interpreter races with
-    // nothing; the object (and so the buffer) is kept alive by `obj`.
-    unsafe {
-        let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len);
-        let obj = Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyBytes>();
-        let buf = pyo3::ffi::PyBytes_AsString(obj.as_ptr()).cast::<u8>();
-        let dst = std::slice::from_raw_parts_mut(buf, data.len());
-        py.detach(|| dst.copy_from_slice(data));
-        Ok(obj)
-    }
+    let (obj, buf) = uninit_bytes(py, data.len())?;
+    // SAFETY: `buf` holds `data.len()` bytes (see `uninit_bytes`). No other
+    // code can see the object before we return it, so writing the buffer
+    // through a unique `&mut [u8]` while detached from the interpreter races
+    // with nothing; the object (and so the buffer) is kept alive by `obj`.
+    let dst = unsafe { std::slice::from_raw_parts_mut(buf, data.len()) };
+    py.detach(|| dst.copy_from_slice(data));
+    Ok(obj)
 }
 
 /// Turns one record into a Python object (pickles excepted, see [`Built`]).

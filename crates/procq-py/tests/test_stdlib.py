@@ -276,6 +276,36 @@ def test_large_items(size):
     assert q.get(timeout=10) == [data]
 
 
+@pytest.mark.parametrize("codec", ["pickle", "bytes", "custom"])
+def test_large_items_of_changing_shapes_come_back_whole(codec):
+    # After a large item that became one bytes object, a get makes the next
+    # one's bytes object in advance, of the same size, and copies a record
+    # of the same shape straight into it: every change of size or kind, and
+    # same-shaped items with other contents, must still come back whole.
+    big = bytes(range(256)) * 400
+    other = big[:-1] + b"!"
+    if codec == "pickle":
+        q = procq.Queue()
+        items = [big, big, other, big[:-1], [big], [other], big, "x" * 100_000, big,
+                 7, big, bytearray(big), big, b"", big]
+    elif codec == "bytes":
+        q = procq.Queue(codec="bytes")
+        items = [big, big, other, big[:-1], big, b"", big, other]
+    else:
+        q = procq.Queue(dumps=pickle.dumps, loads=pickle.loads)
+        items = [[big], [big], [other], [big[:-1]], big, [big], {"k": other}]
+    reader = pickle.loads(pickle.dumps(q))  # another handle, as another process has
+    for x in items:  # one at a time: each get finds one item
+        q.put(x)
+        got = reader.get(timeout=10)
+        assert type(got) is type(x) and got == x
+    for x in items:
+        q.put(x)
+    for x in items:  # back to back
+        got = reader.get(timeout=10)
+        assert type(got) is type(x) and got == x
+
+
 # --- qsize / empty / full ---------------------------------------------------
 
 def test_qsize_empty_full():

@@ -23,7 +23,7 @@ pub(super) const RESERVED_CHECK_EVERY: Duration = Duration::from_millis(5);
 /// Longest a `put` that finds its queue full by count waits for it to be
 /// half empty before it waits for any free slot (see [`Waiter`]): the most
 /// a slot freed in the meantime waits for its producer.
-pub(super) const HALF_EMPTY_WAIT: Duration = Duration::from_millis(1);
+const HALF_EMPTY_WAIT: Duration = Duration::from_millis(1);
 
 /// What a blocked caller waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -200,8 +200,9 @@ impl<'a> Waiter<'a> {
         let key = ev.prepare_level(mark);
         drop(g);
         if ev.wait(key, Some(until)) == Wake::TimedOut {
-            // Still full after that long, or woken by someone who does not
-            // know about level waits: wait for any slot from now on.
+            // Not half empty that long (or a notifier that knows nothing of
+            // level waits): if the next try finds the queue still full, wait
+            // for any slot from now on.
             self.half_empty = false;
         }
         self.sh.check_intact()?;

@@ -5,13 +5,18 @@
 //! handling of `Vec<u8>` goes element by element, which made byte payloads up
 //! to 60× slower in ipmpsc (#8) and ipc-channel (#50); `Vec<u8>` therefore
 //! takes a fast path that writes the very bytes postcard would (a varint
-//! length, then the data) with one `memcpy`.
+//! length, then the data) with one `memcpy`, and so does `String`.
+//! Integers (`u8`…`u64`, `usize`, `i8`…`i64`, `isize`) take a fast path too,
+//! which writes and reads postcard's bytes (a LEB128 varint, zigzag for the
+//! signed ones, one raw byte for `u8`/`i8`) directly: through serde, one
+//! `u64` cost about 200 instructions a put + get, most of a small item's
+//! budget (docs/performance.md).
 //!
 //! Wire format of one item, as other languages must write it: the postcard
 //! encoding of the value. For `Vec<u8>` and `String` that is a LEB128 varint
 //! of the length followed by the raw bytes, so the two are interchangeable.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::borrow::Borrow;
 use std::cell::RefCell;
 
@@ -50,16 +55,194 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Most bytes a LEB128 varint of a `u64` takes.
+const VARINT_MAX: usize = 10;
+
+/// Writes `n` as postcard writes an unsigned integer (LEB128: seven bits a
+/// byte, low bits first, the top bit set on every byte but the last) and
+/// returns the bytes written.
+#[inline]
+fn put_varint(mut n: u64, out: &mut [u8; VARINT_MAX]) -> &[u8] {
+    let mut i = 0;
+    while n >= 0x80 {
+        out[i] = n as u8 | 0x80;
+        n >>= 7;
+        i += 1;
+    }
+    out[i] = n as u8;
+    &out[..=i]
+}
+
+/// Reads a varint as postcard reads an integer of `bits` bits: at most
+/// `ceil(bits / 7)` bytes, the last of them holding no bit beyond `bits`
+/// (so the value fits). Returns it and the bytes after it.
+#[inline]
+fn take_varint(bytes: &[u8], bits: u32) -> Result<(u64, &[u8])> {
+    let max = bits.div_ceil(7) as usize;
+    let mut out = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(max) {
+        out |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            if i == max - 1 && u32::from(b) >= 1 << (bits % 7) {
+                break;
+            }
+            return Ok((out, &bytes[i + 1..]));
+        }
+    }
+    if bytes.len() < max && bytes.iter().all(|b| b & 0x80 != 0) {
+        return Err(Error::codec(postcard::Error::DeserializeUnexpectedEnd));
+    }
+    Err(Error::codec(postcard::Error::DeserializeBadVarint))
+}
+
+/// Postcard's zigzag mapping of a signed integer onto an unsigned one
+/// (0, -1, 1, -2, … → 0, 1, 2, 3, …).
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    (n >> 1) as i64 ^ -((n & 1) as i64)
+}
+
+/// How one integer type of the fast path is written: a varint of its value
+/// (`Ok`), or one raw byte (`Err`, postcard's `u8` and `i8`).
+///
+/// Generic (not `&dyn Any`) so that each instance compares constant type
+/// ids, which the compiler folds: an instance costs only its own branch.
+#[inline(always)]
+fn int_wire<T: 'static>(value: &T) -> Option<std::result::Result<u64, u8>> {
+    let value = value as &dyn Any;
+    macro_rules! unsigned {
+        ($($t:ty),*) => {$(
+            if is::<T, $t>() {
+                return value.downcast_ref::<$t>().map(|&n| Ok(n as u64));
+            }
+        )*};
+    }
+    macro_rules! signed {
+        ($($t:ty),*) => {$(
+            if is::<T, $t>() {
+                return value.downcast_ref::<$t>().map(|&n| Ok(zigzag(n as i64)));
+            }
+        )*};
+    }
+    unsigned!(u64, u32, usize, u16);
+    signed!(i64, i32, isize, i16);
+    if is::<T, u8>() {
+        return value.downcast_ref::<u8>().map(|&n| Err(n));
+    }
+    if is::<T, i8>() {
+        return value.downcast_ref::<i8>().map(|&n| Err(n as u8));
+    }
+    None
+}
+
+/// Whether `T` is `U` (a constant once monomorphized).
+#[inline(always)]
+fn is<T: 'static, U: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<U>()
+}
+
+/// Decodes `bytes` into `slot` if `slot` is an `Option` of an integer type
+/// of the fast path; `None` if it is not (then postcard decodes).
+#[inline(always)]
+fn decode_int<T: 'static>(slot: &mut Option<T>, bytes: &[u8]) -> Option<Result<()>> {
+    let slot = slot as &mut dyn Any;
+    fn whole(rest: &[u8]) -> Result<()> {
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::codec(postcard::Error::DeserializeBadEncoding))
+        }
+    }
+    macro_rules! unsigned {
+        ($($t:ty),*) => {$(
+            if is::<T, $t>() {
+                let out = slot.downcast_mut::<Option<$t>>()?;
+                return Some(take_varint(bytes, <$t>::BITS).and_then(|(n, rest)| {
+                    *out = Some(n as $t);
+                    whole(rest)
+                }));
+            }
+        )*};
+    }
+    macro_rules! signed {
+        ($($t:ty),*) => {$(
+            if is::<T, $t>() {
+                let out = slot.downcast_mut::<Option<$t>>()?;
+                return Some(take_varint(bytes, <$t>::BITS).and_then(|(n, rest)| {
+                    *out = Some(unzigzag(n) as $t);
+                    whole(rest)
+                }));
+            }
+        )*};
+    }
+    unsigned!(u64, u32, usize, u16);
+    signed!(i64, i32, isize, i16);
+    macro_rules! byte {
+        ($($t:ty),*) => {$(
+            if is::<T, $t>() {
+                let out = slot.downcast_mut::<Option<$t>>()?;
+                return Some(match bytes {
+                    [b] => {
+                        *out = Some(*b as $t);
+                        Ok(())
+                    }
+                    [] => Err(Error::codec(postcard::Error::DeserializeUnexpectedEnd)),
+                    _ => whole(&bytes[1..]),
+                });
+            }
+        )*};
+    }
+    byte!(u8, i8);
+    None
+}
+
+/// The length prefix and bytes of a `Vec<u8>` or a `String` (the same wire
+/// format), or `None` for any other type.
+#[inline(always)]
+fn as_bytes<T: 'static>(value: &T) -> Option<&[u8]> {
+    let value = value as &dyn Any;
+    if is::<T, Vec<u8>>() {
+        return value.downcast_ref::<Vec<u8>>().map(Vec::as_slice);
+    }
+    if is::<T, String>() {
+        return value.downcast_ref::<String>().map(String::as_bytes);
+    }
+    None
+}
+
 /// Encodes `value` and hands the bytes to `f`.
+#[inline]
 pub(crate) fn with_encoded<T: Serialize + 'static, R>(
     value: &T,
     f: impl FnOnce(Encoded<'_>) -> Result<R>,
 ) -> Result<R> {
-    if let Some(bytes) = (value as &dyn Any).downcast_ref::<Vec<u8>>() {
-        let mut prefix = [0u8; 10];
-        let head = postcard::to_slice(&bytes.len(), &mut prefix).map_err(Error::codec)?;
+    let mut prefix = [0u8; VARINT_MAX];
+    if let Some(wire) = int_wire(value) {
+        let byte;
+        let head = match wire {
+            Ok(n) => put_varint(n, &mut prefix),
+            Err(b) => {
+                byte = [b];
+                &byte[..]
+            }
+        };
+        return f(Encoded { head, body: &[] });
+    }
+    if let Some(bytes) = as_bytes(value) {
+        let head = put_varint(bytes.len() as u64, &mut prefix);
         return f(Encoded { head, body: bytes });
     }
+    with_serialized(value, f)
+}
+
+/// [`with_encoded`] through postcard, into a buffer reused per thread.
+fn with_serialized<T: Serialize, R>(
+    value: &T,
+    f: impl FnOnce(Encoded<'_>) -> Result<R>,
+) -> Result<R> {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             buf.clear();
@@ -105,10 +288,14 @@ where
 {
     for item in items {
         let item: &T = item.borrow();
-        if let Some(bytes) = (item as &dyn Any).downcast_ref::<Vec<u8>>() {
-            let mut prefix = [0u8; 10];
-            let head = postcard::to_slice(&bytes.len(), &mut prefix).map_err(Error::codec)?;
-            buf.extend_from_slice(head);
+        let mut prefix = [0u8; VARINT_MAX];
+        if let Some(wire) = int_wire(item) {
+            match wire {
+                Ok(n) => buf.extend_from_slice(put_varint(n, &mut prefix)),
+                Err(b) => buf.push(b),
+            }
+        } else if let Some(bytes) = as_bytes(item) {
+            buf.extend_from_slice(put_varint(bytes.len() as u64, &mut prefix));
             buf.extend_from_slice(bytes);
         } else {
             *buf = postcard::to_extend(item, std::mem::take(buf)).map_err(Error::codec)?;
@@ -131,15 +318,27 @@ pub(crate) fn split<'a>(buf: &'a [u8], ends: &[usize]) -> Vec<Encoded<'a>> {
 }
 
 /// Decodes one item that must occupy all of `bytes`.
+#[inline]
 pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
     let bad = || Error::codec(postcard::Error::DeserializeBadEncoding);
     let mut slot: Option<T> = None;
-    if let Some(out) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
-        let (len, rest) = postcard::take_from_bytes::<usize>(bytes).map_err(Error::codec)?;
-        if len != rest.len() {
+    if let Some(done) = decode_int(&mut slot, bytes) {
+        done?;
+        return slot.ok_or_else(bad);
+    }
+    if is::<T, String>() || is::<T, Vec<u8>>() {
+        let any = &mut slot as &mut dyn Any;
+        let (len, rest) = take_varint(bytes, usize::BITS)?;
+        if len != rest.len() as u64 {
             return Err(bad());
         }
-        *out = Some(rest.to_vec());
+        if let Some(out) = any.downcast_mut::<Option<Vec<u8>>>() {
+            *out = Some(rest.to_vec());
+        } else if let Some(out) = any.downcast_mut::<Option<String>>() {
+            let s = std::str::from_utf8(rest)
+                .map_err(|_| Error::codec(postcard::Error::DeserializeBadUtf8))?;
+            *out = Some(s.to_owned());
+        }
         return slot.ok_or_else(bad);
     }
     let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(Error::codec)?;
@@ -219,6 +418,87 @@ mod tests {
             (buf.as_slice(), ends.as_slice()),
             (&b"\x01a\x02bc"[..], &[2, 5][..])
         );
+    }
+
+    /// Encodes through the fast path and through postcard alone.
+    fn both<T: Serialize + 'static>(v: &T) -> (Vec<u8>, Vec<u8>) {
+        let fast = with_encoded(v, |e| Ok([e.head, e.body].concat())).unwrap();
+        (fast, postcard::to_allocvec(v).unwrap())
+    }
+
+    /// Decodes through the fast path and through postcard alone (`None`
+    /// for an error, whichever it is).
+    fn both_decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> (Option<T>, Option<T>) {
+        let slow = postcard::take_from_bytes::<T>(bytes)
+            .ok()
+            .filter(|(_, rest)| rest.is_empty())
+            .map(|(v, _)| v);
+        (decode::<T>(bytes).ok(), slow)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integers_are_postcards_bytes(a: u64, b: i64, c: u32, d: i32, e: u16, f: i16, g: u8, h: i8) {
+            macro_rules! check {
+                ($($v:expr),*) => {$(
+                    let (fast, slow) = both(&$v);
+                    proptest::prop_assert_eq!(&fast, &slow);
+                    proptest::prop_assert_eq!(decode(&fast).ok(), Some($v));
+                )*};
+            }
+            check!(a, b, c, d, e, f, g, h, a as usize, b as isize, a >> (a % 64), b >> (a % 64));
+        }
+
+        #[test]
+        fn any_bytes_decode_as_postcard_decodes_them(bytes in proptest::collection::vec(
+            proptest::prop_oneof![proptest::prelude::any::<u8>(), 0x80u8..=0xff, 0u8..=3], 0..12)) {
+            macro_rules! check {
+                ($($t:ty),*) => {$(
+                    let (fast, slow) = both_decode::<$t>(&bytes);
+                    proptest::prop_assert_eq!(fast, slow, "{} from {:?}", stringify!($t), bytes);
+                )*};
+            }
+            check!(u64, i64, u32, i32, u16, i16, u8, i8, usize, isize, Vec<u8>, String);
+        }
+
+        #[test]
+        fn strings_and_bytes_are_postcards_bytes(s: String, v: Vec<u8>) {
+            let (fast, slow) = both(&s);
+            proptest::prop_assert_eq!(&fast, &slow);
+            proptest::prop_assert_eq!(decode::<String>(&fast).ok(), Some(s));
+            let (fast, slow) = both(&v);
+            proptest::prop_assert_eq!(&fast, &slow);
+            proptest::prop_assert_eq!(decode::<Vec<u8>>(&fast).ok(), Some(v));
+        }
+    }
+
+    #[test]
+    fn integer_edges_match_postcard() {
+        for n in [
+            0u64,
+            1,
+            127,
+            128,
+            16383,
+            16384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            roundtrip(n);
+            roundtrip(n as u32);
+            roundtrip(n as u16);
+            roundtrip(n as i64);
+            roundtrip(n as i32);
+            roundtrip(n as u8);
+        }
+        roundtrip(i64::MIN);
+        roundtrip(i32::MIN);
+        // Overlong but in range: postcard takes it, so does the fast path.
+        assert_eq!(decode::<u64>(&[0x80, 0x00]).unwrap(), 0);
+        // Beyond the type: a bad varint, not a wrapped value.
+        assert!(decode::<u32>(&[0xff, 0xff, 0xff, 0xff, 0x1f]).is_err());
+        assert!(decode::<u64>(&[0xff; 10]).is_err());
+        assert!(decode::<u16>(&[0x80]).is_err(), "cut short");
     }
 
     #[test]

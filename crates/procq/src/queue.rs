@@ -244,7 +244,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
             out = Some(item);
             ok
         })?;
-        out.unwrap_or(Err(Error::Empty))
+        out.unwrap_or_else(|| Err(Error::Empty))
     }
 
     /// Removes and returns the oldest item, waiting while the queue is empty.

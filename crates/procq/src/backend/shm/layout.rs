@@ -212,12 +212,22 @@ impl StateCell {
     }
 
     pub(crate) fn store(&self, s: &State) {
-        self.store_first(s, STATE_WORDS);
+        for (w, v) in self.words.iter().zip(Self::words_of(s)) {
+            w.store(v, Ordering::Relaxed);
+        }
     }
 
     /// Stores the first `n` words of `s` only (a writer killed in the
     /// middle: see [`Header::commit_first`]).
     fn store_first(&self, s: &State, n: usize) {
+        for (w, v) in self.words.iter().zip(Self::words_of(s)).take(n) {
+            w.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The words that hold `s`, in the order they are stored.
+    #[inline]
+    fn words_of(s: &State) -> [u64; STATE_WORDS] {
         let packed = u64::from(s.ring.cap.trailing_zeros())
             | (s.journal_op & 0x3f) << 8
             | if s.shutdown_immediate {
@@ -228,7 +238,7 @@ impl StateCell {
             | if s.shutdown { SHUTDOWN_BIT } else { 0 }
             | (s.journal_slot & 0xffff) << 16
             | (s.journal_arg & 0xffff_ffff) << 32;
-        let vals = [
+        [
             s.ring.head,
             s.ring.tail,
             s.ring.count,
@@ -236,10 +246,7 @@ impl StateCell {
             s.empty_since,
             packed,
             s.journal_gen,
-        ];
-        for (w, v) in self.words.iter().zip(vals).take(n) {
-            w.store(v, Ordering::Relaxed);
-        }
+        ]
     }
 }
 
@@ -522,7 +529,15 @@ impl Header {
                 return;
             }
         }
-        self.commit_first(s, scratch, usize::MAX);
+        // `commit_first` with no limit, without its store counting (it was
+        // a tenth of a small item's put + get): the same stores in the
+        // same order.
+        if let Some(cell) = self.cell(scratch).filter(|_| scratch != CURRENT_COMMITTED) {
+            cell.store(s);
+            self.current.store(scratch, Ordering::Release);
+        }
+        self.committed.store(s);
+        self.current.store(CURRENT_COMMITTED, Ordering::Release);
     }
 
     /// [`commit`](Self::commit)'s first `n` stores (of `COMMIT_STORES`, or

@@ -45,7 +45,7 @@ use crate::kind::Kind;
 
 use super::layout::*;
 use super::liveness::Token;
-use super::ring::{Memory, Push};
+use super::ring::{Front, Memory, Push};
 use super::segment::DataArea;
 use super::shared::Shared;
 use super::sync::{Acquired, Holder, Holders};
@@ -173,6 +173,8 @@ impl Shared {
             })?;
         let mut g = Locked {
             sh: self,
+            // Replaced by the committed state below, unless that is
+            // unreadable (then the guard only unlocks).
             state: State::default(),
             journal_fresh: false,
             wake_items: false,
@@ -181,9 +183,10 @@ impl Shared {
             head_reserved: false,
         };
         self.check_intact()?;
-        g.state = h
-            .state()
-            .ok_or_else(|| g.corrupt("committed state index out of range"))?;
+        match h.state() {
+            Some(state) => g.state = state,
+            None => return Err(g.corrupt("committed state index out of range")),
+        }
         if acquired == Acquired::OwnerDied {
             h.counters.recoveries.fetch_add(1, Ordering::Relaxed);
             // The committed state is consistent by construction; what is left
@@ -293,19 +296,27 @@ impl Locked<'_> {
         Error::invalid(&self.sh.name, format!("corrupted shared memory: {what}"))
     }
 
+    /// Checks the working state read from shared memory (once per lock
+    /// hold: everything after relies on it).
+    #[inline]
     pub(super) fn validate(&self) -> Result<()> {
+        // The checks answer a word (cheap to return on every lock); only a
+        // failure builds the `Error`.
+        self.check_state().map_err(|what| self.corrupt(what))
+    }
+
+    #[inline]
+    fn check_state(&self) -> std::result::Result<(), &'static str> {
         let s = &self.state;
-        s.ring
-            .validate(self.sh.max_capacity)
-            .map_err(|c| self.corrupt(c.0))?;
+        s.ring.validate(self.sh.max_capacity).map_err(|c| c.0)?;
         if s.ring.cap < self.sh.min_capacity {
-            return Err(self.corrupt("capacity below minimum"));
+            return Err("capacity below minimum");
         }
         if self.sh.kind == Kind::Joinable && s.unfinished < s.ring.count {
-            return Err(self.corrupt("fewer unfinished tasks than items"));
+            return Err("fewer unfinished tasks than items");
         }
         if s.journal_slot as usize > MAX_SLOTS || s.journal_op > OP_FINISH {
-            return Err(self.corrupt("bad journal entry"));
+            return Err("bad journal entry");
         }
         Ok(())
     }
@@ -794,14 +805,30 @@ impl Locked<'_> {
         max: usize,
         f: &mut impl FnMut(&[u8]) -> Verdict,
     ) -> Result<usize> {
+        self.pop_into_from(None, max, f)
+    }
+
+    /// [`pop_into`](Self::pop_into), starting from `first`, the front
+    /// record as [`Ring::front`](super::ring::Ring::front) found it under
+    /// this hold with the ring unchanged since (`None`: read it here).
+    pub(super) fn pop_into_from(
+        &mut self,
+        mut first: Option<Front>,
+        max: usize,
+        f: &mut impl FnMut(&[u8]) -> Verdict,
+    ) -> Result<usize> {
         let sh = self.sh;
         let mem = sh.data()?;
         let mut n = 0;
         let mut orphans = 0u64;
         let mut got_bytes = 0u64;
         while n < max {
-            let Some(front) = self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))? else {
-                break;
+            let front = match first.take() {
+                Some(front) => front,
+                None => match self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))? {
+                    Some(front) => front,
+                    None => break,
+                },
             };
             if front
                 .taken

@@ -330,8 +330,12 @@ impl Shared {
                 // of this process may hold it): a large one is read
                 // without the lock.
                 let mut busy = false;
-                if max == 1 && self.slot < MAX_SLOTS && !self.loaning.swap(true, Ordering::Acquire)
-                {
+                let (first, take) = if max == 1 {
+                    g.peek_front()?
+                } else {
+                    (None, false)
+                };
+                if take && self.slot < MAX_SLOTS && !self.loaning.swap(true, Ordering::Acquire) {
                     let free = FreeLoan(&self.loaning);
                     match g.take_front()? {
                         TakeFront::Taken(t) => {
@@ -347,7 +351,9 @@ impl Shared {
                 }
                 if !busy {
                     let mut left = false;
-                    let n = g.pop_into(max, &mut |b| {
+                    // Not after a take: the front may have changed since.
+                    let first = first.filter(|_| !take);
+                    let n = g.pop_into_from(first, max, &mut |b| {
                         let v = f(b);
                         left |= v == Verdict::Leave;
                         v

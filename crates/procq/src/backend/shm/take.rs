@@ -64,6 +64,22 @@ pub(crate) enum TakeFront {
 }
 
 impl Locked<'_> {
+    /// The front record, and whether a get of one item must go through
+    /// [`take_front`](Self::take_front): only a large item or a taken
+    /// record may be taken or make the get wait. A small item first in line
+    /// (the common case), a reservation or an empty ring are
+    /// [`pop_into`](Self::pop_into)'s, which `take_front` would answer
+    /// with [`TakeFront::No`] after walking the same records: the peeked
+    /// front goes to `pop_into_from` instead, so a small get reads its
+    /// header once and leaves the slot's loan alone.
+    pub(super) fn peek_front(&self) -> Result<(Option<Front>, bool)> {
+        let mem = self.sh.data()?;
+        let front = self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))?;
+        let take = front
+            .is_some_and(|f| f.reserved.is_none() && (f.taken.is_some() || f.len >= LOAN_BYTES));
+        Ok((front, take))
+    }
+
     /// Takes the first item that no live process is reading, for this
     /// process to read without the lock, if it is large or the first (see
     /// the module docs): its record stays in place, marked as this slot's,

@@ -212,7 +212,12 @@ impl StateCell {
     }
 
     pub(crate) fn store(&self, s: &State) {
-        for (w, v) in self.words.iter().zip(Self::words_of(s)) {
+        self.store_words(Self::words_of(s));
+    }
+
+    #[inline]
+    fn store_words(&self, words: [u64; STATE_WORDS]) {
+        for (w, v) in self.words.iter().zip(words) {
             w.store(v, Ordering::Relaxed);
         }
     }
@@ -532,11 +537,12 @@ impl Header {
         // `commit_first` with no limit, without its store counting (it was
         // a tenth of a small item's put + get): the same stores in the
         // same order.
+        let words = StateCell::words_of(s);
         if let Some(cell) = self.cell(scratch).filter(|_| scratch != CURRENT_COMMITTED) {
-            cell.store(s);
+            cell.store_words(words);
             self.current.store(scratch, Ordering::Release);
         }
-        self.committed.store(s);
+        self.committed.store_words(words);
         self.current.store(CURRENT_COMMITTED, Ordering::Release);
     }
 

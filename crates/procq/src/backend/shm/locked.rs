@@ -499,17 +499,16 @@ impl Locked<'_> {
 
     /// Where a `len`-byte item goes, growing the ring if it must; `None` if
     /// the queue is full (or cannot grow now: see [`Locked::grow`]).
-    fn plan(&mut self, len: u64) -> Result<Option<Push>> {
+    fn plan(&mut self, len: u64, mem: &DataArea<'_>) -> Result<Option<Push>> {
         let sh = self.sh;
         if sh.maxsize > 0 && self.state.ring.count >= sh.maxsize {
             return Ok(None);
         }
-        let mem = sh.data()?;
         loop {
             match self.state.ring.plan_push(len) {
                 Some(plan) => return Ok(Some(plan)),
                 None if self.state.ring.cap < sh.max_capacity => {
-                    if !self.grow(&mem)? {
+                    if !self.grow(mem)? {
                         return Ok(None);
                     }
                 }
@@ -522,10 +521,10 @@ impl Locked<'_> {
     pub(super) fn try_push(&mut self, item: &Encoded<'_>) -> Result<bool> {
         let sh = self.sh;
         let len = item.len();
-        let Some(plan) = self.plan(len)? else {
+        let mem = sh.data()?;
+        let Some(plan) = self.plan(len, &mem)? else {
             return Ok(false);
         };
-        let mem = sh.data()?;
         let off = self
             .state
             .ring
@@ -551,10 +550,10 @@ impl Locked<'_> {
     /// [`withdraw`](Self::withdraw) it, and has a slot (`sh.slot`).
     pub(super) fn try_reserve(&mut self, len: u64) -> Result<Option<Loan>> {
         let sh = self.sh;
-        let Some(plan) = self.plan(len)? else {
+        let mem = sh.data()?;
+        let Some(plan) = self.plan(len, &mem)? else {
             return Ok(None);
         };
-        let mem = sh.data()?;
         let loan = self.own_loan()?;
         let off = self
             .state

@@ -224,6 +224,7 @@ impl StateCell {
 
     /// Stores the first `n` words of `s` only (a writer killed in the
     /// middle: see [`Header::commit_first`]).
+    #[cfg(any(test, feature = "testing"))]
     fn store_first(&self, s: &State, n: usize) {
         for (w, v) in self.words.iter().zip(Self::words_of(s)).take(n) {
             w.store(v, Ordering::Relaxed);
@@ -549,6 +550,7 @@ impl Header {
     /// [`commit`](Self::commit)'s first `n` stores (of `COMMIT_STORES`, or
     /// `STATE_WORDS + 1` without a scratch cell), as a writer killed after
     /// them leaves it; whether it did them all.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn commit_first(&self, s: &State, scratch: u32, n: usize) -> bool {
         let mut left = n;
         if let Some(cell) = self.cell(scratch).filter(|_| scratch != CURRENT_COMMITTED) {
@@ -561,6 +563,7 @@ impl Header {
 
     /// One step of a commit: `s` into `cell`, then `current = to`, but no
     /// more than `left` stores in all; whether it made them all.
+    #[cfg(any(test, feature = "testing"))]
     fn publish_first(&self, cell: &StateCell, s: &State, to: u32, left: &mut usize) -> bool {
         let k = (*left).min(STATE_WORDS + 1);
         *left -= k;

@@ -543,7 +543,7 @@ impl Pool {
         if r.as_ref().is_err_and(|e| {
             e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
         }) {
-            r = super::TASK_DONE
+            r = super::scripts::TASK_DONE
                 .load(c.link.as_dyn())
                 .and_then(|_| c.link.send_packed(&packed))
                 .and_then(|()| c.link.recv());

@@ -104,8 +104,9 @@
 //! conn.rs       connections, cluster routing, TLS, pool, server checks -> url
 //! deliveries.rs identities, request numbers, items held per thread (leaf)
 //! landing.rs    a plain queue's landing lists: key names, what each holds (leaf)
+//! scripts.rs    the Lua scripts, each prefixed with common.lua (leaf)
 //! url.rs        URL grammar, options, passwords, redaction (leaf)
-//! *.lua         the scripts, each prefixed with common.lua
+//! *.lua         the scripts' source
 //! ```
 
 mod acks;
@@ -116,6 +117,7 @@ mod deliveries;
 mod landing;
 mod lease;
 mod ops;
+mod scripts;
 pub(crate) mod url;
 mod wait;
 
@@ -123,7 +125,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ::redis::{Script, Value};
@@ -133,27 +135,13 @@ use conn::{text, Pool};
 use deliveries::{Id, Ids};
 use landing::Landings;
 use lease::Heartbeat;
+use scripts::{GET, JOIN, OPEN, PUT, QSIZE, SHUTDOWN, TASK_DONE, UNGET};
 pub(crate) use url::Target;
 use url::{bad, redact, KEY_NAMES};
 
 use crate::block::Block;
 use crate::error::{Error, Result};
 use crate::kind::Kind;
-
-/// A script, prefixed with the shared helpers.
-macro_rules! script {
-    ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("common.lua"), include_str!($file))))
-    };
-}
-static OPEN: LazyLock<Script> = script!("open.lua");
-static PUT: LazyLock<Script> = script!("put.lua");
-static GET: LazyLock<Script> = script!("get.lua");
-static TASK_DONE: LazyLock<Script> = script!("task_done.lua");
-static JOIN: LazyLock<Script> = script!("join.lua");
-static QSIZE: LazyLock<Script> = script!("qsize.lua");
-static SHUTDOWN: LazyLock<Script> = script!("shutdown.lua");
-static UNGET: LazyLock<Script> = script!("unget.lua");
 
 /// The stop flag of a blocking call, which nothing stops.
 static NEVER: AtomicBool = AtomicBool::new(false);

@@ -57,6 +57,8 @@ sizes = {t["item_bytes"] for t in r["throughput"]}
 assert sizes == {8, 100, 4096, 65536, 1 << 20}, sizes
 procs = {(t["producers"], t["consumers"], t["maxsize"]) for t in r["throughput"] if t["system"] == "procq"}
 want = {(n, n, m) for n in (1, 2, 4) for m in (0, 1024)} | {(p, c, 1024) for p, c in ((4, 1), (1, 4), (8, 8))}
+# 1P/1C at the peers' bound for large items (256 at 64 KiB, 16 at 1 MiB).
+want |= {(1, 1, 256), (1, 1, 16)}
 assert procs == want, procs
 assert any(t["system"] == "ipmpsc" and t["producers"] == 4 for t in r["throughput"]), "no ipmpsc 4P/1C"
 loans = sorted(t["item_bytes"] for t in r["throughput"] if t["system"] == "procq-zero-copy")

@@ -115,12 +115,14 @@ pub fn run_role(role: &str, args: &[String]) {
             q.join_timeout(Duration::from_secs(30)).unwrap();
         }
         "produce_n" => {
-            // Puts 0..n, pausing now and then so that the getter waits often.
+            // Puts 0..n, pausing a(2) µs after every 7th item so that the
+            // getter drains the queue and waits often.
             let q = Queue::<u64>::open(a(0)).unwrap();
+            let pause = Duration::from_micros(a(2).parse().unwrap());
             for i in 0..a(1).parse().unwrap() {
                 q.put_timeout(&i, Duration::from_secs(30)).unwrap();
                 if i % 7 == 0 {
-                    std::thread::sleep(Duration::from_micros(300));
+                    std::thread::sleep(pause);
                 }
             }
         }

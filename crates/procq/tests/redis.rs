@@ -285,6 +285,40 @@ fn a_put_retried_after_its_reply_was_lost_is_enqueued_once() {
     assert!(matches!(direct.get_nowait(), Err(Error::Empty)));
 }
 
+/// Dropping a JoinableQueue handle reads the replies of its
+/// acknowledgements sent without waiting and sends the owed ones again;
+/// when the server has gone silent (connections open, nothing answered),
+/// all of that takes about `timeout_ms` in total, not a `timeout_ms` per
+/// reply and per attempt.
+#[test]
+fn dropping_a_consumer_when_the_server_went_silent_takes_about_timeout_ms() {
+    let Some(base) = server() else { return };
+    let proxy = LossyProxy::start(authority(&base));
+    let name = fresh("silentdrop");
+    let direct = JoinableQueue::<u64>::open_or_create(&format!("{base}/{name}"), 0).unwrap();
+    direct.put_many(&[1, 2]).unwrap();
+    let timeout = Duration::from_millis(1000);
+    let q = JoinableQueue::<u64>::open(&format!(
+        "redis://127.0.0.1:{}/0/{name}?timeout_ms={}",
+        proxy.port,
+        timeout.as_millis()
+    ))
+    .unwrap();
+    // The first acknowledgement waits for its reply; the second does not.
+    assert_eq!(q.get().unwrap(), 1);
+    q.task_done().unwrap();
+    assert_eq!(q.get().unwrap(), 2);
+    proxy.go_silent();
+    q.task_done().unwrap();
+    let t = Instant::now();
+    drop(q);
+    let took = t.elapsed();
+    // (Unbounded, reading the reply, then connecting, sending it again and
+    // retrying once each waited up to a whole timeout_ms: 5 s here.)
+    assert!(took < timeout * 2, "the drop took {took:?}");
+    procq::remove(&format!("{base}/{name}")).unwrap();
+}
+
 /// `rediss://127.0.0.1:PORT/0` of the TLS server `50-redis.sh` starts (its
 /// CA in `SSL_CERT_FILE`). `None` only where every Redis test skips (no
 /// redis-server at all); a run that has a plain server but no TLS one fails

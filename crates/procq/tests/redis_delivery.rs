@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{role, spawn, watchdog, Reaped};
 use procq::{Error, JoinableQueue, Queue};
 use redis_support::{
-    authority, free_port, fresh, server, signal, LossyProxy, Server, TempDir, SENTINEL,
+    authority, free_port, fresh, server, signal, Lose, LossyProxy, Server, TempDir, SENTINEL,
 };
 
 #[test]
@@ -119,6 +119,22 @@ fn child_entry() {
             out.put(&SENTINEL).unwrap();
             std::thread::sleep(Duration::from_secs(60));
         }
+        "ack_when_told" => {
+            // Gets an item and reports it; when told, acknowledges it and
+            // reports that (x + 1000); then makes no call on the queue until
+            // told to get the next one.
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            let out = Queue::<u64>::open(a(1)).unwrap();
+            let ctl = Queue::<u64>::open(a(2)).unwrap();
+            loop {
+                let x = q.get_timeout(Duration::from_secs(30)).unwrap();
+                out.put(&x).unwrap();
+                ctl.get_timeout(Duration::from_secs(60)).unwrap();
+                q.task_done().unwrap();
+                out.put(&(x + 1000)).unwrap();
+                ctl.get_timeout(Duration::from_secs(60)).unwrap();
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -184,6 +200,91 @@ fn a_task_done_is_seen_by_join_elsewhere_while_its_consumer_idles() {
         child.0.try_wait().unwrap().is_none(),
         "the consumer exited (dropping its handle reads its replies)"
     );
+}
+
+/// An acknowledgement sent without waiting whose connection then breaks —
+/// before it reached the server, or after the server ran it and before its
+/// reply came — is sent again by the consumer's heartbeat, while the
+/// consumer makes no further call: a `join()` in another process returns
+/// within a few ticks of the lease, and the acknowledgement counts once.
+#[test]
+fn an_acknowledgement_whose_connection_broke_is_sent_again_while_its_consumer_idles() {
+    let Some(base) = server() else { return };
+    let _dog = watchdog("ack_connection_broke", Duration::from_secs(120));
+    let proxy = LossyProxy::start(authority(&base));
+    let name = fresh("ackowed");
+    let (out_url, ctl_url) = (fresh("ackowed-out"), fresh("ackowed-ctl"));
+    let (out_url, ctl_url) = (format!("{base}/{out_url}"), format!("{base}/{ctl_url}"));
+    let _rm = Remove(vec![
+        format!("{base}/{name}"),
+        out_url.clone(),
+        ctl_url.clone(),
+    ]);
+    let q = JoinableQueue::<u64>::open_or_create(&format!("{base}/{name}"), 0).unwrap();
+    let out = Queue::<u64>::open_or_create(&out_url, 0).unwrap();
+    let ctl = Queue::<u64>::open_or_create(&ctl_url, 0).unwrap();
+    let mut raw = redis::Client::open(base.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut unfinished_on_server = || -> i64 {
+        redis::cmd("HGET")
+            .arg(format!("procq:{{{name}}}:meta"))
+            .arg("unfinished")
+            .query(&mut raw)
+            .unwrap()
+    };
+    // The consumer's heartbeat ticks every 300 ms.
+    let via_proxy = format!(
+        "redis://127.0.0.1:{}/0/{name}?lease_ms=900&timeout_ms=2000",
+        proxy.port
+    );
+    let _child = Reaped(spawn("ack_when_told", &[&via_proxy, &out_url, &ctl_url]));
+    // Of the keys only a task_done's command names the meta key (the
+    // heartbeat's renewal names the leases key alone).
+    let marker = format!("procq:{{{name}}}:meta");
+    // The first acknowledgement waits for its reply (it loads the script);
+    // the later ones do not.
+    for (round, lose) in [(0, None), (1, Some(Lose::Request)), (2, Some(Lose::Reply))] {
+        let item = 10 * round + 1;
+        q.put(&item).unwrap();
+        assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), item);
+        assert_eq!(unfinished_on_server(), 1);
+        let lost_before = proxy.lost();
+        if let Some(what) = lose {
+            proxy.arm_to_lose(&marker, what);
+        }
+        ctl.put(&1).unwrap(); // task_done
+        assert_eq!(
+            out.get_timeout(Duration::from_secs(20)).unwrap(),
+            item + 1000
+        );
+        let t = Instant::now();
+        let joined = q.join_timeout(Duration::from_secs(4));
+        assert!(
+            joined.is_ok(),
+            "round {round} ({lose:?}): join: {joined:?} after {:?} while the consumer idles",
+            t.elapsed()
+        );
+        eprintln!(
+            "round {round} ({lose:?}): join returned after {:?}",
+            t.elapsed()
+        );
+        // Counted once, however often it was sent: still so a few ticks on.
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(unfinished_on_server(), 0, "round {round} ({lose:?})");
+        // (A lost reply is counted by the proxy once it comes, which may
+        // be after the join saw the acknowledgement.)
+        assert_eq!(proxy.lost(), lost_before + u64::from(lose.is_some()));
+        ctl.put(&1).unwrap(); // the next get
+    }
+    q.put(&99).unwrap();
+    assert_eq!(out.get_timeout(Duration::from_secs(20)).unwrap(), 99);
+    assert_eq!(q.unfinished_tasks().unwrap(), 1);
+    assert!(matches!(
+        q.join_timeout(Duration::from_millis(300)),
+        Err(Error::Timeout)
+    ));
 }
 
 /// An acknowledgement sent without waiting to a server that lost its

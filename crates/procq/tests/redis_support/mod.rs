@@ -107,17 +107,34 @@ impl Drop for TempDir {
     }
 }
 
+/// What a [`LossyProxy`] loses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lose {
+    /// The reply: the command is forwarded (the server runs it), the
+    /// server's next chunk on that connection is swallowed and both sockets
+    /// are shut, as when a connection breaks after the server has acted and
+    /// before the client heard.
+    Reply,
+    /// The command itself: it is never forwarded and both sockets are shut,
+    /// as when a connection breaks right after the client sent it.
+    Request,
+}
+
+/// The marker a [`LossyProxy`] is armed with, and what it loses.
+type Armed = std::sync::Arc<std::sync::Mutex<Option<(Vec<u8>, Lose)>>>;
+
 /// A TCP proxy between the client and the real server that can lose one
-/// reply: once armed with a marker, the first client chunk containing it is
-/// forwarded (the server runs the command), but the server's next chunk on
-/// that connection is swallowed and both sockets are shut, as when a
-/// connection breaks after the server has acted and before the client heard.
+/// reply or one command ([`Lose`]): the first client chunk containing the
+/// marker it was armed with.
 pub struct LossyProxy {
     pub port: u16,
-    /// The marker whose command's reply is to be lost (one shot).
-    armed: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    /// The marker whose command (or its reply) is to be lost (one shot).
+    armed: Armed,
     /// Replies swallowed so far.
     lost: std::sync::Arc<AtomicU64>,
+    /// Once set, nothing more is forwarded either way (connections stay
+    /// open): a server gone silent.
+    silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LossyProxy {
@@ -127,14 +144,15 @@ impl LossyProxy {
         use std::io::{Read, Write};
         use std::net::{Shutdown, TcpStream};
         use std::sync::atomic::AtomicBool;
-        use std::sync::{Arc, Mutex};
+        use std::sync::Arc;
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let armed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+        let armed: Armed = Arc::default();
         let lost = Arc::new(AtomicU64::new(0));
         let upstream = upstream.to_owned();
-        let (armed2, lost2) = (armed.clone(), lost.clone());
+        let silent = Arc::new(AtomicBool::new(false));
+        let (armed2, lost2, silent2) = (armed.clone(), lost.clone(), silent.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -148,7 +166,8 @@ impl LossyProxy {
                 let lose_reply = Arc::new(AtomicBool::new(false));
                 let (mut c_in, mut s_out) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (armed, lose) = (armed2.clone(), lose_reply.clone());
+                let (armed, lose, lost) = (armed2.clone(), lose_reply.clone(), lost2.clone());
+                let (mute_in, mute_out) = (silent2.clone(), silent2.clone());
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -156,13 +175,26 @@ impl LossyProxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
+                        if mute_in.load(Ordering::SeqCst) {
+                            continue;
+                        }
                         {
                             let mut armed = armed.lock().unwrap();
-                            let hit = armed.as_ref().is_some_and(|m| {
-                                buf[..n].windows(m.len()).any(|w| w == m.as_slice())
+                            let hit = armed.as_ref().and_then(|(m, what)| {
+                                buf[..n]
+                                    .windows(m.len())
+                                    .any(|w| w == m.as_slice())
+                                    .then_some(*what)
                             });
-                            if hit {
+                            if hit.is_some() {
                                 *armed = None;
+                            }
+                            if hit == Some(Lose::Request) {
+                                lost.fetch_add(1, Ordering::SeqCst);
+                                let _ = c_in.shutdown(Shutdown::Both);
+                                break;
+                            }
+                            if hit == Some(Lose::Reply) {
                                 lose.store(true, Ordering::SeqCst);
                             }
                         }
@@ -181,6 +213,9 @@ impl LossyProxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
+                        if mute_out.load(Ordering::SeqCst) {
+                            continue;
+                        }
                         if lose_reply.load(Ordering::SeqCst) {
                             lost.fetch_add(1, Ordering::SeqCst);
                             break;
@@ -194,14 +229,30 @@ impl LossyProxy {
                 });
             }
         });
-        LossyProxy { port, armed, lost }
+        LossyProxy {
+            port,
+            armed,
+            lost,
+            silent,
+        }
+    }
+
+    /// Forwards nothing more, either way, keeping every connection open.
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::SeqCst);
     }
 
     /// Loses the reply to the next command carrying `marker`.
     pub fn arm(&self, marker: &str) {
-        *self.armed.lock().unwrap() = Some(marker.as_bytes().to_vec());
+        self.arm_to_lose(marker, Lose::Reply);
     }
 
+    /// Loses the next command carrying `marker`, or its reply.
+    pub fn arm_to_lose(&self, marker: &str, what: Lose) {
+        *self.armed.lock().unwrap() = Some((marker.as_bytes().to_vec(), what));
+    }
+
+    /// Replies and commands lost so far.
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::SeqCst)
     }

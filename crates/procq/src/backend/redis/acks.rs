@@ -14,49 +14,25 @@
 //! `get`… costs one round trip per `get`. Errors a caller must see are
 //! local (`TaskDoneTooOften`, from what the handle holds). An
 //! acknowledgement whose reply then fails may not have run: it is owed,
-//! and the handle's next `task_done`, `join`, `unfinished` or drop sends it
-//! again and waits for that (acknowledging is idempotent). `join` and
-//! `unfinished` read every owed reply first, so they see this handle's own
-//! acknowledgements.
+//! and the handle's heartbeat (within two ticks of the lease, however long
+//! the consumer then idles) or its next `task_done`, `join`, `unfinished`
+//! or drop sends it again and waits for that (acknowledging is
+//! idempotent; see `owed.rs`). `join` and `unfinished` read every owed
+//! reply first, so they see this handle's own acknowledgements.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ::redis::Value;
 
-use super::conn::{int, is_broken};
+use super::conn::{int, is_broken, Pending};
 use super::deliveries::Id;
+use super::owed::{triples, AckTo};
 use super::wait::Token;
 use super::{deadline_of, RedisQueue, CHUNK, JOIN, NEVER, TASK_DONE};
 use crate::block::Block;
 use crate::error::{Error, Result};
-
-/// Item ids as (request, from, to) triples of index ranges, sorted, each
-/// once.
-fn triples(ids: &[Id]) -> Vec<(u64, u64, u64)> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.chunk_by(|a, b| a.0 == b.0)
-        .flat_map(|group| {
-            let seq = group[0].0;
-            ranges(group.iter().map(|&(_, i)| i))
-                .into_iter()
-                .map(move |(from, to)| (seq, from, to))
-        })
-        .collect()
-}
-
-/// Sorted numbers as inclusive ranges of consecutive ones.
-fn ranges(sorted: impl IntoIterator<Item = u64>) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for n in sorted {
-        match out.last_mut() {
-            Some((_, to)) if *to + 1 == n => *to = n,
-            _ => out.push((n, n)),
-        }
-    }
-    out
-}
 
 impl RedisQueue {
     /// Acknowledges `n` items this handle handed out (see [`deliveries`]
@@ -116,8 +92,8 @@ impl RedisQueue {
         let packed = eval.get_packed_command();
         if let Err(e) = c.link.send_packed(&packed) {
             // The reply owed on it, if any, is lost with it.
-            if let Some((old, _)) = c.pending.take() {
-                self.pool.owe(old);
+            if let Some(p) = c.pending.take() {
+                self.pool.owe(p.ids);
             }
             if !is_broken(&e) {
                 self.pool.release(c);
@@ -130,46 +106,69 @@ impl RedisQueue {
             self.pool.owe(ids.to_vec());
             return true;
         }
-        c.pending = Some((ids.to_vec(), packed));
+        c.pending = Some(Pending {
+            ids: ids.to_vec(),
+            packed,
+            sent: Instant::now(),
+        });
         self.pool.release(c);
         true
     }
 
-    /// Sends acknowledgements owed (see the module doc) and waits for them,
-    /// after reading every reply not read yet.
-    pub(super) fn flush_acks(&self) -> Result<()> {
-        self.pool.settle_all();
-        let owed = self.pool.take_owed();
-        if owed.is_empty() {
-            return Ok(());
-        }
-        self.acknowledge(&owed).inspect_err(|_| self.pool.owe(owed))
+    /// Reads every reply not read yet, then sends the acknowledgements
+    /// owed (see the module doc) and waits for them; within `deadline` if
+    /// one is given.
+    pub(super) fn flush_acks(&self, deadline: Option<Instant>) -> Result<()> {
+        let consumer = self.ids().consumer.clone();
+        let to = AckTo {
+            keys: &self.keys,
+            prefix: &self.prefix,
+            consumer: &consumer,
+        };
+        self.pool.flush_owed(to, Instant::now(), deadline)
     }
 
-    /// Acknowledges items by id in one script call (per [`CHUNK`] ranges),
-    /// each request's indexes sent as ranges (a batch is one); idempotent,
-    /// so a call that fails on a broken connection is tried once more.
+    /// Acknowledges items by id and waits for the reply (`Pool::acknowledge`
+    /// in `owed.rs`).
     pub(super) fn acknowledge(&self, ids: &[Id]) -> Result<()> {
         let consumer = self.ids().consumer.clone();
-        let lease_ms = self.pool.target.lease.as_millis() as u64;
-        let triples = triples(ids);
-        for chunk in triples.chunks(CHUNK / 3) {
-            let run = || {
-                self.script::<i64>("task_done", &TASK_DONE, None, |inv| {
-                    inv.arg(&consumer).arg(lease_ms);
-                    for (seq, from, to) in chunk {
-                        inv.arg(*seq).arg(*from).arg(*to);
-                    }
-                })
+        let to = AckTo {
+            keys: &self.keys,
+            prefix: &self.prefix,
+            consumer: &consumer,
+        };
+        self.pool.acknowledge(to, ids, None)
+    }
+
+    /// What this handle's heartbeat runs after renewing the lease of
+    /// `consumer` at every tick (`interval` apart): the replies of
+    /// acknowledgements sent without waiting and still unread a tick later
+    /// are read, and the owed ones sent again (see `owed.rs`), so that a
+    /// consumer that idles after its last `task_done` does not keep a
+    /// `join()` elsewhere waiting. Holds the pool weakly: nothing once the
+    /// handle is gone.
+    pub(super) fn owed_acks_sender(
+        &self,
+        consumer: &str,
+        interval: Duration,
+    ) -> Box<dyn Fn() + Send> {
+        let pool = Arc::downgrade(&self.pool);
+        let (keys, prefix, consumer) =
+            (self.keys.clone(), self.prefix.clone(), consumer.to_owned());
+        let io_timeout = self.pool.target.io_timeout;
+        Box::new(move || {
+            let Some(pool) = pool.upgrade() else { return };
+            let now = Instant::now();
+            let Some(sent_before) = now.checked_sub(interval) else {
+                return;
             };
-            match run() {
-                Err(Error::Io { .. }) => run().map(|_| ())?,
-                other => other.map(|_| ())?,
-            }
-        }
-        // The script is on the server now: later ones need not wait.
-        self.pool.acks_loaded.store(true, Ordering::Relaxed);
-        Ok(())
+            let to = AckTo {
+                keys: &keys,
+                prefix: &prefix,
+                consumer: &consumer,
+            };
+            let _ = pool.flush_owed(to, sent_before, Some(now + io_timeout));
+        })
     }
 
     /// Waits until no task is outstanding; [`Error::Full`] when `block` runs out.
@@ -180,7 +179,7 @@ impl RedisQueue {
     /// [`join`](Self::join) that gives up (with [`Error::Full`]) before
     /// its next look once `stop` is set.
     pub(crate) fn join_until(&self, block: Block, stop: &AtomicBool) -> Result<()> {
-        self.flush_acks()?;
+        self.flush_acks(None)?;
         loop {
             self.check_open()?;
             if stop.load(Ordering::Relaxed) {
@@ -199,7 +198,7 @@ impl RedisQueue {
 
     /// Tasks put and not yet acknowledged.
     pub(crate) fn unfinished(&self) -> Result<u64> {
-        self.flush_acks()?;
+        self.flush_acks(None)?;
         let key = &self.keys[1];
         self.pool
             .with_conn("HGET", None, |c| {
@@ -209,17 +208,5 @@ impl RedisQueue {
                     .query::<Option<i64>>(c.link.as_dyn())
             })
             .map(|v| v.unwrap_or(0).max(0) as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn acknowledged_numbers_go_as_ranges() {
-        assert_eq!(super::ranges([]), []);
-        assert_eq!(
-            super::ranges([3, 4, 5, 7, 9, 10]),
-            [(3, 5), (7, 7), (9, 10)]
-        );
     }
 }

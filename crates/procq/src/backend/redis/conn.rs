@@ -267,9 +267,19 @@ pub(crate) struct Conn {
     pub(crate) link: Link,
     pub(crate) client_id: Option<i64>,
     /// An acknowledgement sent on this connection whose reply is not read
-    /// yet (see `acks.rs`), as its items and its packed command: read
-    /// before anything else uses the connection ([`Pool::settle`]).
-    pub(crate) pending: Option<(Vec<Id>, Vec<u8>)>,
+    /// yet (see `acks.rs`): read before anything else uses the connection
+    /// (`Pool::settle`, in `owed.rs`).
+    pub(crate) pending: Option<Pending>,
+}
+
+/// An acknowledgement sent without waiting for its reply.
+pub(crate) struct Pending {
+    /// The items it acknowledges.
+    pub(crate) ids: Vec<Id>,
+    /// The command as sent (sent again if the server lost the script).
+    pub(crate) packed: Vec<u8>,
+    /// When it was sent: the heartbeat reads a reply nobody read for a tick.
+    pub(crate) sent: Instant,
 }
 
 /// Which pooled connection [`Pool::take`] may hand out when every one owes
@@ -295,12 +305,15 @@ pub(crate) struct Pool {
     connector: Connector,
     /// The cluster slot of the queue's keys (unused on a single server).
     pub(crate) slot: u16,
-    conns: Mutex<(u32, Vec<Conn>)>,
+    pub(super) conns: Mutex<(u32, Vec<Conn>)>,
     backoff: Mutex<Backoff>,
     /// Items whose acknowledgement was sent without waiting and then failed
     /// (its reply lost or an error): sent again, synchronously, by the
-    /// handle's next `task_done`, `join` or drop.
-    owed: Mutex<Vec<Id>>,
+    /// handle's heartbeat or its next `task_done`, `join` or drop.
+    pub(super) owed: Mutex<Vec<Id>>,
+    /// Held while owed acknowledgements are read and sent again (`owed.rs`):
+    /// a dropped handle waits for its heartbeat's round to end.
+    pub(super) flushing: Mutex<()>,
     /// Whether an acknowledgement ran through this pool and waited for its
     /// reply (which loads the script on the server): only then are they
     /// sent without waiting.
@@ -386,6 +399,7 @@ impl Pool {
                 not_before: None,
             }),
             owed: Mutex::new(Vec::new()),
+            flushing: Mutex::new(()),
             acks_loaded: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -402,6 +416,7 @@ impl Pool {
                 not_before: None,
             }),
             owed: Mutex::new(Vec::new()),
+            flushing: Mutex::new(()),
             acks_loaded: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -527,118 +542,6 @@ impl Pool {
         }
         drop(pool);
         self.settle(&mut c);
-    }
-
-    /// Reads the reply of the acknowledgement sent on `c` without waiting,
-    /// if there is one; whether `c` is still usable. If the server lost the
-    /// script (a restart), it is loaded and the acknowledgement sent again,
-    /// waiting. One that failed (an error, a lost reply: it may not have
-    /// run) is owed, and sent again by the handle's next `task_done`,
-    /// `join` or drop (it is idempotent).
-    pub(crate) fn settle(&self, c: &mut Conn) -> bool {
-        let Some((ids, packed)) = c.pending.take() else {
-            return true;
-        };
-        let mut r = c.link.recv();
-        if r.as_ref().is_err_and(|e| {
-            e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
-        }) {
-            r = super::scripts::TASK_DONE
-                .load(c.link.as_dyn())
-                .and_then(|_| c.link.send_packed(&packed))
-                .and_then(|()| c.link.recv());
-        }
-        match r {
-            Ok(_) => true,
-            Err(e) => {
-                self.owe(ids);
-                !(is_broken(&e) || is_interrupted(&e))
-            }
-        }
-    }
-
-    /// Reads every owed reply of the pooled connections: after this, every
-    /// acknowledgement sent without waiting has run or is owed.
-    pub(crate) fn settle_all(&self) {
-        let taken: Vec<Conn> = {
-            let mut pool = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.0 != std::process::id() || pool.1.iter().all(|c| c.pending.is_none()) {
-                return;
-            }
-            std::mem::take(&mut pool.1)
-        };
-        for mut c in taken {
-            if self.settle(&mut c) {
-                self.release(c);
-            }
-        }
-    }
-
-    /// Records acknowledgements to send again.
-    pub(crate) fn owe(&self, ids: Vec<Id>) {
-        self.owed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(ids);
-    }
-
-    /// The acknowledgements owed, taken (the caller sends them or owes them
-    /// again).
-    pub(crate) fn take_owed(&self) -> Vec<Id> {
-        std::mem::take(&mut *self.owed.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Sends `cmds` on a connection that owes an acknowledgement's reply,
-    /// then reads that reply, then theirs: the acknowledgement costs no
-    /// round trip of its own (one server only). `None` if no pooled
-    /// connection owes one (the caller runs them as usual). A server error
-    /// in one of the replies is returned as the error.
-    pub(crate) fn after_pending(&self, cmds: &[&Cmd]) -> Option<RedisResult<Vec<Value>>> {
-        if self.target.cluster {
-            return None;
-        }
-        let mut c = {
-            let mut pool = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.0 != std::process::id() {
-                return None;
-            }
-            let i = pool.1.iter().rposition(|c| c.pending.is_some())?;
-            pool.1.remove(i)
-        };
-        let mut packed = Vec::new();
-        for cmd in cmds {
-            cmd.write_packed_command(&mut packed);
-        }
-        if let Err(e) = c.link.send_packed(&packed) {
-            // Nothing of it was answered: the acknowledgement is owed.
-            if let Some((ids, _)) = c.pending.take() {
-                self.owe(ids);
-            }
-            return Some(Err(e));
-        }
-        if !self.settle(&mut c) {
-            return Some(Err(RedisError::from(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "the connection failed while reading an acknowledgement's reply",
-            ))));
-        }
-        let mut out = Vec::with_capacity(cmds.len());
-        let mut first_err = None;
-        for _ in cmds {
-            match c.link.recv() {
-                Ok(v) => out.push(v),
-                Err(e) if is_broken(&e) || is_interrupted(&e) => return Some(Err(e)),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                    out.push(Value::Nil);
-                }
-            }
-        }
-        self.release(c);
-        Some(match first_err {
-            Some(e) => Err(e),
-            None => Ok(out),
-        })
     }
 
     /// Runs `f` on a connection: a broken connection is dropped (the next

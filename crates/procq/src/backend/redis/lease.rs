@@ -1,6 +1,8 @@
 //! The heartbeat: a thread that renews a live consumer's lease, so that its
 //! items come back to the queue when its process dies (or drops the
-//! handle), not when a task merely takes longer than the lease.
+//! handle), not when a task merely takes longer than the lease. At every
+//! tick it also runs a task of the handle's: sending acknowledgements owed
+//! (see `owed.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -22,18 +24,23 @@ pub(crate) struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Starts a thread renewing `consumer`'s lease in `leases` every third
-    /// of `lease`. `None` if no thread could be started: the lease is then
-    /// not renewed, so nothing is lost, and a slow task may be delivered
-    /// twice.
+    /// How often a heartbeat renews a lease of `lease`: every third of it.
+    pub(crate) fn interval(lease: Duration) -> Duration {
+        (lease / 3).max(Duration::from_millis(10))
+    }
+
+    /// Starts a thread renewing `consumer`'s lease in `leases` every
+    /// `interval`, and running `also` after each renewal. `None` if no
+    /// thread could be started: the lease is then not renewed, so nothing
+    /// is lost, and a slow task may be delivered twice.
     pub(crate) fn start(
         connector: Connector,
         leases: String,
         consumer: String,
-        lease: Duration,
+        (lease, interval): (Duration, Duration),
         io_timeout: Duration,
+        also: Box<dyn Fn() + Send>,
     ) -> Option<Arc<Heartbeat>> {
-        let interval = (lease / 3).max(Duration::from_millis(10));
         let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Heartbeat>>(1);
         let handle = std::thread::Builder::new()
             .name("procq-redis-heartbeat".into())
@@ -60,6 +67,7 @@ impl Heartbeat {
                             link = None;
                         }
                     }
+                    also();
                 }
             })
             .ok()?;

@@ -97,8 +97,9 @@
 //! mod.rs        RedisQueue: the scripts, open, handles     -> all below
 //! calls.rs      async calls on threads of their own        -> ops, acks
 //! ops.rs        put, get (plain, bounded, joinable), stash, shutdown -> wait, deliveries, landing
-//! acks.rs       task_done by item number, join, unfinished -> wait, deliveries
-//! lease.rs      the heartbeat thread renewing a lease      -> conn
+//! acks.rs       task_done by item number, join, unfinished -> wait, deliveries, owed
+//! lease.rs      the heartbeat thread renewing a lease (and sending owed acks) -> conn
+//! owed.rs       acks not waited for: their replies, the owed ones sent again -> conn, scripts
 //! wait.rs       BLPOP on wake-up tokens, close             -> conn
 //! admin.rs      stats, remove, list (no handle)            -> conn, url, key names
 //! conn.rs       connections, cluster routing, TLS, pool, server checks -> url
@@ -117,6 +118,7 @@ mod deliveries;
 mod landing;
 mod lease;
 mod ops;
+mod owed;
 mod scripts;
 pub(crate) mod url;
 mod wait;
@@ -166,8 +168,9 @@ pub(crate) enum Create {
 pub(crate) struct RedisQueue {
     /// The URL as given (it is the queue's "name").
     url: String,
-    /// The parsed URL and this handle's connections.
-    pool: Pool,
+    /// The parsed URL and this handle's connections (shared with its
+    /// heartbeat thread, which sends acknowledgements owed).
+    pool: Arc<Pool>,
     /// The eight keys every script takes ([`KEY_NAMES`]), and their common
     /// prefix.
     keys: [String; 8],
@@ -222,7 +225,7 @@ impl RedisQueue {
     ) -> Result<RedisQueue> {
         let target = Target::parse(url)?;
         let max_deliveries = target.max_deliveries;
-        let pool = Pool::new(url, target)?;
+        let pool = Arc::new(Pool::new(url, target)?);
         pool.check_server()?;
         let mut q = RedisQueue::handle(
             url.to_owned(),
@@ -310,14 +313,18 @@ impl RedisQueue {
     pub(crate) fn clone_handle(&self) -> RedisQueue {
         RedisQueue::handle(
             self.url.clone(),
-            self.pool.fresh(),
+            Arc::new(self.pool.fresh()),
             (self.kind, self.maxsize, self.fingerprint),
         )
     }
 
     /// A handle with fresh per-handle state: no connections yet, its own
     /// consumer identity and request numbering, not closed.
-    fn handle(url: String, pool: Pool, (kind, maxsize, fingerprint): (Kind, u64, u64)) -> Self {
+    fn handle(
+        url: String,
+        pool: Arc<Pool>,
+        (kind, maxsize, fingerprint): (Kind, u64, u64),
+    ) -> Self {
         let prefix = pool.target.prefix();
         let keys = KEY_NAMES.map(|k| format!("{prefix}:{k}"));
         RedisQueue {
@@ -425,8 +432,8 @@ impl RedisQueue {
     }
 
     /// Starts the heartbeat that renews this consumer's lease while the
-    /// process lives, unless one runs already (or the URL says
-    /// `heartbeat=0`).
+    /// process lives, and sends acknowledgements owed (see `owed.rs`),
+    /// unless one runs already (or the URL says `heartbeat=0`).
     fn start_heartbeat(&self, consumer: &str) {
         let t = &self.pool.target;
         if !t.heartbeat {
@@ -437,12 +444,14 @@ impl RedisQueue {
         if slot.as_ref().is_some_and(|(p, _)| *p == pid) {
             return;
         }
+        let interval = Heartbeat::interval(t.lease);
         if let Some(beat) = Heartbeat::start(
             self.pool.connector().clone(),
             self.keys[4].clone(),
             consumer.to_owned(),
-            t.lease,
+            (t.lease, interval),
             t.io_timeout,
+            self.owed_acks_sender(consumer, interval),
         ) {
             *slot = Some((pid, beat));
         }
@@ -455,8 +464,11 @@ impl Drop for RedisQueue {
             self.settle_landings();
         } else {
             // Acknowledgements sent without waiting: their replies read,
-            // the failed ones sent again.
-            let _ = self.flush_acks();
+            // the failed ones sent again; all within one `timeout_ms`, so
+            // that a server gone silent does not hold up the drop longer
+            // (what is not sent by then comes back when the lease runs
+            // out: at-least-once).
+            let _ = self.flush_acks(Some(Instant::now() + self.pool.target.io_timeout));
         }
         let slot = self.heartbeat.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some((pid, beat)) = slot.take() {

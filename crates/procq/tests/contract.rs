@@ -251,19 +251,6 @@ fn task_done_many_finishes_a_batch_at_once_or_none_of_it() {
     });
 }
 
-fn drain(results: &Queue<u64>, n: usize) -> Vec<u64> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        got.extend(
-            results
-                .get_many_timeout(n, Duration::from_secs(20))
-                .unwrap(),
-        );
-    }
-    got.sort_unstable();
-    got
-}
-
 #[test]
 fn open_never_creates_and_open_or_create_does() {
     each_backend(|on| {

@@ -299,19 +299,12 @@ impl Drop for Filler {
 
 /// The `small-shm` role in a new mount namespace with a 48 MiB `/dev/shm`.
 fn spawn_small_shm(tag: &str) -> Child {
-    Command::new("unshare")
+    let mut unshare = Command::new("unshare");
+    unshare
         .args(["-m", "--kill-child=SIGKILL", "sh", "-c"])
         .arg(r#"mount -t tmpfs -o size=48m none /dev/shm && exec "$0" "$@""#)
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_entry",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env("PROCQ_TEST_ROLE", "small-shm")
-        .env("PROCQ_TEST_ARGS", tag)
+        .arg(std::env::current_exe().unwrap());
+    common::as_role(&mut unshare, "small-shm", &[tag])
         .spawn()
         .expect("spawn unshare")
 }

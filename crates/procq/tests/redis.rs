@@ -10,61 +10,26 @@
 #![cfg(feature = "redis")]
 
 mod common;
+mod contract_support;
 mod redis_support;
 
 use std::collections::HashMap;
 #[cfg_attr(not(feature = "redis-tls"), allow(unused_imports))]
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::wait_ok;
 #[cfg_attr(not(feature = "redis-tls"), allow(unused_imports))]
 use common::{role, spawn};
+use contract_support::drain;
 use procq::{Error, JoinableQueue, Queue};
-use redis_support::{authority, free_port, fresh, server, LossyProxy, Server, TempDir, SENTINEL};
+use redis_support::{authority, free_port, fresh, server, LossyProxy, OwnServer, Server, TempDir};
 
 #[test]
 fn child_entry() {
     let Some((role, args)) = role() else { return };
-    let a = |i: usize| args[i].as_str();
-    match role.as_str() {
-        "produce" => {
-            let q = Queue::<u64>::open(a(0)).unwrap();
-            let start: u64 = a(1).parse().unwrap();
-            let count: u64 = a(2).parse().unwrap();
-            for i in start..start + count {
-                q.put_timeout(&i, Duration::from_secs(30)).unwrap();
-            }
-        }
-        "consume" => {
-            // Forwards every item to the results queue until the sentinel.
-            let q = Queue::<u64>::open(a(0)).unwrap();
-            let out = Queue::<u64>::open(a(1)).unwrap();
-            loop {
-                let x = q.get_timeout(Duration::from_secs(30)).unwrap();
-                if x == SENTINEL {
-                    break;
-                }
-                out.put(&x).unwrap();
-            }
-        }
-        "work" => {
-            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
-            let out = Queue::<u64>::open(a(1)).unwrap();
-            loop {
-                let x = q.get_timeout(Duration::from_secs(30)).unwrap();
-                if x != SENTINEL {
-                    out.put(&x).unwrap();
-                }
-                q.task_done().unwrap();
-                if x == SENTINEL {
-                    break;
-                }
-            }
-        }
-        other => panic!("unknown role {other}"),
-    }
+    contract_support::run_role(&role, &args);
 }
 
 /// A fresh queue on the server `base` with `maxsize`; `opts` are URL
@@ -83,19 +48,6 @@ fn make<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
 #[cfg(feature = "redis-tls")]
 fn make_joinable(base: &str, tag: &str, opts: &str) -> JoinableQueue<u64> {
     JoinableQueue::open_or_create(&format!("{base}/{}{opts}", fresh(tag)), 0).unwrap()
-}
-
-fn drain(results: &Queue<u64>, n: usize) -> Vec<u64> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        got.extend(
-            results
-                .get_many_timeout(n, Duration::from_secs(20))
-                .unwrap(),
-        );
-    }
-    got.sort_unstable();
-    got
 }
 
 #[test]
@@ -165,12 +117,8 @@ fn redis_restart_errors_then_recovers_and_loses_no_acknowledged_item() {
     if server().is_none() {
         return;
     }
-    let dir = std::env::temp_dir().join(fresh("procq-redis-restart"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = TempDir(dir.clone());
-    let port = free_port();
-    let mut srv = Server::start(port, &dir);
-    let url = format!("redis://127.0.0.1:{port}/0/stream?timeout_ms=500");
+    let mut own = OwnServer::start("procq-redis-restart", &[]);
+    let url = format!("{}/stream?timeout_ms=500", own.base());
     let q = Queue::<u64>::open_or_create(&url, 0).unwrap();
 
     let mut acked = Vec::new();
@@ -184,12 +132,14 @@ fn redis_restart_errors_then_recovers_and_loses_no_acknowledged_item() {
             "stream did not finish"
         );
         if i == 150 && restarted.is_none() {
-            srv.kill(); // crash in the middle of the stream
+            own.server.kill(); // crash in the middle of the stream
             restarted = Some(Instant::now());
         }
         if let Some(t) = restarted {
-            if t.elapsed() > Duration::from_millis(700) && srv.child.try_wait().unwrap().is_some() {
-                srv = Server::start(port, &dir);
+            if t.elapsed() > Duration::from_millis(700)
+                && own.server.child.try_wait().unwrap().is_some()
+            {
+                own.server = Server::start(own.port, &own.dir.0);
                 restarted = Some(t - Duration::from_secs(3600));
             }
         }
@@ -225,7 +175,6 @@ fn redis_restart_errors_then_recovers_and_loses_no_acknowledged_item() {
         );
     }
     assert_eq!(got.len(), acked.len());
-    drop(srv);
 }
 
 #[test]
@@ -357,7 +306,7 @@ fn tls_queues_work_across_processes_and_plain_urls_to_tls_fail_fast() {
     assert_eq!(got, (0..100).collect::<Vec<_>>());
     let mut consumer = spawn("consume", &[q.name(), results.name()]);
     q.put_many(&(100..150).collect::<Vec<_>>()).unwrap();
-    q.put(&SENTINEL).unwrap();
+    q.put(&contract_support::SENTINEL).unwrap();
     wait_ok(&mut consumer, Duration::from_secs(20));
     assert_eq!(drain(&results, 50), (100..150).collect::<Vec<_>>());
 
@@ -365,7 +314,7 @@ fn tls_queues_work_across_processes_and_plain_urls_to_tls_fail_fast() {
     let j = make_joinable(&base, "tls-join", "");
     let done = make::<u64>(&base, "tls-join-out", 0, "");
     j.put_many(&(0..30).collect::<Vec<_>>()).unwrap();
-    j.put(&SENTINEL).unwrap();
+    j.put(&contract_support::SENTINEL).unwrap();
     assert!(j.join_timeout(Duration::from_millis(100)).is_err());
     let mut worker = spawn("work", &[j.name(), done.name()]);
     j.join_timeout(Duration::from_secs(30)).unwrap();
@@ -465,12 +414,8 @@ fn an_eviction_policy_that_can_drop_items_is_refused_at_open() {
     if server().is_none() {
         return;
     }
-    let dir = std::env::temp_dir().join(fresh("procq-redis-evict"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = TempDir(dir.clone());
-    let port = free_port();
-    let _srv = Server::start_with(port, &dir, &["--maxmemory-policy", "allkeys-lru"]);
-    let url = format!("redis://127.0.0.1:{port}/0/{}", fresh("evict"));
+    let own = OwnServer::start("procq-redis-evict", &["--maxmemory-policy", "allkeys-lru"]);
+    let url = format!("{}/{}", own.base(), fresh("evict"));
     let err = Queue::<u64>::open(&url).unwrap_err();
     assert!(matches!(err, Error::InvalidQueue { .. }), "{err:?}");
     let msg = err.to_string();
@@ -482,19 +427,15 @@ fn an_eviction_policy_that_can_drop_items_is_refused_at_open() {
     let q = Queue::<u64>::open_or_create(&format!("{url}?allow_eviction=1"), 0).unwrap();
     q.put(&1).unwrap();
     assert_eq!(q.get().unwrap(), 1);
-    drop(_srv);
+    drop(own);
 
     // Under noeviction a full server refuses the put that does not fit:
     // an error, and every item acknowledged before it is still there.
-    let port = free_port();
-    let full_dir = dir.join("full");
-    std::fs::create_dir_all(&full_dir).unwrap();
-    let _srv = Server::start_with(
-        port,
-        &full_dir,
+    let own = OwnServer::start(
+        "procq-redis-full",
         &["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"],
     );
-    let url = format!("redis://127.0.0.1:{port}/0/{}", fresh("full"));
+    let url = format!("{}/{}", own.base(), fresh("full"));
     let q = JoinableQueue::<Vec<u8>>::open_or_create(&url, 0).unwrap();
     let mut acked = 0;
     let err = loop {
@@ -593,10 +534,8 @@ fn passwords_from_the_environment_or_a_file_never_show() {
     let secret = format!("pw-{}", fresh("secret"));
     let user = AclUser::new(&base, &secret);
     let auth = authority(&base);
-    let dir = std::env::temp_dir().join(fresh("procq-pw"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = TempDir(dir.clone());
-    let file = dir.join("password");
+    let dir = TempDir::fresh("procq-pw");
+    let file = dir.0.join("password");
     std::fs::write(&file, format!("{secret}\n")).unwrap();
     let name = fresh("pw");
     let by_file = format!(
@@ -614,19 +553,7 @@ fn passwords_from_the_environment_or_a_file_never_show() {
         "redis://{}@{auth}/0/{name}?password_env=PROCQ_TEST_REDIS_PASSWORD",
         user.name
     );
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_entry",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env("PROCQ_TEST_ROLE", "produce")
-        .env(
-            "PROCQ_TEST_ARGS",
-            [by_env.as_str(), "0", "20"].join("\u{1f}"),
-        )
+    let mut child = common::role_command("produce", &[&by_env, "0", "20"])
         .env("PROCQ_TEST_REDIS_PASSWORD", &secret)
         .stdout(Stdio::null())
         .spawn()

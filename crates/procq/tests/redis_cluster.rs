@@ -9,27 +9,21 @@
 #![cfg(feature = "redis")]
 
 mod common;
+mod contract_support;
+mod redis_support;
 
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{role, spawn, wait_ok};
 use procq::{Error, JoinableQueue, Queue};
+use redis_support::{authority, fresh, server};
 
 #[test]
 fn child_entry() {
     let Some((role, args)) = role() else { return };
     let a = |i: usize| args[i].as_str();
     match role.as_str() {
-        "hold" => {
-            // Takes one task, reports it, and never finishes it.
-            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
-            let got = Queue::<u64>::open(a(1)).unwrap();
-            let x = q.get_timeout(Duration::from_secs(30)).unwrap();
-            got.put(&x).unwrap();
-            std::thread::sleep(Duration::from_secs(60));
-        }
         "count" => {
             // The article's token counter: the item is the right to add one.
             let q = Queue::<u64>::open(a(0)).unwrap();
@@ -40,46 +34,8 @@ fn child_entry() {
                 q.put(&(v + 1)).unwrap();
             }
         }
-        "get_until_shutdown" => {
-            // Says it is ready, then blocks in get: must end with ShutDown.
-            let q = Queue::<u64>::open(a(0)).unwrap();
-            Queue::<u64>::open(a(1)).unwrap().put(&1).unwrap();
-            let r = q.get_timeout(Duration::from_secs(30));
-            assert!(matches!(r, Err(Error::ShutDown)), "{r:?}");
-        }
-        other => panic!("unknown role {other}"),
+        other => contract_support::run_role(other, &args),
     }
-}
-
-/// Whether the Redis tests run at all (`PROCQ_REDIS_URL`, set by
-/// 50-redis.sh); prints why not.
-fn server() -> Option<String> {
-    match std::env::var("PROCQ_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!(
-                "SKIP: PROCQ_REDIS_URL is not set (no redis-server); \
-                 run scripts/test.d/50-redis.sh to test the Redis backend"
-            );
-            None
-        }
-    }
-}
-
-fn fresh(tag: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// `host:port[,host:port…]` of a `redis[+cluster]://…/…` URL.
-fn authority(base: &str) -> &str {
-    base.split_once("://")
-        .and_then(|(_, rest)| rest.split('/').next())
-        .unwrap()
 }
 
 /// `redis+cluster://127.0.0.1:P1,…` of the 3-master cluster `50-redis.sh`
@@ -472,7 +428,7 @@ fn cluster_shutdown_wakes_blocked_clients_and_drains() {
     for _ in 0..2 {
         cleanup
             .1
-            .push(spawn("get_until_shutdown", &[&url, &ready_url]));
+            .push(spawn("get_until_shutdown", &[&url, &ready_url, "plain"]));
     }
     for _ in 0..2 {
         ready.get_timeout(Duration::from_secs(30)).unwrap();

@@ -7,29 +7,20 @@
 #![cfg(feature = "redis")]
 
 mod common;
+mod contract_support;
 mod redis_support;
 
 use std::time::{Duration, Instant};
 
 use common::{role, spawn, watchdog, Reaped};
 use procq::{Error, JoinableQueue, Queue};
-use redis_support::{
-    authority, free_port, fresh, server, signal, Lose, LossyProxy, Server, TempDir, SENTINEL,
-};
+use redis_support::{authority, fresh, server, signal, Lose, LossyProxy, OwnServer, SENTINEL};
 
 #[test]
 fn child_entry() {
     let Some((role, args)) = role() else { return };
     let a = |i: usize| args[i].as_str();
     match role.as_str() {
-        "hold" => {
-            // Takes one task, reports it, and never finishes it.
-            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
-            let got = Queue::<u64>::open(a(1)).unwrap();
-            let x = q.get_timeout(Duration::from_secs(30)).unwrap();
-            got.put(&x).unwrap();
-            std::thread::sleep(Duration::from_secs(60));
-        }
         "pause_then_ack" => {
             // Gets x, waits for "go" (the test stops this process meanwhile,
             // past its lease), gets y, acknowledges x, and waits to be killed
@@ -135,7 +126,7 @@ fn child_entry() {
                 ctl.get_timeout(Duration::from_secs(60)).unwrap();
             }
         }
-        other => panic!("unknown role {other}"),
+        other => contract_support::run_role(other, &args),
     }
 }
 
@@ -296,12 +287,8 @@ fn a_task_done_after_the_server_lost_its_scripts_is_counted_once() {
     if server().is_none() {
         return;
     }
-    let dir = std::env::temp_dir().join(fresh("procq-ackflush"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = TempDir(dir.clone());
-    let port = free_port();
-    let _srv = Server::start(port, &dir);
-    let base = format!("redis://127.0.0.1:{port}/0");
+    let own = OwnServer::start("procq-ackflush", &[]);
+    let base = own.base();
     let url = format!("{base}/{}", fresh("ackflush"));
     let q = JoinableQueue::<u64>::open_or_create(&url, 0).unwrap();
     let other = JoinableQueue::<u64>::open(&url).unwrap();

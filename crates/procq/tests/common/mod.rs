@@ -16,20 +16,35 @@ const PARENT: &str = "PROCQ_TEST_PARENT";
 
 /// Starts this test binary as a child running `role` with `args`.
 pub fn spawn(role: &str, args: &[&str]) -> Child {
-    Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            "--exact",
-            "child_entry",
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ])
-        .env(ROLE, role)
-        .env(ARGS, args.join("\u{1f}"))
-        .env(PARENT, std::process::id().to_string())
+    role_command(role, args)
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn child")
+}
+
+/// The command that runs this test binary as a child running `role` with
+/// `args`, for a caller that adds environment or pipes before spawning it
+/// (what [`spawn`] does with none).
+pub fn role_command(role: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    as_role(&mut cmd, role, args).env(PARENT, std::process::id().to_string());
+    cmd
+}
+
+/// Adds to `cmd` — this test binary, or a launcher whose last arguments
+/// are this test binary (`unshare … "$0" "$@"`) — what makes the binary run
+/// only its `child_entry` test, as `role` with `args`. The child then does
+/// not check who its parent is (a launcher is; see [`role`]).
+pub fn as_role<'a>(cmd: &'a mut Command, role: &str, args: &[&str]) -> &'a mut Command {
+    cmd.args([
+        "--exact",
+        "child_entry",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE, role)
+    .env(ARGS, args.join("\u{1f}"))
 }
 
 /// The role this process was started for, if it is a child.

@@ -1,7 +1,8 @@
 //! What the contract suites share (`tests/contract.rs`, the synchronous
 //! calls; `tests/contract_async.rs`, the async ones): the child roles, the
 //! backends present, fresh queue locations and the guards that clean up.
-//! See `tests/contract.rs` for what the contract is.
+//! See `tests/contract.rs` for what the contract is. The Redis suites
+//! (`tests/redis*.rs`) run these child roles too, beside their own.
 #![allow(dead_code)]
 
 use std::process::Child;
@@ -100,6 +101,15 @@ pub fn run_role(role: &str, args: &[String]) {
             }
             accepted.put(&(id << 32 | n)).unwrap();
         }
+        "hold" => {
+            // Takes one task, reports it, and never finishes it (the test
+            // kills it holding the task).
+            let q = JoinableQueue::<u64>::open(a(0)).unwrap();
+            let got = Queue::<u64>::open(a(1)).unwrap();
+            let x = q.get_timeout(Duration::from_secs(30)).unwrap();
+            got.put(&x).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
         "take_one" => {
             // Takes a task, says so, and finishes it when told.
             let q = JoinableQueue::<u64>::open(a(0)).unwrap();
@@ -133,6 +143,21 @@ pub fn run_role(role: &str, args: &[String]) {
         }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// The `n` items the children sent to `results`, sorted (each get waits
+/// 20 s at most).
+pub fn drain(results: &Queue<u64>, n: usize) -> Vec<u64> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(
+            results
+                .get_many_timeout(n, Duration::from_secs(20))
+                .unwrap(),
+        );
+    }
+    got.sort_unstable();
+    got
 }
 
 /// Child processes killed and reaped when the test ends, however it ends.

@@ -1,5 +1,6 @@
 //! What the Redis test files share (`tests/redis.rs`,
-//! `tests/redis_delivery.rs`): the server `50-redis.sh` started, fresh
+//! `tests/redis_delivery.rs`, `tests/redis_cluster.rs`; their child roles
+//! beside their own are in `contract_support`): the server `50-redis.sh` started, fresh
 //! queue names, private servers of a test's own, and a TCP proxy that loses
 //! a reply on purpose. Each test file uses part of it.
 #![allow(dead_code)]
@@ -98,8 +99,43 @@ impl Drop for Server {
     }
 }
 
-/// Removes the restart test's data directory however the test ends.
+/// A redis-server of a test's own, on a free port, with its data in a
+/// fresh temporary directory (see [`Server`]); stopped, then its directory
+/// removed, however the test ends.
+pub struct OwnServer {
+    /// (Dropped first: the server stops before its directory goes.)
+    pub server: Server,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl OwnServer {
+    /// Starts one with `extra` configuration arguments; `tag` names its
+    /// directory.
+    pub fn start(tag: &str, extra: &[&str]) -> OwnServer {
+        let dir = TempDir::fresh(tag);
+        let port = free_port();
+        let server = Server::start_with(port, &dir.0, extra);
+        OwnServer { server, port, dir }
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn base(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+/// A test's temporary directory, removed however the test ends.
 pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh, empty one; `tag` names it.
+    pub fn fresh(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(fresh(tag));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -265,7 +301,8 @@ pub fn signal(child: &Child, sig: libc::c_int) {
     assert_eq!(r, 0, "kill({}, {sig})", child.id());
 }
 
-/// `host:port` of a `redis://host:port/db` URL.
+/// `host:port` of a `redis://host:port/db` URL (`host:port,host:port…` of
+/// a cluster's).
 pub fn authority(base: &str) -> &str {
     base.split_once("://")
         .and_then(|(_, rest)| rest.split('/').next())

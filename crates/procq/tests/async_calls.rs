@@ -166,29 +166,15 @@ fn cancelled_get_async_calls_lose_nothing() {
     const N: u64 = 3_000;
     let q = Queue::<u64>::new(4).unwrap();
     let mut producer = common::spawn("produce", &[q.name(), &N.to_string()]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
-    let (got, cancelled) = rt.block_on(async {
-        let mut got = Vec::new();
-        let mut cancelled = 0u64;
-        let mut i = 0u64;
-        let start = Instant::now();
-        while (got.len() as u64) < N {
-            assert!(start.elapsed() < LIMIT, "stuck after {} items", got.len());
-            // Deadlines from 0 to ~1 ms: many gets are dropped while
-            // pending, at every stage of their wait.
-            let patience = Duration::from_micros((i * 37) % 1100);
-            i += 1;
-            match tokio::time::timeout(patience, q.get_async()).await {
-                Ok(item) => got.push(item.unwrap()),
-                Err(_) => cancelled += 1,
-            }
-        }
-        (got, cancelled)
-    });
+    // Deadlines from 0 to ~1 ms: many gets are dropped while pending, at
+    // every stage of their wait.
+    let (got, cancelled) = common::get_with_cancellations(
+        N,
+        Duration::from_micros(1100),
+        LIMIT,
+        || q.get_async(),
+        |_| {},
+    );
     common::wait_ok(&mut producer, LIMIT);
     assert!(
         cancelled > 0,

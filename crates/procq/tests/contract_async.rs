@@ -7,6 +7,8 @@
 mod common;
 mod contract_support;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -191,48 +193,27 @@ fn cancelled_gets_round(on: &On, tag: &str, maxsize: usize, joinable: bool) -> u
         "produce_n",
         &[&loc, &n.to_string(), &pause_us.to_string()],
     )]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
-    let (got, cancelled) = rt.block_on(async {
-        let mut got = Vec::new();
-        let mut cancelled = 0u64;
-        let mut i = 0u64;
-        let start = Instant::now();
-        while (got.len() as u64) < n {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "stuck at {}",
-                got.len()
-            );
-            // Deadlines from 0 to ~1 ms (shared memory) or ~3 ms
-            // (Redis): many gets are dropped at every stage.
-            let spread = if q.is_some() && maxsize == 0 {
-                3100
-            } else {
-                1100
-            };
-            let patience = Duration::from_micros((i * 37) % spread);
-            i += 1;
-            let r = match (&q, &j) {
-                (Some(q), _) => tokio::time::timeout(patience, q.get_async()).await,
-                (_, Some(j)) => tokio::time::timeout(patience, j.get_async()).await,
-                _ => unreachable!(),
-            };
-            match r {
-                Ok(item) => {
-                    got.push(item.unwrap());
-                    if let Some(j) = &j {
-                        j.task_done().unwrap();
-                    }
-                }
-                Err(_) => cancelled += 1,
-            }
-        }
-        (got, cancelled)
+    // Deadlines from 0 to ~1 ms, or ~3 ms on a plain unbounded queue: many
+    // gets are dropped at every stage.
+    let spread = Duration::from_micros(if q.is_some() && maxsize == 0 {
+        3100
+    } else {
+        1100
     });
+    let get = || -> Pin<Box<dyn Future<Output = procq::Result<u64>> + '_>> {
+        match (&q, &j) {
+            (Some(q), _) => Box::pin(q.get_async()),
+            (_, Some(j)) => Box::pin(j.get_async()),
+            _ => unreachable!(),
+        }
+    };
+    let done = |_| {
+        if let Some(j) = &j {
+            j.task_done().unwrap();
+        }
+    };
+    let (got, cancelled) =
+        common::get_with_cancellations(n, spread, Duration::from_secs(60), get, done);
     for c in &mut children.0 {
         wait_ok(c, Duration::from_secs(60));
     }

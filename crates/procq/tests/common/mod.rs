@@ -167,3 +167,48 @@ pub fn unique(tag: &str) -> String {
 pub fn segment_exists(name: &str) -> bool {
     std::path::Path::new(&format!("/dev/shm/procq-{name}")).exists()
 }
+
+/// Gets `n` items, each through a call of `get` (an async get) that is
+/// given a deadline from 0 up to `spread` (in steps of 37 µs, wrapping),
+/// so that many gets are dropped — cancelled — at every stage of their
+/// wait; `got` sees each item as it comes (a JoinableQueue's `task_done`).
+/// Runs on a 2-thread tokio runtime; fails once `limit` has passed.
+/// Returns the items in the order got, and how many gets were cancelled.
+pub fn get_with_cancellations<F, Fut>(
+    n: u64,
+    spread: Duration,
+    limit: Duration,
+    mut get: F,
+    mut got: impl FnMut(u64),
+) -> (Vec<u64>, u64)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = procq::Result<u64>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let spread = spread.as_micros() as u64;
+    rt.block_on(async {
+        let mut items = Vec::new();
+        let mut cancelled = 0u64;
+        let mut i = 0u64;
+        let start = Instant::now();
+        while (items.len() as u64) < n {
+            assert!(start.elapsed() < limit, "stuck after {} items", items.len());
+            let patience = Duration::from_micros((i * 37) % spread);
+            i += 1;
+            match tokio::time::timeout(patience, get()).await {
+                Ok(item) => {
+                    let x = item.unwrap();
+                    got(x);
+                    items.push(x);
+                }
+                Err(_) => cancelled += 1,
+            }
+        }
+        (items, cancelled)
+    })
+}

@@ -36,7 +36,10 @@ fn child_entry() {
         "put" => {
             let _ = q.put(b"new");
         }
-        "get" => {
+        // A plain queue's get of a small item takes the fast path (see
+        // `backend/shm/fast.rs`), a joinable one's the general path: both
+        // commit through `Header::commit_words`, store for store.
+        "get" | "get-plain" => {
             let _ = q.get();
         }
         other => panic!("unknown role {other}"),
@@ -128,5 +131,28 @@ fn a_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
         q.task_done_many(got.len()).unwrap();
         q.join_timeout(LIMIT).unwrap();
         assert_eq!(q.unfinished_tasks().unwrap(), 0);
+    }
+}
+
+#[test]
+fn a_plain_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
+    for stores in 1..COMMIT_STORES {
+        let name = common::unique(&format!("commit-get-plain-{stores}"));
+        let _cleanup = Cleanup(name.clone());
+        let q = Builder::new().name(&name).build_raw().unwrap();
+        for item in [b"a", b"b", b"c"] {
+            q.put(item).unwrap();
+        }
+        killed("get-plain", &name, stores);
+        let want: Vec<Vec<u8>> = if stores >= SWITCHED {
+            vec![b"b".to_vec(), b"c".to_vec()]
+        } else {
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        };
+        assert_eq!(q.qsize(), want.len(), "after {stores} stores");
+        assert_eq!(drain(&q), want, "after {stores} stores");
+        q.put(b"d").unwrap();
+        assert_eq!(q.get_timeout(LIMIT).unwrap(), b"d");
+        assert!(q.stats().unwrap().recoveries >= 1, "after {stores} stores");
     }
 }

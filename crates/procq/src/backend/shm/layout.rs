@@ -175,6 +175,39 @@ pub(crate) struct StateCell {
 
 /// Words of a [`StateCell`].
 pub(crate) const STATE_WORDS: usize = 7;
+/// Where each field is among a [`StateCell`]'s words.
+pub(crate) const W_HEAD: usize = 0;
+pub(crate) const W_TAIL: usize = 1;
+pub(crate) const W_COUNT: usize = 2;
+pub(crate) const W_UNFINISHED: usize = 3;
+pub(crate) const W_EMPTY_SINCE: usize = 4;
+pub(crate) const W_PACKED: usize = 5;
+pub(crate) const W_GEN: usize = 6;
+
+/// The ring capacity a packed word holds (as log2); an out-of-range log2
+/// decodes as 0, which `Ring::validate` rejects.
+#[inline]
+pub(crate) fn packed_cap(packed: u64) -> u64 {
+    let log2 = packed & 0xff;
+    if log2 < 63 {
+        1 << log2
+    } else {
+        0
+    }
+}
+
+/// The journal's slot (index + 1) and operation in a packed word.
+#[inline]
+pub(crate) fn packed_journal(packed: u64) -> (u64, u64) {
+    ((packed >> 16) & 0xffff, (packed >> 8) & 0x3f)
+}
+
+/// Whether a packed word says shut down (see [`State::shutdown`]), and
+/// immediately (see [`State::shutdown_immediate`]).
+#[inline]
+pub(crate) fn packed_shutdown(packed: u64) -> (bool, bool) {
+    (packed & SHUTDOWN_BIT != 0, packed & IMMEDIATE_BIT != 0)
+}
 
 /// A [`StateCell`] on a cache line of its own: a scratch cell (see
 /// [`Header::committed`]).
@@ -186,29 +219,33 @@ pub(crate) struct ScratchCell {
 
 impl StateCell {
     pub(crate) fn load(&self) -> State {
-        let w = |i: usize| self.words[i].load(Ordering::Relaxed);
-        let packed = w(5);
-        let log2 = packed & 0xff;
+        let w = self.load_words();
+        let packed = w[W_PACKED];
+        let (journal_slot, journal_op) = packed_journal(packed);
+        let (shutdown, shutdown_immediate) = packed_shutdown(packed);
         State {
-            // An out-of-range log2 decodes as 0, which `validate` rejects.
             ring: Ring {
-                head: w(0),
-                tail: w(1),
-                cap: 1u64
-                    .checked_shl(log2 as u32)
-                    .filter(|_| log2 < 63)
-                    .unwrap_or(0),
-                count: w(2),
+                head: w[W_HEAD],
+                tail: w[W_TAIL],
+                cap: packed_cap(packed),
+                count: w[W_COUNT],
             },
-            unfinished: w(3),
-            empty_since: w(4),
-            journal_op: (packed >> 8) & 0x3f,
-            shutdown: packed & SHUTDOWN_BIT != 0,
-            shutdown_immediate: packed & IMMEDIATE_BIT != 0,
-            journal_slot: (packed >> 16) & 0xffff,
+            unfinished: w[W_UNFINISHED],
+            empty_since: w[W_EMPTY_SINCE],
+            journal_op,
+            shutdown,
+            shutdown_immediate,
+            journal_slot,
             journal_arg: packed >> 32,
-            journal_gen: w(6),
+            journal_gen: w[W_GEN],
         }
+    }
+
+    /// The cell's words as they are (the small-item fast path works on
+    /// them without unpacking a [`State`]; see `fast`).
+    #[inline]
+    pub(crate) fn load_words(&self) -> [u64; STATE_WORDS] {
+        std::array::from_fn(|i| self.words[i].load(Ordering::Relaxed))
     }
 
     pub(crate) fn store(&self, s: &State) {
@@ -225,8 +262,8 @@ impl StateCell {
     /// Stores the first `n` words of `s` only (a writer killed in the
     /// middle: see [`Header::commit_first`]).
     #[cfg(any(test, feature = "testing"))]
-    fn store_first(&self, s: &State, n: usize) {
-        for (w, v) in self.words.iter().zip(Self::words_of(s)).take(n) {
+    fn store_first(&self, words: &[u64; STATE_WORDS], n: usize) {
+        for (w, &v) in self.words.iter().zip(words).take(n) {
             w.store(v, Ordering::Relaxed);
         }
     }
@@ -520,12 +557,20 @@ impl Header {
     /// line that only its process writes, so a commit moves no cache line
     /// between processes; the next holder reads the state from the line it
     /// took the lock in.
+    #[inline]
     pub(crate) fn commit(&self, s: &State, scratch: u32) {
+        self.commit_words(&StateCell::words_of(s), scratch);
+    }
+
+    /// [`commit`](Self::commit) of a state as its cell's words (see
+    /// [`StateCell::load_words`]).
+    #[inline]
+    pub(crate) fn commit_words(&self, words: &[u64; STATE_WORDS], scratch: u32) {
         #[cfg(any(test, feature = "testing"))]
         {
             let n = COMMIT_KILL_AFTER.load(Ordering::Relaxed);
             if n != 0 {
-                if !self.commit_first(s, scratch, n) {
+                if !self.commit_words_first(words, scratch, n) {
                     let _ = rustix::process::kill_process(
                         rustix::process::getpid(),
                         rustix::process::Signal::KILL,
@@ -538,36 +583,46 @@ impl Header {
         // `commit_first` with no limit, without its store counting (it was
         // a tenth of a small item's put + get): the same stores in the
         // same order.
-        let words = StateCell::words_of(s);
         if let Some(cell) = self.cell(scratch).filter(|_| scratch != CURRENT_COMMITTED) {
-            cell.store_words(words);
+            cell.store_words(*words);
             self.current.store(scratch, Ordering::Release);
         }
-        self.committed.store_words(words);
+        self.committed.store_words(*words);
         self.current.store(CURRENT_COMMITTED, Ordering::Release);
     }
 
     /// [`commit`](Self::commit)'s first `n` stores (of `COMMIT_STORES`, or
     /// `STATE_WORDS + 1` without a scratch cell), as a writer killed after
     /// them leaves it; whether it did them all.
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(test)]
     pub(crate) fn commit_first(&self, s: &State, scratch: u32, n: usize) -> bool {
+        self.commit_words_first(&StateCell::words_of(s), scratch, n)
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    fn commit_words_first(&self, words: &[u64; STATE_WORDS], scratch: u32, n: usize) -> bool {
         let mut left = n;
         if let Some(cell) = self.cell(scratch).filter(|_| scratch != CURRENT_COMMITTED) {
-            if !self.publish_first(cell, s, scratch, &mut left) {
+            if !self.publish_first(cell, words, scratch, &mut left) {
                 return false;
             }
         }
-        self.publish_first(&self.committed, s, CURRENT_COMMITTED, &mut left)
+        self.publish_first(&self.committed, words, CURRENT_COMMITTED, &mut left)
     }
 
-    /// One step of a commit: `s` into `cell`, then `current = to`, but no
-    /// more than `left` stores in all; whether it made them all.
+    /// One step of a commit: `words` into `cell`, then `current = to`, but
+    /// no more than `left` stores in all; whether it made them all.
     #[cfg(any(test, feature = "testing"))]
-    fn publish_first(&self, cell: &StateCell, s: &State, to: u32, left: &mut usize) -> bool {
+    fn publish_first(
+        &self,
+        cell: &StateCell,
+        words: &[u64; STATE_WORDS],
+        to: u32,
+        left: &mut usize,
+    ) -> bool {
         let k = (*left).min(STATE_WORDS + 1);
         *left -= k;
-        cell.store_first(s, k.min(STATE_WORDS));
+        cell.store_first(words, k.min(STATE_WORDS));
         if k > STATE_WORDS {
             self.current.store(to, Ordering::Release);
         }

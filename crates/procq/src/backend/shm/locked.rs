@@ -45,10 +45,10 @@ use crate::kind::Kind;
 
 use super::layout::*;
 use super::liveness::Token;
-use super::ring::{Front, Memory, Push};
+use super::ring::{Front, Memory, Push, Ring};
 use super::segment::DataArea;
 use super::shared::Shared;
-use super::sync::{Acquired, Holder, Holders};
+use super::sync::{Acquired, Busy, Holder, Holders};
 
 /// How long a ring must stay empty before it shrinks back (hysteresis: a
 /// queue that drains and refills constantly must not free and re-reserve
@@ -113,6 +113,7 @@ pub(super) fn within(d: Duration) -> Option<Instant> {
 ///
 /// A call that waits forever reads no clock: `put` and `get` pay for no
 /// `clock_gettime` (measured: 12% of a small item's `put` on the 2-core VM).
+#[inline]
 pub(super) fn lock_deadline(block: Block) -> Option<Instant> {
     let patient = || Instant::now() + LOCK_PATIENCE;
     match block {
@@ -148,6 +149,58 @@ impl Holders for Oracle<'_> {
 }
 
 impl Shared {
+    /// Checks a state read from shared memory (once per lock hold:
+    /// everything after relies on it); answers what is wrong.
+    #[inline]
+    pub(super) fn check_state(&self, s: &State) -> std::result::Result<(), &'static str> {
+        self.check_parts(&s.ring, s.unfinished, (s.journal_slot, s.journal_op))
+    }
+
+    /// [`check_state`](Self::check_state) of the fields that the checks
+    /// read (the fast path has them as words, see `fast`): the ring, the
+    /// unfinished tasks, the journal's slot and operation.
+    #[inline]
+    pub(super) fn check_parts(
+        &self,
+        ring: &Ring,
+        unfinished: u64,
+        (journal_slot, journal_op): (u64, u64),
+    ) -> std::result::Result<(), &'static str> {
+        ring.validate(self.max_capacity).map_err(|c| c.0)?;
+        if ring.cap < self.min_capacity {
+            return Err("capacity below minimum");
+        }
+        if self.kind == Kind::Joinable && unfinished < ring.count {
+            return Err("fewer unfinished tasks than items");
+        }
+        if journal_slot as usize > MAX_SLOTS || journal_op > OP_FINISH {
+            return Err("bad journal entry");
+        }
+        Ok(())
+    }
+
+    /// [`Locked::reserved_extent`] of a ring of capacity `cap`.
+    #[inline]
+    pub(super) fn reserved_extent(&self, cap: u64) -> u64 {
+        let kept = self.header().kept.load(Ordering::Relaxed);
+        if kept.is_power_of_two() && kept <= self.max_capacity {
+            kept.max(cap)
+        } else {
+            cap
+        }
+    }
+
+    /// The scratch cell this attachment commits through (see
+    /// [`Header::commit`]).
+    #[inline]
+    pub(super) fn scratch(&self) -> u32 {
+        if self.slot < MAX_SLOTS {
+            CURRENT_SCRATCH + self.slot as u32
+        } else {
+            CURRENT_SPARE
+        }
+    }
+
     /// Takes the lock, repairing the queue if its last holder died: waits
     /// as long as a live holder keeps it, or, for an inspection-only
     /// attachment, [`LOCK_PATIENCE`].
@@ -158,19 +211,39 @@ impl Shared {
     /// Takes the lock, waiting for a live holder until `deadline` (`None`:
     /// without limit), and repairs the queue if its last holder died.
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Result<Locked<'_>> {
+        let acquired = self.acquire(deadline)?;
+        self.adopt(acquired)
+    }
+
+    /// Takes the lock word only (see [`lock_until`](Self::lock_until)):
+    /// the caller must [`adopt`](Self::adopt) it, or, after a clean
+    /// acquisition, check the state itself and unlock (see `fast`).
+    #[inline]
+    pub(super) fn acquire(&self, deadline: Option<Instant>) -> Result<Acquired> {
         let h = self.header();
         let oracle = Oracle {
             token: &self.token,
             table: &h.tokens,
         };
-        let acquired = h
-            .lock
+        h.lock
             .lock(self.token.stamp(), deadline, &oracle)
-            .map_err(|busy| Error::LockBusy {
-                name: self.name.clone(),
-                pid: Token::pid_of(&h.tokens, busy.stamp),
-                waited: busy.waited,
-            })?;
+            .map_err(|busy| self.busy(busy))
+    }
+
+    #[cold]
+    fn busy(&self, busy: Busy) -> Error {
+        Error::LockBusy {
+            name: self.name.clone(),
+            pid: Token::pid_of(&self.header().tokens, busy.stamp),
+            waited: busy.waited,
+        }
+    }
+
+    /// The guard of a lock this thread has just [`acquire`](Self::acquire)d
+    /// as `acquired`: reads and checks the committed state, repairing the
+    /// queue first if its last holder died.
+    pub(super) fn adopt(&self, acquired: Acquired) -> Result<Locked<'_>> {
+        let h = self.header();
         let mut g = Locked {
             sh: self,
             // Replaced by the committed state below, unless that is
@@ -302,23 +375,9 @@ impl Locked<'_> {
     pub(super) fn validate(&self) -> Result<()> {
         // The checks answer a word (cheap to return on every lock); only a
         // failure builds the `Error`.
-        self.check_state().map_err(|what| self.corrupt(what))
-    }
-
-    #[inline]
-    fn check_state(&self) -> std::result::Result<(), &'static str> {
-        let s = &self.state;
-        s.ring.validate(self.sh.max_capacity).map_err(|c| c.0)?;
-        if s.ring.cap < self.sh.min_capacity {
-            return Err("capacity below minimum");
-        }
-        if self.sh.kind == Kind::Joinable && s.unfinished < s.ring.count {
-            return Err("fewer unfinished tasks than items");
-        }
-        if s.journal_slot as usize > MAX_SLOTS || s.journal_op > OP_FINISH {
-            return Err("bad journal entry");
-        }
-        Ok(())
+        self.sh
+            .check_state(&self.state)
+            .map_err(|what| self.corrupt(what))
     }
 
     /// Removes the name of a queue nobody uses any more, exactly once: only
@@ -342,16 +401,6 @@ impl Locked<'_> {
         Ok(removed)
     }
 
-    /// The scratch cell this attachment commits through (see
-    /// [`Header::commit`]).
-    fn scratch(&self) -> u32 {
-        if self.sh.slot < MAX_SLOTS {
-            CURRENT_SCRATCH + self.sh.slot as u32
-        } else {
-            CURRENT_SPARE
-        }
-    }
-
     /// Publishes the working state.
     pub(super) fn commit(&mut self) {
         // A journal entry written since the last commit gets the next
@@ -362,7 +411,7 @@ impl Locked<'_> {
         if fresh {
             self.state.journal_gen = self.state.journal_gen.wrapping_add(1).max(1);
         }
-        self.sh.header().commit(&self.state, self.scratch());
+        self.sh.header().commit(&self.state, self.sh.scratch());
         if fresh {
             self.apply_journal();
         }
@@ -709,13 +758,7 @@ impl Locked<'_> {
     /// ([`Header::kept`], ignored unless a power of two within the data
     /// area).
     fn reserved_extent(&self) -> u64 {
-        let kept = self.sh.header().kept.load(Ordering::Relaxed);
-        let cap = self.state.ring.cap;
-        if kept.is_power_of_two() && kept <= self.sh.max_capacity {
-            kept.max(cap)
-        } else {
-            cap
-        }
+        self.sh.reserved_extent(self.state.ring.cap)
     }
 
     /// Gives an empty ring above [`HOT_CAPACITY`] that modulus again,

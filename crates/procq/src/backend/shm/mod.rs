@@ -11,6 +11,7 @@
 //! mod.rs      Handle: one handle; fork-safe re-attach; what Backend calls
 //! attach.rs   create, open, inspect, detach; the per-process registry
 //! ops.rs      put, get, task_done, join, shutdown (on an attachment)
+//! fast.rs     a small item's put and get in one function (lock to commit)
 //! poll.rs     the same as polls, for futures: try, else register a waker
 //! inspect.rs  read-outs, removal, garbage collection
 //! wait.rs     Waiter: spin, then sleep on an event count
@@ -30,6 +31,7 @@
 //! `liveness`; the rest is portable Rust over atomics.
 
 mod attach;
+mod fast;
 #[cfg(test)]
 mod hostile_tests;
 mod inspect;
@@ -194,11 +196,18 @@ impl Handle {
     /// belong to the parent. The first use in the child attaches afresh, as
     /// the child. If that fails (the queue was removed, say), the call fails
     /// with that error: the parent's attachment is never used by the child.
+    #[inline]
     fn shared(&self) -> Result<Cow<'_, Arc<Shared>>> {
         let generation = fork_generation();
         if generation == self.shared.generation() {
             return Ok(Cow::Borrowed(&self.shared));
         }
+        self.forked_shared(generation)
+    }
+
+    /// [`shared`](Self::shared) in a forked child.
+    #[cold]
+    fn forked_shared(&self, generation: u64) -> Result<Cow<'_, Arc<Shared>>> {
         let reattach = || {
             let any = Expect {
                 kind: None,

@@ -8,13 +8,16 @@ use std::time::{Duration, Instant};
 use crate::block::Block;
 use crate::codec::Encoded;
 use crate::error::{Error, Result};
+use crate::kind::Kind;
 
+use super::fast::Small;
 use super::layout::*;
 use super::locked::{lock_deadline, within, LOCK_PATIENCE};
 use super::locked::{Loan, Verdict};
 use super::ring::{record_size, Memory};
 use super::segment::DataArea;
 use super::shared::Shared;
+use super::sync::Acquired;
 use super::take::{TakeFront, Taken};
 use super::wait::{Waiter, Want};
 
@@ -94,8 +97,38 @@ pub(crate) enum LoanStop {
 
 impl Shared {
     /// Puts one encoded item.
+    #[inline]
     pub(crate) fn push(&self, item: &Encoded<'_>, block: Block, closed: &AtomicBool) -> Result<()> {
         self.check_size(item.len())?;
+        let mut held = None;
+        // A small item: one function, lock to commit (see `fast`); the
+        // general path goes on with the lock if it must.
+        if item.len() < LOAN_BYTES {
+            if closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
+            match self.push_small(item, lock_deadline(block))? {
+                Small::Done(()) => return Ok(()),
+                Small::Held(acquired) => held = Some(acquired),
+            }
+        }
+        self.push_general(item, block, closed, held)
+    }
+
+    /// [`push`](Self::push) of an item the fast path did not put: `held`
+    /// says how the fast path acquired the lock it left held.
+    #[inline(never)]
+    fn push_general(
+        &self,
+        item: &Encoded<'_>,
+        block: Block,
+        closed: &AtomicBool,
+        held: Option<Acquired>,
+    ) -> Result<()> {
+        let mut held = match held {
+            Some(acquired) => Some(self.adopt(acquired)?),
+            None => None,
+        };
         // One loan per slot: another thread of this process that holds it
         // makes this put copy under the lock.
         if item.len() >= LOAN_BYTES
@@ -111,10 +144,15 @@ impl Shared {
         let lock_deadline = lock_deadline(block);
         let mut waiter = Waiter::new(self, block, Want::Space);
         loop {
-            if closed.load(Ordering::Relaxed) {
-                return Err(Error::Closed);
-            }
-            let mut g = self.lock_until(lock_deadline)?;
+            let mut g = match held.take() {
+                Some(g) => g,
+                None => {
+                    if closed.load(Ordering::Relaxed) {
+                        return Err(Error::Closed);
+                    }
+                    self.lock_until(lock_deadline)?
+                }
+            };
             if g.state.shutdown {
                 return Err(Error::ShutDown);
             }
@@ -306,6 +344,7 @@ impl Shared {
     /// [`pop`](Self::pop) with `f` answering a [`Verdict`]: returns 0
     /// (without waiting) if `f` left the item; stops a take at `stop` (for
     /// the crash tests).
+    #[inline]
     pub(crate) fn pop_taking<F: FnMut(&[u8]) -> Verdict>(
         &self,
         max: usize,
@@ -314,13 +353,50 @@ impl Shared {
         stop: TakeStop,
         mut f: F,
     ) -> Result<usize> {
-        let lock_deadline = lock_deadline(block);
-        let mut waiter = Waiter::new(self, block, Want::Items);
-        loop {
+        let mut held = None;
+        // One small item from a queue that is not joinable: one function,
+        // lock to commit (see `fast`); the general path goes on with the
+        // lock if it must.
+        if max == 1 && stop == TakeStop::Never && self.kind == Kind::Queue {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            let mut g = self.lock_until(lock_deadline)?;
+            match self.pop_small(lock_deadline(block), &mut f)? {
+                Small::Done(n) => return Ok(n),
+                Small::Held(acquired) => held = Some(acquired),
+            }
+        }
+        self.pop_general(max, block, closed, stop, f, held)
+    }
+
+    /// [`pop_taking`](Self::pop_taking) past the fast path: `held` says
+    /// how the fast path acquired the lock it left held.
+    #[inline(never)]
+    fn pop_general<F: FnMut(&[u8]) -> Verdict>(
+        &self,
+        max: usize,
+        block: Block,
+        closed: &AtomicBool,
+        stop: TakeStop,
+        mut f: F,
+        held: Option<Acquired>,
+    ) -> Result<usize> {
+        let lock_deadline = lock_deadline(block);
+        let mut held = match held {
+            Some(acquired) => Some(self.adopt(acquired)?),
+            None => None,
+        };
+        let mut waiter = Waiter::new(self, block, Want::Items);
+        loop {
+            let mut g = match held.take() {
+                Some(g) => g,
+                None => {
+                    if closed.load(Ordering::Relaxed) {
+                        return Err(Error::Closed);
+                    }
+                    self.lock_until(lock_deadline)?
+                }
+            };
             if g.state.shutdown_immediate {
                 // Items put before an immediate shutdown are never handed
                 // out; one still being copied is dropped once published.

@@ -389,23 +389,49 @@ impl Ring {
                     pos += len;
                 }
                 KIND_DATA | KIND_RESV | KIND_TAKE => {
-                    let rec = record_size(len).ok_or(Corrupt("record length overflows"))?;
-                    if rec > left || rec > self.cap - off {
-                        return Err(Corrupt("record length exceeds the ring"));
-                    }
-                    return Ok(Some(Front {
-                        off: off + RECORD_HEADER,
-                        len,
-                        new_head: pos + rec,
-                        pos,
-                        reserved: (kind == KIND_RESV).then_some(tag),
-                        taken: (kind == KIND_TAKE).then_some(tag),
-                    }));
+                    return self.record_of(pos, (kind, tag, len)).map(Some);
                 }
                 _ => return Err(Corrupt("unknown record kind")),
             }
         }
         Err(Corrupt("too many padding or freed records"))
+    }
+
+    /// The item, reservation or take at `pos` (between head and tail, a
+    /// position where a record starts), from its header, if its length
+    /// fits the ring.
+    #[inline]
+    fn record_of(&self, pos: u64, (kind, tag, len): (u32, u32, u64)) -> Result<Front, Corrupt> {
+        let off = pos % self.cap;
+        let rec = record_size(len).ok_or(Corrupt("record length overflows"))?;
+        if rec > self.tail - pos || rec > self.cap - off {
+            return Err(Corrupt("record length exceeds the ring"));
+        }
+        Ok(Front {
+            off: off + RECORD_HEADER,
+            len,
+            new_head: pos + rec,
+            pos,
+            reserved: (kind == KIND_RESV).then_some(tag),
+            taken: (kind == KIND_TAKE).then_some(tag),
+        })
+    }
+
+    /// The record at the head if it is a plain item, as [`Ring::front`]
+    /// finds it; `None` for anything else — an empty ring, padding, a
+    /// freed, reserved or taken record, a bad header —, which `front`
+    /// sorts out (the small-item fast path then leaves it to the general
+    /// path, see `fast`). No walk: the common case reads one header.
+    #[inline]
+    pub(crate) fn head_item(&self, mem: &impl Memory) -> Option<Front> {
+        if self.count == 0 || self.head == self.tail {
+            return None;
+        }
+        let header = read_header(mem, self.head % self.cap).ok()?;
+        if header.0 != KIND_DATA {
+            return None;
+        }
+        self.record_of(self.head, header).ok()
     }
 
     /// The record that starts at `pos` (a position between head and tail

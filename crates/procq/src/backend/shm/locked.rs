@@ -159,7 +159,7 @@ impl Shared {
     /// [`check_state`](Self::check_state) of the fields that the checks
     /// read (the fast path has them as words, see `fast`): the ring, the
     /// unfinished tasks, the journal's slot and operation.
-    #[inline]
+    #[inline(always)]
     pub(super) fn check_parts(
         &self,
         ring: &Ring,

@@ -183,33 +183,53 @@ impl Ring {
         }
     }
 
+    /// Where position `pos` lives in the data area: `pos mod cap`, as a
+    /// mask (`cap` is a power of two in every ring that passed
+    /// [`Ring::validate`], which every ring read from shared memory does
+    /// before use; a division is dozens of cycles).
+    #[inline]
+    pub(crate) fn offset(&self, pos: u64) -> u64 {
+        pos & self.cap.wrapping_sub(1)
+    }
+
     /// Bytes between head and tail, padding included.
     pub(crate) fn used(&self) -> u64 {
         self.tail.saturating_sub(self.head)
     }
 
     /// Checks the invariants that hold between operations.
+    #[inline(always)]
     pub(crate) fn validate(&self, max_cap: u64) -> Result<(), Corrupt> {
-        // `cap & (cap - 1)` rather than `is_power_of_two`, a bit count
-        // that costs a dozen instructions without `popcnt` (checked on
-        // every lock). `cap >= ALIGN` rules out 0.
-        if self.cap < ALIGN || self.cap & (self.cap - 1) != 0 || self.cap > max_cap {
-            return Err(Corrupt("capacity is not a power of two within bounds"));
+        let (cap, head, tail, count) = (self.cap, self.head, self.tail, self.count);
+        let used = tail.wrapping_sub(head);
+        // Every check is worked out, without a branch of its own (this runs
+        // on every lock: each `if` cost a few instructions more); the
+        // first that fails names the fault. `cap & (cap - 1)` rather than
+        // `is_power_of_two`, a bit count that costs a dozen instructions
+        // without `popcnt`; `cap >= ALIGN` rules out 0.
+        let faults = [
+            (
+                (cap < ALIGN) | (cap & cap.wrapping_sub(1) != 0) | (cap > max_cap),
+                "capacity is not a power of two within bounds",
+            ),
+            (
+                (tail < head) | (used > cap),
+                "head and tail are inconsistent",
+            ),
+            (
+                tail > u64::MAX - headroom(max_cap),
+                "positions too close to the integer limit",
+            ),
+            ((head | tail) % ALIGN != 0, "head or tail misaligned"),
+            (
+                ((count == 0) != (head == tail)) | (count > self.used() / RECORD_HEADER),
+                "item count does not match the ring",
+            ),
+        ];
+        match faults.iter().find(|(bad, _)| *bad) {
+            None => Ok(()),
+            Some(&(_, what)) => Err(Corrupt(what)),
         }
-        if self.tail < self.head || self.tail - self.head > self.cap {
-            return Err(Corrupt("head and tail are inconsistent"));
-        }
-        if self.tail > u64::MAX - headroom(max_cap) {
-            return Err(Corrupt("positions too close to the integer limit"));
-        }
-        if !self.head.is_multiple_of(ALIGN) || !self.tail.is_multiple_of(ALIGN) {
-            return Err(Corrupt("head or tail misaligned"));
-        }
-        if (self.count == 0) != (self.head == self.tail) || self.count > self.used() / RECORD_HEADER
-        {
-            return Err(Corrupt("item count does not match the ring"));
-        }
-        Ok(())
     }
 
     /// Plans a push of a `len`-byte payload, or `None` if it does not fit at
@@ -220,7 +240,7 @@ impl Ring {
         if self.count == 0 {
             // Nothing is live: jump to a multiple of cap so that a record of
             // up to `cap` bytes always fits in an empty ring.
-            let off = pos % self.cap;
+            let off = self.offset(pos);
             if rec > self.cap - off {
                 pos = pos.checked_add(self.cap - off)?;
             }
@@ -229,12 +249,12 @@ impl Ring {
             }
             return Some(Push {
                 pad: None,
-                off: pos % self.cap,
+                off: self.offset(pos),
                 len,
                 new_tail: pos.checked_add(rec)?,
             });
         }
-        let off = pos % self.cap;
+        let off = self.offset(pos);
         let mut pad = None;
         if rec > self.cap - off {
             pad = Some((off, self.cap - off));
@@ -243,7 +263,7 @@ impl Ring {
         let new_tail = pos.checked_add(rec)?;
         (new_tail - self.head <= self.cap).then_some(Push {
             pad,
-            off: pos % self.cap,
+            off: self.offset(pos),
             len,
             new_tail,
         })
@@ -277,7 +297,7 @@ impl Ring {
         if pos < self.head || pos >= self.tail || !pos.is_multiple_of(ALIGN) {
             return None;
         }
-        mem.read_with(pos % self.cap, 8, |h| {
+        mem.read_with(self.offset(pos), 8, |h| {
             let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap_or_default());
             (word(0), word(4))
         })
@@ -308,7 +328,7 @@ impl Ring {
         let mut h = [0u8; 8];
         h[0..4].copy_from_slice(&KIND_TAKE.to_le_bytes());
         h[4..8].copy_from_slice(&tag.to_le_bytes());
-        if !mem.write(pos % self.cap, &h) {
+        if !mem.write(self.offset(pos), &h) {
             return Err(Corrupt("record out of bounds"));
         }
         Ok(())
@@ -325,7 +345,7 @@ impl Ring {
         if self.taken_by(mem, pos, tag) {
             let mut h = [0u8; 8];
             h[0..4].copy_from_slice(&KIND_DATA.to_le_bytes());
-            let _ = mem.write(pos % self.cap, &h);
+            let _ = mem.write(self.offset(pos), &h);
         }
     }
 
@@ -335,7 +355,7 @@ impl Ring {
         if self.reserved_at(mem, pos) != Some(tag) {
             return Err(Corrupt("a reserved record vanished"));
         }
-        if !mem.write(pos % self.cap, &KIND_DATA.to_le_bytes()) {
+        if !mem.write(self.offset(pos), &KIND_DATA.to_le_bytes()) {
             return Err(Corrupt("record out of bounds"));
         }
         Ok(())
@@ -364,7 +384,7 @@ impl Ring {
                     Err(Corrupt("count says items but ring is empty"))
                 };
             }
-            let off = pos % self.cap;
+            let off = self.offset(pos);
             let (kind, tag, len) = read_header(mem, off)?;
             let left = self.tail - pos;
             match kind {
@@ -402,7 +422,7 @@ impl Ring {
     /// fits the ring.
     #[inline]
     fn record_of(&self, pos: u64, (kind, tag, len): (u32, u32, u64)) -> Result<Front, Corrupt> {
-        let off = pos % self.cap;
+        let off = self.offset(pos);
         let rec = record_size(len).ok_or(Corrupt("record length overflows"))?;
         if rec > self.tail - pos || rec > self.cap - off {
             return Err(Corrupt("record length exceeds the ring"));
@@ -427,7 +447,7 @@ impl Ring {
         if self.count == 0 || self.head == self.tail {
             return None;
         }
-        let header = read_header(mem, self.head % self.cap).ok()?;
+        let header = read_header(mem, self.offset(self.head)).ok()?;
         if header.0 != KIND_DATA {
             return None;
         }
@@ -446,7 +466,7 @@ impl Ring {
         if pos < self.head || pos >= self.tail || !pos.is_multiple_of(ALIGN) {
             return Err(Corrupt("record position outside the ring"));
         }
-        let off = pos % self.cap;
+        let off = self.offset(pos);
         let (kind, tag, len) = read_header(mem, off)?;
         let left = self.tail - pos;
         let rec = match kind {
@@ -474,7 +494,7 @@ impl Ring {
     /// [`Ring::pop_behind`] counted it out); no effect on anything else.
     pub(crate) fn mark_done(&self, mem: &impl Memory, pos: u64, tag: u32) {
         if self.taken_by(mem, pos, tag) {
-            let _ = mem.write(pos % self.cap, &KIND_DONE.to_le_bytes());
+            let _ = mem.write(self.offset(pos), &KIND_DONE.to_le_bytes());
         }
     }
 
@@ -533,7 +553,9 @@ impl Ring {
                 .and_then(|b| b.checked_mul(self.cap))
                 .ok_or(Corrupt("positions overflow"))?;
             let end = block_end.min(self.tail);
-            if pos & self.cap != 0 && !mem.copy_within(pos % self.cap, pos % new_cap, end - pos) {
+            if pos & self.cap != 0
+                && !mem.copy_within(self.offset(pos), pos & (new_cap - 1), end - pos)
+            {
                 return Err(Corrupt("relocation out of bounds"));
             }
             pos = end;

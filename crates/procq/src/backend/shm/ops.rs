@@ -150,7 +150,18 @@ impl Shared {
                     if closed.load(Ordering::Relaxed) {
                         return Err(Error::Closed);
                     }
-                    self.lock_until(lock_deadline)?
+                    // After a wait, a small item tries the fast path again.
+                    if item.len() < LOAN_BYTES {
+                        match self.push_small(item, lock_deadline)? {
+                            Small::Done(()) => {
+                                waiter.succeeded();
+                                return Ok(());
+                            }
+                            Small::Held(acquired) => self.adopt(acquired)?,
+                        }
+                    } else {
+                        self.lock_until(lock_deadline)?
+                    }
                 }
             };
             if g.state.shutdown {
@@ -357,7 +368,7 @@ impl Shared {
         // One small item from a queue that is not joinable: one function,
         // lock to commit (see `fast`); the general path goes on with the
         // lock if it must.
-        if max == 1 && stop == TakeStop::Never && self.kind == Kind::Queue {
+        if self.small_pop(max, stop) {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
@@ -367,6 +378,14 @@ impl Shared {
             }
         }
         self.pop_general(max, block, closed, stop, f, held)
+    }
+
+    /// Whether a pop of `max` items stopping at `stop` may take the fast
+    /// path (see `fast`): one item, to the end, from a queue that is not
+    /// joinable (a joinable get journals its task count).
+    #[inline]
+    fn small_pop(&self, max: usize, stop: TakeStop) -> bool {
+        max == 1 && stop == TakeStop::Never && self.kind == Kind::Queue
     }
 
     /// [`pop_taking`](Self::pop_taking) past the fast path: `held` says
@@ -394,7 +413,18 @@ impl Shared {
                     if closed.load(Ordering::Relaxed) {
                         return Err(Error::Closed);
                     }
-                    self.lock_until(lock_deadline)?
+                    // After a wait, a small item tries the fast path again.
+                    if self.small_pop(max, stop) {
+                        match self.pop_small(lock_deadline, &mut f)? {
+                            Small::Done(n) => {
+                                waiter.succeeded();
+                                return Ok(n);
+                            }
+                            Small::Held(acquired) => self.adopt(acquired)?,
+                        }
+                    } else {
+                        self.lock_until(lock_deadline)?
+                    }
                 }
             };
             if g.state.shutdown_immediate {

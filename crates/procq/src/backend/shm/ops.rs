@@ -13,7 +13,7 @@ use crate::kind::Kind;
 use super::fast::Small;
 use super::layout::*;
 use super::locked::{lock_deadline, within, LOCK_PATIENCE};
-use super::locked::{Loan, Verdict};
+use super::locked::{Loan, Locked, Verdict};
 use super::ring::{record_size, Memory};
 use super::segment::DataArea;
 use super::shared::Shared;
@@ -144,25 +144,11 @@ impl Shared {
         let lock_deadline = lock_deadline(block);
         let mut waiter = Waiter::new(self, block, Want::Space);
         loop {
-            let mut g = match held.take() {
-                Some(g) => g,
-                None => {
-                    if closed.load(Ordering::Relaxed) {
-                        return Err(Error::Closed);
-                    }
-                    // After a wait, a small item tries the fast path again.
-                    if item.len() < LOAN_BYTES {
-                        match self.push_small(item, lock_deadline)? {
-                            Small::Done(()) => {
-                                waiter.succeeded();
-                                return Ok(());
-                            }
-                            Small::Held(acquired) => self.adopt(acquired)?,
-                        }
-                    } else {
-                        self.lock_until(lock_deadline)?
-                    }
-                }
+            let small =
+                (item.len() < LOAN_BYTES).then_some(|| self.push_small(item, lock_deadline));
+            let Ok(mut g) = self.round(&mut held, closed, lock_deadline, small)? else {
+                waiter.succeeded();
+                return Ok(());
             };
             if g.state.shutdown {
                 return Err(Error::ShutDown);
@@ -174,6 +160,33 @@ impl Shared {
             if !waiter.wait(g)? {
                 return Err(Error::Full);
             }
+        }
+    }
+
+    /// The guard for one round of a general path's loop: the one the
+    /// fast path left held, else (unless `closed`) the lock taken again —
+    /// through `small`, the fast path, if there is one (after a wait, a
+    /// small item tries it again), whose answer `Done` ends the call
+    /// (`Err` here).
+    fn round<'a, R>(
+        &'a self,
+        held: &mut Option<Locked<'a>>,
+        closed: &AtomicBool,
+        lock_deadline: Option<Instant>,
+        small: Option<impl FnOnce() -> Result<Small<R>>>,
+    ) -> Result<std::result::Result<Locked<'a>, R>> {
+        if let Some(g) = held.take() {
+            return Ok(Ok(g));
+        }
+        if closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        match small {
+            Some(small) => match small()? {
+                Small::Done(r) => Ok(Err(r)),
+                Small::Held(acquired) => self.adopt(acquired).map(Ok),
+            },
+            None => self.lock_until(lock_deadline).map(Ok),
         }
     }
 
@@ -407,24 +420,14 @@ impl Shared {
         };
         let mut waiter = Waiter::new(self, block, Want::Items);
         loop {
-            let mut g = match held.take() {
-                Some(g) => g,
-                None => {
-                    if closed.load(Ordering::Relaxed) {
-                        return Err(Error::Closed);
-                    }
-                    // After a wait, a small item tries the fast path again.
-                    if self.small_pop(max, stop) {
-                        match self.pop_small(lock_deadline, &mut f)? {
-                            Small::Done(n) => {
-                                waiter.succeeded();
-                                return Ok(n);
-                            }
-                            Small::Held(acquired) => self.adopt(acquired)?,
-                        }
-                    } else {
-                        self.lock_until(lock_deadline)?
-                    }
+            let small = self
+                .small_pop(max, stop)
+                .then_some(|| self.pop_small(lock_deadline, &mut f));
+            let mut g = match self.round(&mut held, closed, lock_deadline, small)? {
+                Ok(g) => g,
+                Err(n) => {
+                    waiter.succeeded();
+                    return Ok(n);
                 }
             };
             if g.state.shutdown_immediate {

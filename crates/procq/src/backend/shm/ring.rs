@@ -478,14 +478,7 @@ impl Ring {
         }
         match kind {
             KIND_PAD | KIND_DONE => Ok(Err(pos + rec)),
-            KIND_DATA | KIND_RESV | KIND_TAKE => Ok(Ok(Front {
-                off: off + RECORD_HEADER,
-                len,
-                new_head: pos + rec,
-                pos,
-                reserved: (kind == KIND_RESV).then_some(tag),
-                taken: (kind == KIND_TAKE).then_some(tag),
-            })),
+            KIND_DATA | KIND_RESV | KIND_TAKE => self.record_of(pos, (kind, tag, len)).map(Ok),
             _ => Err(Corrupt("unknown record kind")),
         }
     }

@@ -348,6 +348,7 @@ impl Traffic {
     /// (this, and `retire_into` when a slot is claimed or reclaimed), so a
     /// plain load and store add exactly: no atomic read-modify-write (two
     /// of them were 12% of a small item's `put`).
+    #[inline]
     pub(crate) fn count(&self, put: bool, items: u64, bytes: u64) {
         let (i, b) = if put {
             (&self.put_items, &self.put_bytes)
@@ -564,7 +565,7 @@ impl Header {
 
     /// [`commit`](Self::commit) of a state as its cell's words (see
     /// [`StateCell::load_words`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn commit_words(&self, words: &[u64; STATE_WORDS], scratch: u32) {
         #[cfg(any(test, feature = "testing"))]
         {

@@ -269,6 +269,7 @@ impl Handle {
         self.closed.load(Ordering::Relaxed)
     }
 
+    #[inline]
     pub(crate) fn put(&self, item: &Encoded<'_>, block: Block) -> Result<()> {
         self.shared()?.push(item, block, &self.closed)
     }
@@ -292,6 +293,7 @@ impl Handle {
     /// (a bad item never blocks the queue) and, on a joinable queue,
     /// counted done: the caller never got it, so it can never call
     /// `task_done` for it. A refused later item stays for the next call.
+    #[inline]
     pub(crate) fn pop(
         &self,
         max: usize,

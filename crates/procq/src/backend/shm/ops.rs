@@ -332,6 +332,7 @@ impl Shared {
     /// `f` sees each item's bytes while the lock is held (see `pop_into`),
     /// except a large item got alone, which `f` reads without the lock
     /// (see `take`).
+    #[inline]
     pub(crate) fn pop<F: FnMut(&[u8]) -> bool>(
         &self,
         max: usize,

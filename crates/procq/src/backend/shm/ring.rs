@@ -234,6 +234,7 @@ impl Ring {
 
     /// Plans a push of a `len`-byte payload, or `None` if it does not fit at
     /// the current capacity.
+    #[inline]
     pub(crate) fn plan_push(&self, len: u64) -> Option<Push> {
         let rec = record_size(len)?;
         let mut pos = self.tail;
@@ -273,6 +274,7 @@ impl Ring {
     /// the caller writes the payload there, then calls [`Ring::commit_push`].
     /// With `reserve: Some(tag)` the record is a reservation tagged `tag`,
     /// which [`Ring::publish`] later turns into an item.
+    #[inline]
     pub(crate) fn write_headers(
         &self,
         mem: &impl Memory,
@@ -362,6 +364,7 @@ impl Ring {
     }
 
     /// Makes a written push part of the ring.
+    #[inline]
     pub(crate) fn commit_push(&mut self, push: &Push) {
         if self.count == 0 {
             self.head = push.new_tail - record_size(push.len).unwrap_or(0);
@@ -442,7 +445,7 @@ impl Ring {
     /// freed, reserved or taken record, a bad header —, which `front`
     /// sorts out (the small-item fast path then leaves it to the general
     /// path, see `fast`). No walk: the common case reads one header.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn head_item(&self, mem: &impl Memory) -> Option<Front> {
         if self.count == 0 || self.head == self.tail {
             return None;
@@ -513,6 +516,7 @@ impl Ring {
     }
 
     /// Removes the record found by [`Ring::front`].
+    #[inline]
     pub(crate) fn pop(&mut self, front: &Front) {
         self.head = front.new_head;
         self.count -= 1;

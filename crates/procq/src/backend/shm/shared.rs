@@ -78,6 +78,7 @@ impl Shared {
         unsafe { &*(self.seg.base() as *const Header) }
     }
 
+    #[inline]
     pub(super) fn data(&self) -> Result<DataArea<'_>> {
         self.seg
             .area(DATA_OFFSET, self.max_capacity)
@@ -107,6 +108,7 @@ impl Shared {
     }
 
     /// Whether the mapping lost its file's pages, as an error.
+    #[inline]
     pub(super) fn check_intact(&self) -> Result<()> {
         if self.seg.faulted() {
             return Err(Error::invalid(
@@ -120,6 +122,7 @@ impl Shared {
 
     /// Where this process counts its traffic: its slot, or the retired
     /// totals for a slotless (persistent-creator or inspecting) attachment.
+    #[inline]
     pub(super) fn traffic(&self) -> &Traffic {
         let h = self.header();
         h.slots

@@ -344,6 +344,7 @@ impl EventCount {
     }
 
     /// Wakes every waiter if any registered since the last notification.
+    #[inline]
     pub(crate) fn notify_all(&self) {
         let v = self.seq.load(Ordering::SeqCst);
         if v & 1 != 0
@@ -368,6 +369,7 @@ impl EventCount {
     /// What [`notify_all`](Self::notify_all) does, and also wakes the level
     /// waiters if `level` is at or below a mark one of them recorded. One
     /// `FUTEX_WAKE` at most; none when nobody waits for this.
+    #[inline]
     pub(crate) fn notify_level(&self, level: u64) {
         let marked = self.level.load(Ordering::SeqCst);
         if marked != 0 && level < u64::from(marked) && self.level.swap(0, Ordering::SeqCst) != 0 {

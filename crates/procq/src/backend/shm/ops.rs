@@ -125,13 +125,11 @@ impl Shared {
         closed: &AtomicBool,
         held: Option<Acquired>,
     ) -> Result<()> {
-        let mut held = match held {
-            Some(acquired) => Some(self.adopt(acquired)?),
-            None => None,
-        };
         // One loan per slot: another thread of this process that holds it
-        // makes this put copy under the lock.
-        if item.len() >= LOAN_BYTES
+        // makes this put copy under the lock. (Never with the lock held:
+        // the fast path takes only small items.)
+        if held.is_none()
+            && item.len() >= LOAN_BYTES
             && self.slot < MAX_SLOTS
             && !self.loaning.swap(true, Ordering::Acquire)
         {
@@ -141,6 +139,10 @@ impl Shared {
             };
             return self.push_loaned(item.len(), block, closed, LoanStop::Never, copy);
         }
+        let mut held = match held {
+            Some(acquired) => Some(self.adopt(acquired)?),
+            None => None,
+        };
         let lock_deadline = lock_deadline(block);
         let mut waiter = Waiter::new(self, block, Want::Space);
         loop {

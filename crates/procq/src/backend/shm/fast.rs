@@ -7,11 +7,13 @@
 //! takes, and wakes through flags; for the common case of a small item in a
 //! queue with room (or an item to get), that layering cost more than the
 //! data path itself (docs/performance.md, the callgrind table). Here the
-//! same steps run straight: the same lock, the same hostile-memory checks
-//! once per lock hold ([`Shared::check_state`]), the same record writes and
-//! reads ([`Ring`](super::ring::Ring)), the same commit ([`Header::commit`],
-//! store for store, so the crash protocol and its kill tests are
-//! unchanged), the same statistics and wake-ups.
+//! same steps run straight, on the committed cell's words rather than a
+//! `State`: the same lock, the same hostile-memory checks once per lock
+//! hold ([`Shared::check_parts`], which the guard's check uses too), the
+//! same record writes and reads ([`Ring`](super::ring::Ring)), the same
+//! commit ([`Header::commit_words`], store for store what every commit
+//! stores, so the crash protocol and its kill tests are unchanged), the
+//! same statistics and wake-ups.
 //!
 //! Anything unusual hands the held lock to the general path as a guard
 //! ([`Small::Held`]), which reads and checks the state again and goes on:
@@ -22,7 +24,8 @@
 //! get empties while it holds more memory than its minimum (keeping
 //! pages), and anything out of bounds. Nothing is written to shared memory
 //! before that decision except a put's record, which nothing reaches
-//! without a commit (the general path writes it again).
+//! without a commit (the general path writes it again). A call that then
+//! waits tries the fast path again when it wakes (see `ops`).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;

@@ -63,7 +63,7 @@ fn generic_alias<'py>(
 /// ``multiprocessing.Queue``.
 ///
 /// Queue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None,
-///       max_bytes=None, dumps=None, loads=None)
+///       max_bytes=None, dumps=None, loads=None, create_new=False)
 ///
 /// ``maxsize`` bounds the number of items (0 or less: unbounded). Items are
 /// any picklable objects; ``bytes``, ``str``, ``int``, ``float``, ``None``
@@ -79,7 +79,8 @@ fn generic_alias<'py>(
 /// returns ``loads(record)`` (cloudpickle for lambdas, orjson or msgpack
 /// for speed). ``name`` picks the shared-memory name (default: a unique
 /// one); another process, in any language, can open the queue by it with
-/// ``Queue.open(name)``. ``capacity_bytes`` is the initial (and smallest)
+/// ``Queue.open(name)``. A ``name`` that is taken raises ``FileExistsError``
+/// (``create_new`` changes nothing on shared memory). ``capacity_bytes`` is the initial (and smallest)
 /// size of the shared-memory ring, 256 KiB by default; it grows as needed
 /// up to ``max_bytes`` (default: the size of ``/dev/shm``), the largest
 /// item that fits.
@@ -102,13 +103,16 @@ fn generic_alias<'py>(
 /// not open a queue that other users can write to with the pickle codec.
 ///
 /// Queue(url, maxsize=None, *, codec='pickle', dumps=None, loads=None,
-///       trusted=False)
+///       trusted=False, create_new=False)
 ///
 /// The same queue on a Redis server, for processes on several machines:
 /// ``url`` is ``redis://[user:password@]host:port/db/name`` (options
 /// ``?lease_ms=``, ``timeout_ms=``, ``heartbeat=0``; ``rediss://`` with the
 /// ``tls`` build feature). The queue is created if missing; with
-/// ``maxsize``, an existing queue must have that bound. Every method
+/// ``maxsize``, an existing queue must have that bound. With
+/// ``create_new=True`` an existing queue raises ``FileExistsError``
+/// instead: the check and the creation are one step on the server, so of
+/// several processes creating one URL at once exactly one succeeds. Every method
 /// behaves as on shared memory; ``JoinableQueue`` delivers at least once
 /// (a consumer's unacknowledged items come back when it dies). Connection
 /// problems raise ``OSError``; the next call reconnects. Any client of the
@@ -125,7 +129,7 @@ pub struct Queue {
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false))]
+    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false, create_new=false))]
     #[allow(clippy::too_many_arguments)] // the Python signature
     fn new(
         py: Python<'_>,
@@ -138,6 +142,7 @@ impl Queue {
         dumps: Option<Bound<'_, PyAny>>,
         loads: Option<Bound<'_, PyAny>>,
         trusted: bool,
+        create_new: bool,
     ) -> PyResult<Self> {
         let (maxsize, name) = first_arg(url_or_maxsize, maxsize, name)?;
         let opts = Options {
@@ -147,6 +152,7 @@ impl Queue {
             capacity_bytes,
             max_bytes,
             trusted,
+            create_new,
         };
         Ok(Queue {
             core: Core::create(py, Kind::Queue, opts)?,
@@ -439,9 +445,9 @@ impl Queue {
 /// ``multiprocessing.JoinableQueue``.
 ///
 /// JoinableQueue(maxsize=0, *, codec='pickle', name=None, capacity_bytes=None,
-///               max_bytes=None, dumps=None, loads=None)
+///               max_bytes=None, dumps=None, loads=None, create_new=False)
 /// JoinableQueue(url, maxsize=None, *, codec='pickle', dumps=None, loads=None,
-///               trusted=False)
+///               trusted=False, create_new=False)
 ///
 /// Arguments, and the security note, as for ``Queue``.
 ///
@@ -461,7 +467,7 @@ impl JoinableQueue {
 #[pymethods]
 impl JoinableQueue {
     #[new]
-    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false))]
+    #[pyo3(signature = (url_or_maxsize=None, /, maxsize=None, *, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false, create_new=false))]
     #[allow(clippy::too_many_arguments)] // the Python signature
     fn new(
         py: Python<'_>,
@@ -474,6 +480,7 @@ impl JoinableQueue {
         dumps: Option<Bound<'_, PyAny>>,
         loads: Option<Bound<'_, PyAny>>,
         trusted: bool,
+        create_new: bool,
     ) -> PyResult<PyClassInitializer<Self>> {
         let (maxsize, name) = first_arg(url_or_maxsize, maxsize, name)?;
         let opts = Options {
@@ -483,6 +490,7 @@ impl JoinableQueue {
             capacity_bytes,
             max_bytes,
             trusted,
+            create_new,
         };
         Ok(JoinableQueue::make(Core::create(py, Kind::Joinable, opts)?))
     }
@@ -561,7 +569,7 @@ impl JoinableQueue {
 /// ``multiprocessing.SimpleQueue`` (same shared-memory queue as ``Queue``).
 ///
 /// SimpleQueue(*, codec='pickle', name=None, capacity_bytes=None, max_bytes=None,
-///             dumps=None, loads=None, trusted=False)
+///             dumps=None, loads=None, trusted=False, create_new=False)
 ///
 /// Arguments, and the security note (``get()`` unpickles what a writer put
 /// in), as for ``Queue``.
@@ -573,7 +581,7 @@ pub struct SimpleQueue {
 #[pymethods]
 impl SimpleQueue {
     #[new]
-    #[pyo3(signature = (*, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false))]
+    #[pyo3(signature = (*, codec="pickle", name=None, capacity_bytes=None, max_bytes=None, dumps=None, loads=None, trusted=false, create_new=false))]
     #[allow(clippy::too_many_arguments)] // the Python signature
     fn new(
         py: Python<'_>,
@@ -584,6 +592,7 @@ impl SimpleQueue {
         dumps: Option<Bound<'_, PyAny>>,
         loads: Option<Bound<'_, PyAny>>,
         trusted: bool,
+        create_new: bool,
     ) -> PyResult<Self> {
         let opts = Options {
             maxsize: None,
@@ -592,6 +601,7 @@ impl SimpleQueue {
             capacity_bytes,
             max_bytes,
             trusted,
+            create_new,
         };
         Ok(SimpleQueue {
             core: Core::create(py, Kind::Simple, opts)?,

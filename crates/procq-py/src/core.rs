@@ -92,6 +92,10 @@ pub(crate) struct Options<'a> {
     pub(crate) max_bytes: Option<u64>,
     /// `trusted=`: pickles from a Redis server may be loaded.
     pub(crate) trusted: bool,
+    /// `create_new=`: fail with `FileExistsError` if the queue exists (a
+    /// Redis URL is otherwise opened when it exists; a shared-memory name
+    /// that is taken always fails).
+    pub(crate) create_new: bool,
 }
 
 /// One handle to a queue: what the three Python classes share.
@@ -175,11 +179,12 @@ impl Core {
             capacity_bytes,
             max_bytes,
             trusted,
+            create_new,
         } = opts;
         if let Some(name) = name {
             check_trust(name, &codec, trusted)?;
         }
-        let mut builder = Builder::new();
+        let mut builder = Builder::new().create_new(create_new);
         if let Some(maxsize) = maxsize {
             // As in multiprocessing, a maxsize ≤ 0 means unbounded.
             builder = builder.maxsize(usize::try_from(maxsize.max(0)).unwrap_or(usize::MAX));

@@ -72,6 +72,33 @@ def run_all(procs, timeout=30.0):
     assert [p.exitcode for p in procs] == [0] * len(procs)
 
 
+def race_to_create(name, n=6):
+    """Starts ``n`` processes that all create the queue ``name`` with
+    ``create_new=True`` at once (``workers.create_exclusive``); returns what
+    each said, "created" or "exists", once all have exited."""
+    import procq
+    import workers
+
+    ctx = multiprocessing.get_context("fork")
+    start, done = ctx.Barrier(n, timeout=10), ctx.Event()
+    results = procq.Queue()
+    procs = [ctx.Process(target=workers.create_exclusive, args=(name, start, results, done))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        said = [results.get(timeout=30) for _ in range(n)]
+    finally:
+        done.set()
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+    assert [p.exitcode for p in procs] == [0] * n
+    return said
+
+
 START_METHODS = ["fork", "spawn"]
 ALL_START_METHODS = [
     m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()

@@ -15,7 +15,7 @@ import pytest
 
 import procq
 import workers
-from conftest import ALL_START_METHODS, run_all
+from conftest import ALL_START_METHODS, race_to_create, run_all, tname
 
 
 # --- exact qsize, no feeder thread ----------------------------------------------
@@ -156,6 +156,21 @@ def _kill(p):
     p.join(10)
     assert p.exitcode == -signal.SIGKILL
     del p.procq_ready
+
+
+def test_create_new_exactly_one_of_racing_processes_wins():
+    """Six processes create one shared-memory name at once: one queue, and
+    FileExistsError for the other five (create_new=True, or not: a taken
+    name always fails on shared memory)."""
+    name = tname("exclusive")
+    assert sorted(race_to_create(name)) == ["created"] + ["exists"] * 5
+    # The winner's queue went with its process: the name is free again.
+    q = procq.Queue(name=name, create_new=True)
+    with pytest.raises(FileExistsError):
+        procq.JoinableQueue(name=name, create_new=True)
+    with pytest.raises(FileExistsError):
+        procq.SimpleQueue(name=name, create_new=True)
+    q.close()
 
 
 def test_queue_of_a_killed_last_user_is_garbage_collected():

@@ -22,7 +22,7 @@ import pytest
 import procq
 
 import workers
-from conftest import run_all
+from conftest import race_to_create, run_all
 
 WAIT = 10.0
 
@@ -144,6 +144,28 @@ def test_article_examples_across_processes(base, method):
              ctx.Process(target=workers.consumer, args=(jobs, results))], timeout=60)
     assert sorted(results.get_many(100, timeout=WAIT)) == sorted(
         f"done Job-{i}" for i in range(10))
+
+
+def test_create_new_refuses_an_existing_queue(base):
+    u = url(base, "create-new")
+    q = procq.Queue(u, maxsize=3, create_new=True, trusted=True)
+    for make in (procq.Queue, procq.JoinableQueue):
+        with pytest.raises(FileExistsError):
+            make(u, create_new=True, trusted=True)
+    with pytest.raises(FileExistsError):
+        procq.SimpleQueue(name=u, create_new=True, trusted=True)
+    # Without it, the URL opens the existing queue.
+    again = procq.Queue(u, trusted=True)
+    q.put("one")
+    assert (again.maxsize, again.get(timeout=WAIT)) == (3, "one")
+
+
+def test_create_new_exactly_one_of_racing_processes_wins(base):
+    # Check and creation are one step on the server: a check-then-create
+    # would let several of them win.
+    for i in range(3):
+        u = url(base, f"race-{i}")
+        assert sorted(race_to_create(u)) == ["created"] + ["exists"] * 5
 
 
 def test_joinable_join_across_processes(base):

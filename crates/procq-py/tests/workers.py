@@ -248,3 +248,19 @@ def produce_n(q, n):
 def shutdown_after(q, delay):
     time.sleep(delay)
     q.shutdown()
+
+
+def create_exclusive(name, start, results, done):
+    """Races to create the queue ``name`` (a shared-memory name or a URL)
+    with ``create_new=True``; says whether it won, and keeps its queue
+    alive until ``done`` so that no loser can create it afterwards."""
+    start.wait(WAIT)
+    try:
+        q = procq.Queue(name=name, create_new=True, trusted=True)
+        results.put("created")
+    except FileExistsError:
+        q = None
+        results.put("exists")
+    done.wait(WAIT)
+    if q is not None:
+        q.close()

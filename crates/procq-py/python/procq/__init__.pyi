@@ -48,6 +48,7 @@ class Queue(Generic[_T]):
         dumps: _Dumps | None = None,
         loads: _Loads | None = None,
         trusted: bool = False,
+        create_new: bool = False,
     ) -> None:
         """A new shared-memory queue (``name``: a chosen name or a Redis URL)."""
     @overload
@@ -61,10 +62,12 @@ class Queue(Generic[_T]):
         dumps: _Dumps | None = None,
         loads: _Loads | None = None,
         trusted: bool = False,
+        create_new: bool = False,
     ) -> None:
         """The queue at a Redis URL (``redis://[user:pw@]host:port/db/name``),
-        created if missing; ``maxsize`` (if given) must match an existing one.
-        With pickle (the default codec) it needs ``trusted=True``."""
+        created if missing (``create_new=True``: ``FileExistsError`` if it
+        exists); ``maxsize`` (if given) must match an existing one. With pickle
+        (the default codec) it needs ``trusted=True``."""
     @classmethod
     def open(
         cls,
@@ -163,6 +166,7 @@ class JoinableQueue(Queue[_T]):
         dumps: _Dumps | None = None,
         loads: _Loads | None = None,
         trusted: bool = False,
+        create_new: bool = False,
     ) -> None:
         """A new shared-memory queue (``name``: a chosen name or a Redis URL)."""
     @overload
@@ -176,10 +180,12 @@ class JoinableQueue(Queue[_T]):
         dumps: _Dumps | None = None,
         loads: _Loads | None = None,
         trusted: bool = False,
+        create_new: bool = False,
     ) -> None:
         """The queue at a Redis URL (``redis://[user:pw@]host:port/db/name``),
-        created if missing; ``maxsize`` (if given) must match an existing one.
-        With pickle (the default codec) it needs ``trusted=True``."""
+        created if missing (``create_new=True``: ``FileExistsError`` if it
+        exists); ``maxsize`` (if given) must match an existing one. With pickle
+        (the default codec) it needs ``trusted=True``."""
     @classmethod
     def open(
         cls,
@@ -214,6 +220,7 @@ class SimpleQueue(Generic[_T]):
         dumps: _Dumps | None = None,
         loads: _Loads | None = None,
         trusted: bool = False,
+        create_new: bool = False,
     ) -> None: ...
     def put(self, obj: _T) -> None: ...
     def get(self, timeout: float | None = None) -> _T: ...

@@ -123,7 +123,7 @@ fn generic_alias<'py>(
 /// ``loads`` (``json.loads``) need no opt-in.
 #[pyclass(module = "procq", subclass, frozen)]
 pub struct Queue {
-    core: Core,
+    pub(crate) core: Core,
 }
 
 #[pymethods]
@@ -180,43 +180,9 @@ impl Queue {
         })
     }
 
-    /// Put ``obj`` into the queue.
-    ///
-    /// If ``block`` is true and ``timeout`` is None (the default), block
-    /// until a free slot is available. If ``timeout`` is a positive number,
-    /// block at most ``timeout`` seconds and raise ``queue.Full`` if no slot
-    /// became free. Otherwise (``block`` false, or ``timeout`` ≤ 0) put the
-    /// item if a slot is free right now, else raise ``queue.Full``.
-    ///
-    /// The item is in shared memory when ``put`` returns. An object that
-    /// cannot be pickled raises here and leaves the queue unchanged.
-    #[pyo3(signature = (obj, block=true, timeout=None))]
-    fn put(
-        &self,
-        py: Python<'_>,
-        obj: &Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<()> {
-        self.core.put(py, obj, Wait::new(block, timeout)?)
-    }
-
-    /// Remove and return an item from the queue.
-    ///
-    /// If ``block`` is true and ``timeout`` is None (the default), block
-    /// until an item is available. If ``timeout`` is a positive number, block
-    /// at most ``timeout`` seconds and raise ``queue.Empty`` if no item
-    /// arrived. Otherwise (``block`` false, or ``timeout`` ≤ 0) return an
-    /// item if one is available right now, else raise ``queue.Empty``.
-    #[pyo3(signature = (block=true, timeout=None))]
-    fn get<'py>(
-        &self,
-        py: Python<'py>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.core.get(py, Wait::new(block, timeout)?)
-    }
+    // `put(obj, block=True, timeout=None)` and `get(block=True,
+    // timeout=None)` are added by `fastcall::install`: PyO3's calling
+    // convention under abi3-py39 costs more than the queue itself.
 
     /// Equivalent to ``put(obj, False)``.
     fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {

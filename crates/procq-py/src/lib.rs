@@ -48,7 +48,9 @@
 //!   limited API (the wheel is abi3);
 //! * `wait`: `block`/`timeout`, and blocking calls in slices;
 //! * `aio`: `get_async`, `put_async`, `join_async` (asyncio coroutines);
-//! * `errors`: procq's errors as the standard library's exceptions.
+//! * `errors`: procq's errors as the standard library's exceptions;
+//! * `fastcall`: `Queue.put` and `Queue.get` in CPython's vectorcall
+//!   convention (no argument tuple or dict per call).
 
 use pyo3::prelude::*;
 
@@ -57,6 +59,7 @@ mod aio;
 mod classes;
 mod core;
 mod errors;
+mod fastcall;
 mod item;
 mod oob;
 mod slab;
@@ -69,6 +72,7 @@ use item::LARGE;
 #[pymodule]
 fn _procq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Queue>()?;
+    fastcall::install(&m.py().get_type::<Queue>())?;
     m.add_class::<JoinableQueue>()?;
     m.add_class::<SimpleQueue>()?;
     m.add_function(wrap_pyfunction!(_rebuild, m)?)?;

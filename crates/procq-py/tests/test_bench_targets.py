@@ -51,3 +51,17 @@ def test_every_target_names_a_queue_the_benchmark_runs():
                 q = bench.make_queue(impl)
                 if impl.startswith("procq"):
                     q.close()
+
+
+def test_call_bench_smoke_run():
+    """bench/call_bench.py (CPU per put/get call) runs and reports every case."""
+    import subprocess
+    import sys
+
+    script = BENCH.parent / "call_bench.py"
+    if not script.is_file():
+        pytest.skip(f"{script} not found: not run from the repository")
+    out = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert len(rows) == 8 and all(row[-1].isdigit() for row in rows), out

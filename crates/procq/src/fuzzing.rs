@@ -295,6 +295,18 @@ pub fn kill_mid_commit(stores: usize) {
         .store(stores, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// From now on, a blocking put of a large item in this process lets
+/// consumers free space for up to `patience` (instead of 20 ms) before it
+/// grows a ring of 32 MiB or more that holds items ("Holding growth back"
+/// in ARCHITECTURE.md), so that a test sees the hold whatever the
+/// scheduling. For the tests.
+pub fn hold_growth_for(patience: std::time::Duration) {
+    let ms = u64::try_from(patience.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    crate::backend::shm::GROWTH_PATIENCE_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Where [`kill_at_keep_step`] kills a process: between the stores with
 /// which a ring keeps its pages when it empties and gives them back when
 /// idle (see "Keeping pages" in `backend/shm/locked.rs`).

@@ -162,6 +162,11 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
 
     /// Puts an item, waiting while the queue is full.
     ///
+    /// On shared memory, a large item (16 KiB or more) may also wait while
+    /// consumers free space in a ring of 32 MiB or more instead of growing
+    /// it, at most until nothing was freed for 20 ms ("Holding growth back"
+    /// in ARCHITECTURE.md).
+    ///
     /// # Errors
     ///
     /// [`Error::ShutDown`] once the queue is [shut down](Self::shutdown)

@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use procq::__fuzzing::{kill_at_keep_step, KeepStep};
+use procq::__fuzzing::{hold_growth_for, kill_at_keep_step, KeepStep};
 use procq::{Builder, Error, RawQueue};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -80,6 +80,14 @@ fn child_entry() {
         // Puts items args[1]..args[2].
         "put" => {
             let q = RawQueue::open(&args[0]).unwrap();
+            put_items(&q, args[1].parse().unwrap()..args[2].parse().unwrap());
+            return;
+        }
+        // Puts items args[1]..args[2], letting consumers free space as
+        // long as it takes before it grows a ring of 32 MiB.
+        "put-patiently" => {
+            let q = RawQueue::open(&args[0]).unwrap();
+            hold_growth_for(LIMIT);
             put_items(&q, args[1].parse().unwrap()..args[2].parse().unwrap());
             return;
         }
@@ -156,6 +164,51 @@ fn an_emptied_ring_keeps_its_pages_until_the_queue_is_idle() {
     assert_eq!(q.stats().unwrap().capacity_bytes, 256 << 10);
     put_items(&q, 48..60);
     get_items(&q, 48..60);
+}
+
+/// The ring's modulus, in bytes.
+fn capacity(q: &RawQueue) -> u64 {
+    q.stats().unwrap().capacity_bytes
+}
+
+#[test]
+fn a_burst_of_large_items_waits_for_the_consumer_instead_of_growing_a_32_mib_ring() {
+    let _w = common::watchdog("kept pages: growth held back", LIMIT);
+    let (q, rm) = new_queue("kept-held");
+    // 31 items of 1 MiB fill a 32 MiB ring (a 32nd needs 64 MiB).
+    put_items(&q, 0..31);
+    assert_eq!(capacity(&q), 32 << 20);
+    // Another process puts 31 more while this one gets them all: its puts
+    // wait for the space this one frees instead of doubling the ring.
+    let mut child = common::Reaped(common::spawn("put-patiently", &[&rm.0, "31", "62"]));
+    // Only once its first put found the ring full (or it is done: a put
+    // that grows the ring never waits).
+    let deadline = std::time::Instant::now() + LIMIT;
+    while q.stats().unwrap().blocked_puts == 0 && child.0.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the child never put");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    get_items(&q, 0..62);
+    common::wait_ok(&mut child.0, LIMIT);
+    // The file never held more than the header and the 32 MiB ring.
+    let held = allocated(&rm.0);
+    assert!(held <= (32 << 20) + AT_REST, "{held} bytes: the ring grew");
+}
+
+#[test]
+fn puts_into_a_queue_nobody_reads_still_grow_the_ring_past_32_mib() {
+    let _w = common::watchdog("kept pages: growth held back", LIMIT);
+    let (q, _rm) = new_queue("kept-unread");
+    // A blocking put holds the growth of a 32 MiB ring back only while
+    // consumers free space (see `HOLD_GROWTH_FROM`); nobody does here.
+    put_items(&q, 0..40);
+    assert_eq!(capacity(&q), 64 << 20);
+    // `put_nowait` never waits for room.
+    for i in 40..70 {
+        q.put_nowait(&item(i)).unwrap();
+    }
+    assert_eq!(capacity(&q), 128 << 20);
+    get_items(&q, 0..70);
 }
 
 #[test]

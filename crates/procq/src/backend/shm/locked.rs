@@ -34,6 +34,11 @@
 //! `fallocate`; the release lowers it before the punch, and punches the
 //! whole data area above the initial capacity, so pages a killed release
 //! left unclaimed go back at the next one.
+//!
+//! A burst of large items is also kept from growing the ring as deep as
+//! the scheduling lets the producers run ahead: a blocking put of a large
+//! item does not double a ring of [`HOLD_GROWTH_FROM`] bytes or more that
+//! holds items while the consumers free space (see `Shared::push_loaned`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -58,6 +63,13 @@ const SHRINK_AFTER: Duration = Duration::from_millis(20);
 /// pages, see "Keeping pages"): an 8 MiB ring holds seven 1 MiB items and
 /// stays within the caches of the 2-core machine the bench runs on.
 const HOT_CAPACITY: u64 = 8 << 20;
+/// Ring size from which a blocking put of a large item lets the consumers
+/// make room before it doubles the ring (see [`Shared::push_loaned`]): a
+/// burst of large items otherwise grows the ring as deep as the scheduling
+/// lets the producers run ahead (256 MiB–1 GiB at 1 MiB, 4 producers and
+/// 4 consumers on 2 cores), and every process faults in each new page and
+/// copies into memory no cache holds (see docs/performance.md).
+pub(crate) const HOLD_GROWTH_FROM: u64 = 32 << 20;
 /// Tests: the step of "Keeping pages" ([`KeepStep`] as a number) at which
 /// this process SIGKILLs itself, holding the lock; 0: none (see
 /// `__fuzzing::kill_at_keep_step`).
@@ -254,6 +266,7 @@ impl Shared {
             wake_space: false,
             wake_done: false,
             head_reserved: false,
+            held_back: false,
         };
         self.check_intact()?;
         match h.state() {
@@ -296,6 +309,9 @@ pub(crate) struct Locked<'a> {
     /// live reservation or a live take (its producer or consumer is still
     /// copying): a waiter then looks again soon, in case that process dies.
     pub(super) head_reserved: bool,
+    /// Set by [`Locked::plan`] when it held back a growth it could have
+    /// made (see [`HOLD_GROWTH_FROM`]).
+    pub(super) held_back: bool,
 }
 
 /// What a getter's closure says about the item it saw.
@@ -547,8 +563,10 @@ impl Locked<'_> {
     }
 
     /// Where a `len`-byte item goes, growing the ring if it must; `None` if
-    /// the queue is full (or cannot grow now: see [`Locked::grow`]).
-    fn plan(&mut self, len: u64, mem: &DataArea<'_>) -> Result<Option<Push>> {
+    /// the queue is full (or cannot grow now: see [`Locked::grow`]). With
+    /// `hold`, a ring of [`HOLD_GROWTH_FROM`] bytes or more that holds
+    /// items is not grown: `None`, and [`Locked::held_back`] set.
+    fn plan(&mut self, len: u64, mem: &DataArea<'_>, hold: bool) -> Result<Option<Push>> {
         let sh = self.sh;
         if sh.maxsize > 0 && self.state.ring.count >= sh.maxsize {
             return Ok(None);
@@ -557,6 +575,15 @@ impl Locked<'_> {
             match self.state.ring.plan_push(len) {
                 Some(plan) => return Ok(Some(plan)),
                 None if self.state.ring.cap < sh.max_capacity => {
+                    let ring = &self.state.ring;
+                    // At least four such items fit in the ring it keeps.
+                    if hold
+                        && ring.count > 0
+                        && ring.cap >= HOLD_GROWTH_FROM.max(len.saturating_mul(4))
+                    {
+                        self.held_back = true;
+                        return Ok(None);
+                    }
                     if !self.grow(mem)? {
                         return Ok(None);
                     }
@@ -571,7 +598,7 @@ impl Locked<'_> {
         let sh = self.sh;
         let len = item.len();
         let mem = sh.data()?;
-        let Some(plan) = self.plan(len, &mem)? else {
+        let Some(plan) = self.plan(len, &mem, false)? else {
             return Ok(false);
         };
         let off = self
@@ -595,12 +622,13 @@ impl Locked<'_> {
 
     /// Reserves the record of a `len`-byte item for this process to copy
     /// into without the lock (see "Loans" in `layout`); `Ok(None)` if the
-    /// queue is full. The caller must [`publish`](Self::publish) or
+    /// queue is full, or if `hold` held back the ring's growth (see
+    /// [`Locked::plan`]). The caller must [`publish`](Self::publish) or
     /// [`withdraw`](Self::withdraw) it, and has a slot (`sh.slot`).
-    pub(super) fn try_reserve(&mut self, len: u64) -> Result<Option<Loan>> {
+    pub(super) fn try_reserve(&mut self, len: u64, hold: bool) -> Result<Option<Loan>> {
         let sh = self.sh;
         let mem = sh.data()?;
-        let Some(plan) = self.plan(len, &mem)? else {
+        let Some(plan) = self.plan(len, &mem, hold)? else {
             return Ok(None);
         };
         let loan = self.own_loan()?;

@@ -69,7 +69,7 @@ use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use {
     locked::{KeepStep, Verdict, KEEP_KILL_AT},
-    ops::{LoanStop, TakeStop},
+    ops::{LoanStop, TakeStop, GROWTH_PATIENCE_MS},
 };
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use {ring::Memory, segment::DataArea};

@@ -32,6 +32,26 @@ const JOIN_SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// return and re-fault its memory (measured: 100 KB items through Python's
 /// get_many went from 93 µs to ~15 µs per item).
 pub(crate) const BATCH_BYTES: u64 = 64 << 10;
+/// How long a put of a large item waits for room in a ring it holds back
+/// from growing (see [`Shared::push_loaned`]) before it grows it all the
+/// same: what a put into a queue nobody reads pays once per doubling past
+/// `HOLD_GROWTH_FROM`.
+const GROWTH_PATIENCE: Duration = Duration::from_millis(20);
+/// Tests: [`GROWTH_PATIENCE`] in milliseconds for this process instead, if
+/// not 0 (see `__fuzzing::hold_growth_for`).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) static GROWTH_PATIENCE_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// [`GROWTH_PATIENCE`], or what a test set for this process.
+fn growth_patience() -> Duration {
+    #[cfg(any(test, feature = "testing"))]
+    match GROWTH_PATIENCE_MS.load(Ordering::Relaxed) {
+        0 => {}
+        ms => return Duration::from_millis(ms),
+    }
+    GROWTH_PATIENCE
+}
 /// Clears [`Shared::loaning`] when dropped (also when unwinding).
 struct FreeLoan<'a>(&'a AtomicBool);
 
@@ -233,6 +253,15 @@ impl Shared {
     ) -> Result<()> {
         let lock_deadline = lock_deadline(block);
         let mut waiter = Waiter::new(self, block, Want::Space);
+        // A blocking put does not grow a ring of `HOLD_GROWTH_FROM` bytes
+        // or more while consumers make room: it waits for the queue to be
+        // half as deep, as long as they keep freeing space, and grows the
+        // ring only once the head has not moved for `GROWTH_PATIENCE` (or
+        // at its deadline).
+        let mut hold = !matches!(block, Block::No);
+        // The head before the last wait for room, and whether that wait
+        // was woken.
+        let mut waited: Option<(u64, bool)> = None;
         let loan = loop {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
@@ -241,8 +270,19 @@ impl Shared {
             if g.state.shutdown {
                 return Err(Error::ShutDown);
             }
-            if let Some(loan) = g.try_reserve(len)? {
+            if let Some(loan) = g.try_reserve(len, hold)? {
                 break loan;
+            }
+            if g.held_back {
+                let head = g.state.ring.head;
+                if waited.is_some_and(|(before, woken)| !woken && head == before) {
+                    // No space was freed all that time: grow after all.
+                    hold = false;
+                    continue;
+                }
+                let woken = waiter.wait_for_room(g, Instant::now() + growth_patience())?;
+                waited = Some((head, woken));
+                continue;
             }
             if !waiter.wait(g)? {
                 return Err(Error::Full);

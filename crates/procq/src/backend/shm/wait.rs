@@ -94,6 +94,20 @@ impl<'a> Waiter<'a> {
         }
     }
 
+    /// Counts this call in the statistics as blocked, once.
+    fn count_blocked(&mut self) {
+        if !self.blocked {
+            self.blocked = true;
+            let c = &self.sh.header().counters;
+            let counter = if self.want == Want::Items {
+                &c.blocked_gets
+            } else {
+                &c.blocked_puts
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Called after the operation succeeded: rewards a spin that led to it.
     pub(super) fn succeeded(&self) {
         if self.spun && self.sh.spin {
@@ -111,15 +125,7 @@ impl<'a> Waiter<'a> {
         if let Block::No = self.block {
             return Ok(false);
         }
-        if !self.blocked {
-            self.blocked = true;
-            let counter = if self.want == Want::Items {
-                &h.counters.blocked_gets
-            } else {
-                &h.counters.blocked_puts
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count_blocked();
         if self.half_empty {
             let maxsize = self.sh.maxsize;
             if maxsize > 1 && g.state.ring.count >= maxsize && !g.state.shutdown {
@@ -177,6 +183,23 @@ impl<'a> Waiter<'a> {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Sleeps until the queue holds at most half the items it holds now,
+    /// or until `until` (or the call's deadline, if sooner): a put that
+    /// holds back the ring's growth (see `Shared::push_loaned`) lets the
+    /// consumers make room. Returns whether it was woken (`false`: the time
+    /// ran out, no room came).
+    pub(super) fn wait_for_room(&mut self, g: Locked<'_>, until: Instant) -> Result<bool> {
+        self.count_blocked();
+        let until = self.block.deadline().map_or(until, |d| d.min(until));
+        let mark = u32::try_from(g.state.ring.count / 2).unwrap_or(u32::MAX);
+        let ev = &self.sh.header().space;
+        let key = ev.prepare_level(mark);
+        drop(g);
+        let woke = ev.wait(key, Some(until));
+        self.sh.check_intact()?;
+        Ok(woke == Wake::Notified)
     }
 
     /// Sleeps until the queue is half empty or [`HALF_EMPTY_WAIT`] passed

@@ -309,7 +309,7 @@ pub fn hold_growth_for(patience: std::time::Duration) {
 
 /// Where [`kill_at_keep_step`] kills a process: between the stores with
 /// which a ring keeps its pages when it empties and gives them back when
-/// idle (see "Keeping pages" in `backend/shm/locked.rs`).
+/// idle (see "Keeping pages" in `backend/shm/capacity.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeepStep {
     /// Growth: the new half reserved with `fallocate`, not yet claimed.

@@ -201,7 +201,7 @@ impl Shared {
             _ => return hold.keep(),
         };
         // The pop that empties a ring holding more than its minimum
-        // shrinks it, keeping its pages (see `locked`).
+        // shrinks it, keeping its pages (see `capacity`).
         if ring.count == 1 && self.reserved_extent(ring.cap) > self.min_capacity {
             return hold.keep();
         }

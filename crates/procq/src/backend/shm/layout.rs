@@ -470,7 +470,7 @@ pub(crate) struct Header {
     /// beyond the ring's own (`cap`): a power of two, or anything else for
     /// "only the ring's own". An empty ring that shrinks while the queue is
     /// busy keeps its pages, and regrowing into them needs no `fallocate`
-    /// and no fresh page (see "Keeping pages" in `locked`). Written only
+    /// and no fresh page (see "Keeping pages" in `capacity`). Written only
     /// under the lock, and never claims more than is reserved: raised after
     /// the `fallocate`, lowered before the punch.
     pub(crate) kept: AtomicU64,

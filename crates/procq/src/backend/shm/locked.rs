@@ -14,31 +14,8 @@
 //! the copy, then [`Locked::publish`] (see "Loans" in `layout`); and out of
 //! it: [`Locked::take_front`], the copy, then [`Locked::finish_take`].
 //!
-//! # Keeping pages
-//!
-//! A ring that has grown is used as a whole: its positions run through all
-//! of `cap` before they wrap, whatever the queue's depth, so a ring grown
-//! by a burst makes every later item land in memory no cache holds (1 MiB
-//! items moved 2–4× slower through a 128 MiB ring than through an 8 MiB
-//! one, measured in docs/performance.md). So the moment a busy ring
-//! empties, [`Locked::popped`] gives it a small modulus again
-//! ([`HOT_CAPACITY`], or the initial capacity if larger) *without* giving
-//! its pages back: [`Header::kept`] says how many bytes of the data area
-//! stay reserved, and a later growth into them skips the `fallocate` and
-//! touches pages every process has already mapped. The pages go back to
-//! the system only once the queue has stayed empty for [`SHRINK_AFTER`]
-//! ([`Locked::shrink_if_idle`]). The order of the stores keeps
-//! `kept` from ever claiming a page that is not reserved (a growth that
-//! trusts it writes without `fallocate`, where a hole on a full
-//! `/dev/shm` would raise `SIGBUS`): [`Locked::grow`] raises it after the
-//! `fallocate`; the release lowers it before the punch, and punches the
-//! whole data area above the initial capacity, so pages a killed release
-//! left unclaimed go back at the next one.
-//!
-//! A burst of large items is also kept from growing the ring as deep as
-//! the scheduling lets the producers run ahead: a blocking put of a large
-//! item does not double a ring of [`HOLD_GROWTH_FROM`] bytes or more that
-//! holds items while the consumers free space (see `Shared::push_loaned`).
+//! How the ring grows, keeps its pages and shrinks is in `capacity`; the
+//! general pop is in `pop`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,64 +27,10 @@ use crate::kind::Kind;
 
 use super::layout::*;
 use super::liveness::Token;
-use super::ring::{Front, Memory, Push, Ring};
-use super::segment::DataArea;
+use super::ring::{Memory, Ring};
 use super::shared::Shared;
 use super::sync::{Acquired, Busy, Holder, Holders};
 
-/// How long a ring must stay empty before it shrinks back (hysteresis: a
-/// queue that drains and refills constantly must not free and re-reserve
-/// its memory every time).
-const SHRINK_AFTER: Duration = Duration::from_millis(20);
-/// The modulus a busy ring above it takes when it empties (keeping its
-/// pages, see "Keeping pages"): an 8 MiB ring holds seven 1 MiB items and
-/// stays within the caches of the 2-core machine the bench runs on.
-const HOT_CAPACITY: u64 = 8 << 20;
-/// Ring size from which a blocking put of a large item lets the consumers
-/// make room before it doubles the ring (see [`Shared::push_loaned`]): a
-/// burst of large items otherwise grows the ring as deep as the scheduling
-/// lets the producers run ahead (256 MiB–1 GiB at 1 MiB, 4 producers and
-/// 4 consumers on 2 cores), and every process faults in each new page and
-/// copies into memory no cache holds (see docs/performance.md).
-pub(crate) const HOLD_GROWTH_FROM: u64 = 32 << 20;
-/// Tests: the step of "Keeping pages" ([`KeepStep`] as a number) at which
-/// this process SIGKILLs itself, holding the lock; 0: none (see
-/// `__fuzzing::kill_at_keep_step`).
-#[cfg(any(test, feature = "testing"))]
-pub(crate) static KEEP_KILL_AT: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0);
-
-/// The points between the stores of "Keeping pages" where the crash tests
-/// kill a process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KeepStep {
-    /// Growth: the new half reserved, not yet claimed in `kept`.
-    Reserved = 1,
-    /// A ring that emptied: its pages claimed in `kept`, the smaller
-    /// modulus not yet committed.
-    Claimed = 2,
-    /// Release: the shrink to the initial capacity committed, `kept` still
-    /// claiming the pages.
-    Shrunk = 3,
-    /// Release: `kept` lowered, the pages not yet punched.
-    Unclaimed = 4,
-}
-
-/// Kills this process here if a test asked for `step`.
-#[inline]
-fn keep_step(step: KeepStep) {
-    #[cfg(any(test, feature = "testing"))]
-    if KEEP_KILL_AT.load(Ordering::Relaxed) == step as usize {
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-        std::process::abort(); // not reached: SIGKILL is immediate
-    }
-    let _ = step;
-}
-
-/// Most orphaned reservations one `pop_into` removes (the caller comes
-/// back for the rest).
-const MAX_ORPHANS_PER_POP: u64 = 1024;
 /// How long a call with a shorter (or no: `_nowait`) timeout, and an
 /// inspection, waits for the lock before it reports [`Error::LockBusy`]:
 /// critical sections take microseconds, so a holder that keeps the lock
@@ -136,7 +59,7 @@ pub(super) fn lock_deadline(block: Block) -> Option<Instant> {
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
-fn monotonic_ns() -> u64 {
+pub(super) fn monotonic_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (t.tv_sec as u64)
         .saturating_mul(1_000_000_000)
@@ -189,17 +112,6 @@ impl Shared {
             return Err("bad journal entry");
         }
         Ok(())
-    }
-
-    /// [`Locked::reserved_extent`] of a ring of capacity `cap`.
-    #[inline]
-    pub(super) fn reserved_extent(&self, cap: u64) -> u64 {
-        let kept = self.header().kept.load(Ordering::Relaxed);
-        if kept.is_power_of_two() && kept <= self.max_capacity {
-            kept.max(cap)
-        } else {
-            cap
-        }
     }
 
     /// The scratch cell this attachment commits through (see
@@ -310,7 +222,7 @@ pub(crate) struct Locked<'a> {
     /// copying): a waiter then looks again soon, in case that process dies.
     pub(super) head_reserved: bool,
     /// Set by [`Locked::plan`] when it held back a growth it could have
-    /// made (see [`HOLD_GROWTH_FROM`]).
+    /// made (see `capacity::HOLD_GROWTH_FROM`).
     pub(super) held_back: bool,
 }
 
@@ -562,37 +474,6 @@ impl Locked<'_> {
         self.commit();
     }
 
-    /// Where a `len`-byte item goes, growing the ring if it must; `None` if
-    /// the queue is full (or cannot grow now: see [`Locked::grow`]). With
-    /// `hold`, a ring of [`HOLD_GROWTH_FROM`] bytes or more that holds
-    /// items is not grown: `None`, and [`Locked::held_back`] set.
-    fn plan(&mut self, len: u64, mem: &DataArea<'_>, hold: bool) -> Result<Option<Push>> {
-        let sh = self.sh;
-        if sh.maxsize > 0 && self.state.ring.count >= sh.maxsize {
-            return Ok(None);
-        }
-        loop {
-            match self.state.ring.plan_push(len) {
-                Some(plan) => return Ok(Some(plan)),
-                None if self.state.ring.cap < sh.max_capacity => {
-                    let ring = &self.state.ring;
-                    // At least four such items fit in the ring it keeps.
-                    if hold
-                        && ring.count > 0
-                        && ring.cap >= HOLD_GROWTH_FROM.max(len.saturating_mul(4))
-                    {
-                        self.held_back = true;
-                        return Ok(None);
-                    }
-                    if !self.grow(mem)? {
-                        return Ok(None);
-                    }
-                }
-                None => return Ok(None),
-            }
-        }
-    }
-
     /// Pushes one item if it fits now; `Ok(false)` if the queue is full.
     pub(super) fn try_push(&mut self, item: &Encoded<'_>) -> Result<bool> {
         let sh = self.sh;
@@ -764,219 +645,5 @@ impl Locked<'_> {
         let owner = slot.owner.load(Ordering::Relaxed);
         let gen = slot.owner_gen.load(Ordering::Relaxed);
         owner != 0 && self.sh.token.is_alive(&h.tokens, owner, gen)
-    }
-
-    /// Whether a live reservation or take lies in the part of the ring
-    /// that growth would move (positions with the `cap` bit set): its
-    /// producer is still writing, or its consumer reading, at the old
-    /// offset.
-    fn growth_blocked(&self, mem: &DataArea<'_>) -> bool {
-        let ring = &self.state.ring;
-        self.sh.header().loans.iter().any(|l| {
-            let pos = l.load(Ordering::Relaxed).wrapping_sub(1);
-            pos & ring.cap != 0
-                && ring
-                    .loaned_at(mem, pos)
-                    .is_some_and(|tag| self.loan_is_live(tag, pos))
-        })
-    }
-
-    /// Bytes at the start of the data area whose pages are reserved: the
-    /// ring's own, or more if an empty ring kept its pages
-    /// ([`Header::kept`], ignored unless a power of two within the data
-    /// area).
-    fn reserved_extent(&self) -> u64 {
-        self.sh.reserved_extent(self.state.ring.cap)
-    }
-
-    /// Gives an empty ring above [`HOT_CAPACITY`] that modulus again,
-    /// keeping its pages (see "Keeping pages"); the caller commits.
-    fn shrink_keeping_pages(&mut self) {
-        let hot = self.sh.min_capacity.max(HOT_CAPACITY);
-        if self.state.ring.count != 0 || self.state.ring.cap <= hot {
-            return;
-        }
-        // Pages `[0, cap)` are reserved: claim them before the commit
-        // that stops the ring from covering them.
-        let extent = self.reserved_extent();
-        self.sh.header().kept.store(extent, Ordering::Relaxed);
-        keep_step(KeepStep::Claimed);
-        self.state.ring.shrink_empty(hot);
-    }
-
-    /// Shrinks an idle ring back to its initial size and gives the memory
-    /// back, kept pages included, once it has stayed empty for
-    /// [`SHRINK_AFTER`]. Returns when to look again if it is empty but not
-    /// yet idle long enough.
-    pub(super) fn shrink_if_idle(&mut self) -> Option<Instant> {
-        let sh = self.sh;
-        let extent = self.reserved_extent();
-        let s = &mut self.state;
-        if s.ring.count != 0 || extent <= sh.min_capacity || s.empty_since == 0 {
-            return None;
-        }
-        let idle = Duration::from_nanos(monotonic_ns().saturating_sub(s.empty_since));
-        if idle < SHRINK_AFTER {
-            return Some(Instant::now() + (SHRINK_AFTER - idle));
-        }
-        s.ring.shrink_empty(sh.min_capacity);
-        self.commit();
-        keep_step(KeepStep::Shrunk);
-        // Still under the lock: nobody can grow into this range yet. The
-        // claim goes first (a kill before the punch leaves pages
-        // unclaimed, which the next release punches: it punches all of
-        // the data area above the initial capacity, holes cost nothing).
-        sh.header().kept.store(0, Ordering::Relaxed);
-        keep_step(KeepStep::Unclaimed);
-        let _ = sh.seg.release(
-            DATA_OFFSET + sh.min_capacity,
-            sh.max_capacity - sh.min_capacity,
-        );
-        None
-    }
-
-    /// Doubles the ring, reserving the new memory first; `Ok(false)` if a
-    /// live reservation would have to move (the caller waits for room).
-    pub(super) fn grow(&mut self, mem: &DataArea<'_>) -> Result<bool> {
-        if self.growth_blocked(mem) {
-            return Ok(false);
-        }
-        let cap = self.state.ring.cap;
-        // Pages an empty ring kept need no reservation (see "Keeping
-        // pages").
-        if self.reserved_extent() < 2 * cap {
-            self.sh.seg.allocate(DATA_OFFSET + cap, cap).map_err(|e| {
-                Error::io(
-                    format!(
-                        "growing queue {:?} to {} bytes (is /dev/shm full? see --shm-size)",
-                        self.sh.name,
-                        2 * cap
-                    ),
-                    e,
-                )
-            })?;
-            keep_step(KeepStep::Reserved);
-            // Claimed only once reserved.
-            self.sh.header().kept.store(2 * cap, Ordering::Relaxed);
-        }
-        self.state.ring.grow(mem).map_err(|c| self.corrupt(c.0))?;
-        self.commit();
-        Ok(true)
-    }
-
-    /// Pops up to `max` items. `f` sees each item's bytes before it is
-    /// removed and answers whether to take it; a refused item is still
-    /// removed if it is the first (so a bad item never blocks the queue), and
-    /// otherwise left for the next call; a left one stays in any case. Orphaned reservations at the front
-    /// are removed on the way (not delivered, not counted); a live one
-    /// stops the call (see [`Locked::head_reserved`]).
-    pub(super) fn pop_into(
-        &mut self,
-        max: usize,
-        f: &mut impl FnMut(&[u8]) -> Verdict,
-    ) -> Result<usize> {
-        self.pop_into_from(None, max, f)
-    }
-
-    /// [`pop_into`](Self::pop_into), starting from `first`, the front
-    /// record as [`Ring::front`](super::ring::Ring::front) found it under
-    /// this hold with the ring unchanged since (`None`: read it here).
-    pub(super) fn pop_into_from(
-        &mut self,
-        mut first: Option<Front>,
-        max: usize,
-        f: &mut impl FnMut(&[u8]) -> Verdict,
-    ) -> Result<usize> {
-        let sh = self.sh;
-        let mem = sh.data()?;
-        let mut n = 0;
-        let mut orphans = 0u64;
-        let mut got_bytes = 0u64;
-        while n < max {
-            let front = match first.take() {
-                Some(front) => front,
-                None => match self.state.ring.front(&mem).map_err(|c| self.corrupt(c.0))? {
-                    Some(front) => front,
-                    None => break,
-                },
-            };
-            if front
-                .taken
-                .is_some_and(|tag| self.loan_is_live(tag, front.pos))
-            {
-                // Another consumer is reading it: wait for it (items stay in
-                // order). A dead reader's take is an item again.
-                self.head_reserved = true;
-                break;
-            }
-            if let Some(tag) = front.reserved {
-                if self.loan_is_live(tag, front.pos) {
-                    self.head_reserved = true;
-                    break;
-                }
-                // Only dead producers leave orphans, but hostile memory can
-                // hold any number: bound the work of one lock hold.
-                if orphans >= MAX_ORPHANS_PER_POP {
-                    break;
-                }
-                let s = &mut self.state;
-                s.ring.pop(&front);
-                s.unfinished = s.unfinished.saturating_sub(1);
-                self.wake_done |= s.unfinished == 0;
-                orphans += 1;
-                continue;
-            }
-            let verdict = mem
-                .read_with(front.off, front.len, &mut *f)
-                .ok_or_else(|| self.corrupt("item out of bounds"))?;
-            // What `f` saw may be zeros from a truncated file (see `sigbus`).
-            sh.check_intact()?;
-            let accepted = verdict == Verdict::Take;
-            if verdict == Verdict::Leave || (!accepted && n > 0) {
-                break;
-            }
-            self.state.ring.pop(&front);
-            // Counters come from shared memory: never trust them not to wrap.
-            got_bytes = got_bytes.wrapping_add(front.len);
-            n += 1;
-            if !accepted {
-                break;
-            }
-        }
-        if n == 0 && orphans == 0 {
-            return Ok(0);
-        }
-        self.popped(n as u64, orphans, got_bytes);
-        Ok(n)
-    }
-
-    /// Accounts for `n` items (`got_bytes` payload bytes) and `orphans`
-    /// orphaned reservations popped from the working state, and commits.
-    pub(super) fn popped(&mut self, n: u64, orphans: u64, got_bytes: u64) {
-        let sh = self.sh;
-        if sh.kind == Kind::Queue {
-            let s = &mut self.state;
-            s.unfinished = s.unfinished.saturating_sub(n);
-        }
-        if orphans > 0 {
-            self.sh
-                .header()
-                .counters
-                .orphans
-                .fetch_add(orphans, Ordering::Relaxed);
-        }
-        // Only a ring that holds more than its minimum can shrink, so only
-        // then is the clock read (a queue of small items never pays for it).
-        if self.state.ring.count == 0 && self.reserved_extent() > sh.min_capacity {
-            self.shrink_keeping_pages();
-            self.state.empty_since = monotonic_ns();
-        }
-        if sh.kind == Kind::Joinable && n > 0 {
-            let taken = sh.slot_ref().map_or(0, |s| s.tasks.load(Ordering::Relaxed));
-            self.journal(sh.slot, OP_SET, taken.saturating_add(n));
-        }
-        self.commit();
-        self.wake_space = true;
-        sh.traffic().count(false, n, got_bytes);
     }
 }

@@ -17,6 +17,8 @@
 //! wait.rs     Waiter: spin, then sleep on an event count
 //! watch.rs    Watchers: threads that wake futures (event counts, deadlines)
 //! locked.rs   the lock held: recovery, commit, journal, ring edits
+//! capacity.rs the lock held: growth, keeping pages, shrinking when idle
+//! pop.rs      the lock held: the general pop (and its accounting)
 //! take.rs     the lock held: taking a large item to read without it
 //! shared.rs   Shared: one attachment's fields and shared checks
 //! liveness.rs liveness tokens (open-file-description locks)
@@ -31,6 +33,7 @@
 //! `liveness`; the rest is portable Rust over atomics.
 
 mod attach;
+mod capacity;
 mod fast;
 #[cfg(test)]
 mod hostile_tests;
@@ -40,6 +43,7 @@ mod liveness;
 mod locked;
 mod ops;
 mod poll;
+mod pop;
 mod ring;
 mod segment;
 mod shared;
@@ -68,7 +72,8 @@ pub(crate) use shared::Shared;
 use shared::{MAX_CAPACITY_LIMIT, MIN_CAPACITY_LIMIT};
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use {
-    locked::{KeepStep, Verdict, KEEP_KILL_AT},
+    capacity::{KeepStep, KEEP_KILL_AT},
+    locked::Verdict,
     ops::{LoanStop, TakeStop, GROWTH_PATIENCE_MS},
 };
 #[cfg(any(test, feature = "testing"))]

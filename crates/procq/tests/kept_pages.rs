@@ -84,7 +84,7 @@ fn child_entry() {
             return;
         }
         // Puts items args[1]..args[2], letting consumers free space as
-        // long as it takes before it grows a ring of 32 MiB.
+        // long as it takes before it grows a ring of 8 MiB.
         "put-patiently" => {
             let q = RawQueue::open(&args[0]).unwrap();
             hold_growth_for(LIMIT);
@@ -172,15 +172,15 @@ fn capacity(q: &RawQueue) -> u64 {
 }
 
 #[test]
-fn a_burst_of_large_items_waits_for_the_consumer_instead_of_growing_a_32_mib_ring() {
+fn a_burst_of_large_items_waits_for_the_consumer_instead_of_growing_an_8_mib_ring() {
     let _w = common::watchdog("kept pages: growth held back", LIMIT);
     let (q, rm) = new_queue("kept-held");
-    // 31 items of 1 MiB fill a 32 MiB ring (a 32nd needs 64 MiB).
-    put_items(&q, 0..31);
-    assert_eq!(capacity(&q), 32 << 20);
-    // Another process puts 31 more while this one gets them all: its puts
+    // 7 items of 1 MiB fill an 8 MiB ring (an 8th needs 16 MiB).
+    put_items(&q, 0..7);
+    assert_eq!(capacity(&q), 8 << 20);
+    // Another process puts 55 more while this one gets them all: its puts
     // wait for the space this one frees instead of doubling the ring.
-    let mut child = common::Reaped(common::spawn("put-patiently", &[&rm.0, "31", "62"]));
+    let mut child = common::Reaped(common::spawn("put-patiently", &[&rm.0, "7", "62"]));
     // Only once its first put found the ring full (or it is done: a put
     // that grows the ring never waits).
     let deadline = std::time::Instant::now() + LIMIT;
@@ -190,17 +190,18 @@ fn a_burst_of_large_items_waits_for_the_consumer_instead_of_growing_a_32_mib_rin
     }
     get_items(&q, 0..62);
     common::wait_ok(&mut child.0, LIMIT);
-    // The file never held more than the header and the 32 MiB ring.
+    // The file never held more than the header and the 8 MiB ring.
     let held = allocated(&rm.0);
-    assert!(held <= (32 << 20) + AT_REST, "{held} bytes: the ring grew");
+    assert!(held <= (8 << 20) + AT_REST, "{held} bytes: the ring grew");
 }
 
 #[test]
-fn puts_into_a_queue_nobody_reads_still_grow_the_ring_past_32_mib() {
+fn puts_into_a_queue_nobody_reads_still_grow_the_ring_past_8_mib() {
     let _w = common::watchdog("kept pages: growth held back", LIMIT);
     let (q, _rm) = new_queue("kept-unread");
-    // A blocking put holds the growth of a 32 MiB ring back only while
-    // consumers free space (see `HOLD_GROWTH_FROM`); nobody does here.
+    // A blocking put holds the growth of a ring of 8 MiB or more back
+    // only while consumers free space (see `HOLD_GROWTH_FROM`); nobody
+    // does here.
     put_items(&q, 0..40);
     assert_eq!(capacity(&q), 64 << 20);
     // `put_nowait` never waits for room.

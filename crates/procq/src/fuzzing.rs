@@ -297,7 +297,7 @@ pub fn kill_mid_commit(stores: usize) {
 
 /// From now on, a blocking put of a large item in this process lets
 /// consumers free space for up to `patience` (instead of 20 ms) before it
-/// grows a ring of 32 MiB or more that holds items ("Holding growth back"
+/// grows a ring of 8 MiB or more that holds items ("Holding growth back"
 /// in ARCHITECTURE.md), so that a test sees the hold whatever the
 /// scheduling. For the tests.
 pub fn hold_growth_for(patience: std::time::Duration) {

@@ -163,7 +163,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
     /// Puts an item, waiting while the queue is full.
     ///
     /// On shared memory, a large item (16 KiB or more) may also wait while
-    /// consumers free space in a ring of 32 MiB or more instead of growing
+    /// consumers free space in a ring of 8 MiB or more instead of growing
     /// it, at most until nothing was freed for 20 ms ("Holding growth back"
     /// in ARCHITECTURE.md).
     ///

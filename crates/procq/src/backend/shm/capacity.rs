@@ -51,11 +51,11 @@ const HOT_CAPACITY: u64 = 8 << 20;
 /// burst of large items otherwise grows the ring as deep as the scheduling
 /// lets the producers run ahead (256 MiB–1 GiB at 1 MiB, 4 producers and
 /// 4 consumers on 2 cores), and every process faults in each new page and
-/// copies into memory no cache holds. The hot ring's size: a ring that
-/// stays within the caches while the consumers keep up costs a half to a
-/// quarter of the CPU per item of a 32 MiB one, for one producer and
-/// consumer as for four of each (measured in docs/performance.md, "Large
-/// items, fourth pass").
+/// copies into memory no cache holds. The hot ring's size: with a ring
+/// that stays within the caches while the consumers keep up, the bench's
+/// 64 KiB and 1 MiB rows cost 35–60% of the CPU per item they cost with a
+/// 32 MiB one, for one producer and consumer as for four of each
+/// (docs/performance.md, "Large items, fourth pass").
 pub(crate) const HOLD_GROWTH_FROM: u64 = HOT_CAPACITY;
 /// Tests: the step of "Keeping pages" ([`KeepStep`] as a number) at which
 /// this process SIGKILLs itself, holding the lock; 0: none (see

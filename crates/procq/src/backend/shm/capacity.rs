@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 
 use super::layout::DATA_OFFSET;
 use super::locked::{monotonic_ns, Locked};
-use super::ring::Push;
+use super::ring::{record_size, Push};
 use super::segment::DataArea;
 use super::shared::Shared;
 
@@ -125,11 +125,10 @@ impl Locked<'_> {
                 Some(plan) => return Ok(Some(plan)),
                 None if self.state.ring.cap < sh.max_capacity => {
                     let ring = &self.state.ring;
-                    // At least four such items fit in the ring it keeps.
-                    if hold
-                        && ring.count > 0
-                        && ring.cap >= HOLD_GROWTH_FROM.max(len.saturating_mul(4))
-                    {
+                    // At least four such records (header and padding
+                    // included) fit in the ring it keeps.
+                    let four = record_size(len).map_or(u64::MAX, |r| r.saturating_mul(4));
+                    if hold && ring.count > 0 && ring.cap >= HOLD_GROWTH_FROM.max(four) {
                         self.held_back = true;
                         return Ok(None);
                     }

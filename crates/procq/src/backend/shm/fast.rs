@@ -28,8 +28,8 @@
 //! waits tries the fast path again when it wakes (see `ops`).
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
+use crate::block::Block;
 use crate::codec::Encoded;
 use crate::error::Result;
 
@@ -96,11 +96,8 @@ impl Shared {
     /// dead holder, the segment lost its pages, or the state is not a plain
     /// committed one that passes every check of [`Shared::check_state`].
     #[inline(always)]
-    fn hold(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<std::result::Result<(Hold<'_>, Words), Acquired>> {
-        let acquired = self.acquire(deadline)?;
+    fn hold(&self, block: Block) -> Result<std::result::Result<(Hold<'_>, Words), Acquired>> {
+        let acquired = self.acquire_for(block)?;
         if acquired != Acquired::Clean {
             return Ok(Err(acquired));
         }
@@ -130,13 +127,9 @@ impl Shared {
     /// Puts one item below [`LOAN_BYTES`] if the queue has room for it now
     /// at its current capacity (see the module docs).
     #[inline(always)]
-    pub(super) fn push_small(
-        &self,
-        item: &Encoded<'_>,
-        deadline: Option<Instant>,
-    ) -> Result<Small<()>> {
+    pub(super) fn push_small(&self, item: &Encoded<'_>, block: Block) -> Result<Small<()>> {
         debug_assert!(item.len() < LOAN_BYTES);
-        let (hold, s) = match self.hold(deadline)? {
+        let (hold, s) = match self.hold(block)? {
             Ok(held) => held,
             Err(acquired) => return Ok(Small::Held(acquired)),
         };
@@ -148,14 +141,14 @@ impl Shared {
         let Some(plan) = ring.plan_push(len) else {
             return hold.keep(); // growth, or full by bytes
         };
-        let Ok(mem) = self.data() else {
+        let Some(mem) = self.data_area() else {
             return hold.keep();
         };
         let Ok(off) = ring.write_headers(&mem, &plan, None) else {
             return hold.keep();
         };
         if !mem.write(off, item.head)
-            || !mem.write(off + item.head.len() as u64, item.body)
+            || !(item.body.is_empty() || mem.write(off + item.head.len() as u64, item.body))
             // The copy may have run into a truncated file (see `sigbus`).
             || self.seg.faulted()
         {
@@ -181,10 +174,10 @@ impl Shared {
     #[inline(always)]
     pub(super) fn pop_small(
         &self,
-        deadline: Option<Instant>,
+        block: Block,
         f: &mut impl FnMut(&[u8]) -> Verdict,
     ) -> Result<Small<usize>> {
-        let (hold, s) = match self.hold(deadline)? {
+        let (hold, s) = match self.hold(block)? {
             Ok(held) => held,
             Err(acquired) => return Ok(Small::Held(acquired)),
         };
@@ -193,7 +186,7 @@ impl Shared {
         if immediate || ring.count == 0 {
             return hold.keep();
         }
-        let Ok(mem) = self.data() else {
+        let Some(mem) = self.data_area() else {
             return hold.keep();
         };
         let front = match ring.head_item(&mem) {

@@ -295,6 +295,9 @@ pub(crate) struct Token {
     fd: LiveFd,
     index: u32,
     gen: u32,
+    /// [`stamp`](Self::stamp), worked out once: every lock and unlock
+    /// uses it.
+    stamp: u32,
 }
 
 impl Token {
@@ -314,6 +317,7 @@ impl Token {
                     fd,
                     index: index as u32,
                     gen,
+                    stamp: Token::stamp_of(index as u32, gen),
                 });
             }
         }
@@ -329,8 +333,13 @@ impl Token {
 
     /// The queue-lock owner stamp naming this token: index + 1 in the low
     /// 11 bits, the generation's low 20 bits above (never 0, < 2^31).
+    #[inline]
     pub(crate) fn stamp(&self) -> u32 {
-        (self.gen & STAMP_GEN_MASK) << INDEX_BITS | (self.index + 1)
+        self.stamp
+    }
+
+    fn stamp_of(index: u32, gen: u32) -> u32 {
+        (gen & STAMP_GEN_MASK) << INDEX_BITS | (index + 1)
     }
 
     /// `(index + 1, generation)`, as recorded in an attachment slot.

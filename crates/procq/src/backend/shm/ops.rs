@@ -127,7 +127,7 @@ impl Shared {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            match self.push_small(item, lock_deadline(block))? {
+            match self.push_small(item, block)? {
                 Small::Done(()) => return Ok(()),
                 Small::Held(acquired) => held = Some(acquired),
             }
@@ -166,8 +166,7 @@ impl Shared {
         let lock_deadline = lock_deadline(block);
         let mut waiter = Waiter::new(self, block, Want::Space);
         loop {
-            let small =
-                (item.len() < LOAN_BYTES).then_some(|| self.push_small(item, lock_deadline));
+            let small = (item.len() < LOAN_BYTES).then_some(|| self.push_small(item, block));
             let Ok(mut g) = self.round(&mut held, closed, lock_deadline, small)? else {
                 waiter.succeeded();
                 return Ok(());
@@ -428,7 +427,7 @@ impl Shared {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            match self.pop_small(lock_deadline(block), &mut f)? {
+            match self.pop_small(block, &mut f)? {
                 Small::Done(n) => return Ok(n),
                 Small::Held(acquired) => held = Some(acquired),
             }
@@ -465,7 +464,7 @@ impl Shared {
         loop {
             let small = self
                 .small_pop(max, stop)
-                .then_some(|| self.pop_small(lock_deadline, &mut f));
+                .then_some(|| self.pop_small(block, &mut f));
             let mut g = match self.round(&mut held, closed, lock_deadline, small)? {
                 Ok(g) => g,
                 Err(n) => {

@@ -80,9 +80,15 @@ impl Shared {
 
     #[inline]
     pub(super) fn data(&self) -> Result<DataArea<'_>> {
-        self.seg
-            .area(DATA_OFFSET, self.max_capacity)
+        self.data_area()
             .ok_or_else(|| Error::invalid(&self.name, "data area outside mapping"))
+    }
+
+    /// [`data`](Self::data) without the error (the fast path hands that
+    /// case to the general path, which reports it).
+    #[inline(always)]
+    pub(super) fn data_area(&self) -> Option<DataArea<'_>> {
+        self.seg.area(DATA_OFFSET, self.max_capacity)
     }
 
     pub(crate) fn name(&self) -> &str {

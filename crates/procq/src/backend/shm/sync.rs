@@ -133,21 +133,29 @@ impl RobustLock {
         deadline: Option<Instant>,
         holders: &impl Holders,
     ) -> Result<Acquired, Busy> {
-        debug_assert!(stamp != 0 && stamp <= MAX_STAMP);
-        // AcqRel: the holder's earlier writes (e.g. its identity in the
-        // segment) are visible to whoever reads its stamp here.
-        if self
-            .word
-            .compare_exchange(0, stamp << 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if self.try_lock(stamp) {
             return Ok(Acquired::Clean);
         }
         self.lock_slow(stamp, deadline, holders)
     }
 
+    /// Takes the lock as `stamp` if it is free now: [`lock`](Self::lock)'s
+    /// first step, for a caller that works out its deadline only when it
+    /// must wait (then it goes on with [`lock_slow`](Self::lock_slow)).
+    #[inline(always)]
+    pub(crate) fn try_lock(&self, stamp: u32) -> bool {
+        debug_assert!(stamp != 0 && stamp <= MAX_STAMP);
+        // AcqRel: the holder's earlier writes (e.g. its identity in the
+        // segment) are visible to whoever reads its stamp here.
+        self.word
+            .compare_exchange(0, stamp << 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// [`lock`](Self::lock) after its first attempt ([`try_lock`](Self::try_lock))
+    /// found the lock taken.
     #[cold]
-    fn lock_slow(
+    pub(crate) fn lock_slow(
         &self,
         stamp: u32,
         deadline: Option<Instant>,

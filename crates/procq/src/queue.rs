@@ -241,15 +241,27 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
 
     // One variant without the `redis` feature.
 
+    #[inline]
     pub(crate) fn get_block(&self, block: Block) -> Result<T> {
-        let mut out = None;
-        self.raw.backend.pop(1, block, |bytes| {
-            let item = codec::decode::<T>(bytes);
-            let ok = item.is_ok();
-            out = Some(item);
-            ok
-        })?;
-        out.unwrap_or_else(|| Err(Error::Empty))
+        // The item and the error apart: no `Result` moved through the
+        // closure (an `Error` is several words).
+        let (mut out, mut bad) = (None, None);
+        self.raw
+            .backend
+            .pop(1, block, |bytes| match codec::decode::<T>(bytes) {
+                Ok(item) => {
+                    out = Some(item);
+                    true
+                }
+                Err(e) => {
+                    bad = Some(e);
+                    false
+                }
+            })?;
+        match out {
+            Some(item) => Ok(item),
+            None => Err(bad.unwrap_or(Error::Empty)),
+        }
     }
 
     /// Removes and returns the oldest item, waiting while the queue is empty.

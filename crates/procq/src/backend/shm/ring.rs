@@ -172,6 +172,22 @@ fn read_header(mem: &impl Memory, off: u64) -> Result<(u32, u32, u64), Corrupt> 
     .ok_or(Corrupt("record header out of bounds"))
 }
 
+/// What [`Ring::validate`]'s first check that failed names.
+#[cold]
+fn first_fault(faults: [bool; 5]) -> &'static str {
+    const WHAT: [&str; 5] = [
+        "capacity is not a power of two within bounds",
+        "head and tail are inconsistent",
+        "positions too close to the integer limit",
+        "head or tail misaligned",
+        "item count does not match the ring",
+    ];
+    faults
+        .iter()
+        .position(|&bad| bad)
+        .map_or("no fault", |i| WHAT[i])
+}
+
 impl Ring {
     /// An empty ring of capacity `cap` (a power of two, multiple of 16).
     pub(crate) fn new(cap: u64) -> Ring {
@@ -208,33 +224,22 @@ impl Ring {
         // `is_power_of_two`, a bit count that costs a dozen instructions
         // without `popcnt`; `cap >= ALIGN` rules out 0.
         let faults = [
-            (
-                (cap < ALIGN) | (cap & cap.wrapping_sub(1) != 0) | (cap > max_cap),
-                "capacity is not a power of two within bounds",
-            ),
-            (
-                (tail < head) | (used > cap),
-                "head and tail are inconsistent",
-            ),
-            (
-                tail > u64::MAX - headroom(max_cap),
-                "positions too close to the integer limit",
-            ),
-            ((head | tail) % ALIGN != 0, "head or tail misaligned"),
-            (
-                ((count == 0) != (head == tail)) | (count > self.used() / RECORD_HEADER),
-                "item count does not match the ring",
-            ),
+            (cap < ALIGN) | (cap & cap.wrapping_sub(1) != 0) | (cap > max_cap),
+            (tail < head) | (used > cap),
+            tail > u64::MAX - headroom(max_cap),
+            (head | tail) % ALIGN != 0,
+            ((count == 0) != (head == tail)) | (count > self.used() / RECORD_HEADER),
         ];
-        match faults.iter().find(|(bad, _)| *bad) {
-            None => Ok(()),
-            Some(&(_, what)) => Err(Corrupt(what)),
+        // One branch for the common case, none per check.
+        if !faults.iter().fold(false, |any, &bad| any | bad) {
+            return Ok(());
         }
+        Err(Corrupt(first_fault(faults)))
     }
 
     /// Plans a push of a `len`-byte payload, or `None` if it does not fit at
     /// the current capacity.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn plan_push(&self, len: u64) -> Option<Push> {
         let rec = record_size(len)?;
         let mut pos = self.tail;

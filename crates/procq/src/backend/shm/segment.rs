@@ -207,6 +207,7 @@ impl Segment {
     /// another process, or a page could not be allocated): the `SIGBUS`
     /// this caused was turned into zero-filled private memory, so the
     /// segment's contents are gone for this process.
+    #[inline]
     pub(crate) fn faulted(&self) -> bool {
         self.guard.faulted()
     }

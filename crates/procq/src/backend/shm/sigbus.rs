@@ -107,6 +107,7 @@ pub(crate) struct Guard {
 
 impl Guard {
     /// Whether a fault in this mapping was repaired: its contents are gone.
+    #[inline]
     pub(crate) fn faulted(&self) -> bool {
         self.cell.faulted.load(Ordering::Acquire)
     }

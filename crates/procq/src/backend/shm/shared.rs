@@ -114,16 +114,22 @@ impl Shared {
     }
 
     /// Whether the mapping lost its file's pages, as an error.
-    #[inline]
+    #[inline(always)]
     pub(super) fn check_intact(&self) -> Result<()> {
         if self.seg.faulted() {
-            return Err(Error::invalid(
-                &self.name,
-                "segment file was truncated by another process (or a page could not be \
-                 allocated in /dev/shm): the queue's contents are gone",
-            ));
+            return Err(self.truncated());
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn truncated(&self) -> Error {
+        Error::invalid(
+            &self.name,
+            "segment file was truncated by another process (or a page could not be \
+             allocated in /dev/shm): the queue's contents are gone",
+        )
     }
 
     /// Where this process counts its traffic: its slot, or the retired

@@ -10,9 +10,10 @@
 //! valgrind --tool=callgrind target/callgrind/release/examples/put_get_cost u64 102400
 //! ```
 //!
-//! Arguments: `u64` or `100b` (a `Vec<u8>` of 100 bytes, each got as a
-//! fresh `Vec`), then N (a multiple of 512). Without
-//! valgrind it prints the wall time per put + get.
+//! Arguments: `u64`, `100b` (a `Vec<u8>` of 100 bytes, each got as a
+//! fresh `Vec`) or `joinable` (u64 on a `JoinableQueue`, each get followed
+//! by its `task_done`), then N (a multiple of 512). Without valgrind it
+//! prints the wall time per put + get.
 
 use std::time::Instant;
 
@@ -37,6 +38,26 @@ fn run<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
     Ok(())
 }
 
+/// [`run`] on a `JoinableQueue<u64>`, with a `task_done` per get.
+fn run_joinable(n: usize) -> Result<(), procq::Error> {
+    const ROUND: usize = 512;
+    let q = procq::JoinableQueue::<u64>::new(2 * ROUND)?;
+    let items: Vec<u64> = (0..ROUND).map(|i| i as u64 * 0x9E37_79B9).collect();
+    let start = Instant::now();
+    for _ in 0..n / ROUND {
+        for item in &items {
+            q.put(item)?;
+        }
+        for _ in 0..ROUND {
+            std::hint::black_box(q.get()?);
+            q.task_done()?;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    println!("{n} puts + gets + task_done: {ns:.0} ns per item");
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let kind = args.next().unwrap_or_else(|| "u64".to_owned());
@@ -44,7 +65,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match kind.as_str() {
         "u64" => run(n, |i| i as u64 * 0x9E37_79B9)?,
         "100b" => run(n, |i| vec![i as u8; 100])?,
-        other => return Err(format!("unknown item kind {other:?} (u64 or 100b)").into()),
+        "joinable" => run_joinable(n)?,
+        other => return Err(format!("unknown item kind {other:?} (u64, 100b or joinable)").into()),
     }
     Ok(())
 }

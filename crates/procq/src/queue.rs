@@ -241,7 +241,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Queue<T> {
 
     // One variant without the `redis` feature.
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_block(&self, block: Block) -> Result<T> {
         // The item and the error apart: no `Result` moved through the
         // closure (an `Error` is several words).

@@ -289,7 +289,9 @@ pub const COMMIT_STORES: usize = crate::backend::shm::layout::COMMIT_STORES;
 /// From now on, the first commit this process makes stops after `stores`
 /// of its [`COMMIT_STORES`] stores, and the process SIGKILLs itself there,
 /// holding the queue lock: a kill between (or inside) the steps of a
-/// commit, exactly. 0 turns it off. For the crash tests.
+/// commit, exactly; `COMMIT_STORES` kills it right after the whole commit,
+/// before the journal entry it carries is applied. 0 turns it off. For the
+/// crash tests.
 pub fn kill_mid_commit(stores: usize) {
     crate::backend::shm::layout::COMMIT_KILL_AFTER
         .store(stores, std::sync::atomic::Ordering::Relaxed);

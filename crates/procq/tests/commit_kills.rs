@@ -8,7 +8,10 @@
 //!
 //! `procq::__fuzzing::kill_mid_commit(n)` makes the child SIGKILL itself
 //! after exactly `n` stores of its next commit, holding the lock, so every
-//! window is hit exactly (the random kills are in `crash.rs`).
+//! window is hit exactly (the random kills are in `crash.rs`); after all
+//! of them (`n = COMMIT_STORES`), it dies before the journal entry the
+//! commit carries (a joinable get's task count) is applied, which recovery
+//! must then replay.
 
 mod common;
 
@@ -36,11 +39,17 @@ fn child_entry() {
         "put" => {
             let _ = q.put(b"new");
         }
-        // A plain queue's get of a small item takes the fast path (see
-        // `backend/shm/fast.rs`), a joinable one's the general path: both
-        // commit through `Header::commit_words`, store for store.
+        // A get of a small item takes the fast path (see
+        // `backend/shm/fast.rs`), a joinable one's with the journal entry
+        // of its task count in the commit, applied after it: both commit
+        // through `Header::commit_words`, store for store, as the general
+        // path does.
         "get" | "get-plain" => {
             let _ = q.get();
+        }
+        // Two items at once: the general path, journal and all.
+        "get-many" => {
+            let _ = q.get_many(2);
         }
         other => panic!("unknown role {other}"),
     }
@@ -79,7 +88,7 @@ fn killed(role: &str, name: &str, stores: usize) {
 
 #[test]
 fn a_put_killed_after_each_store_of_its_commit_is_all_or_nothing() {
-    for stores in 1..COMMIT_STORES {
+    for stores in 1..=COMMIT_STORES {
         let name = common::unique(&format!("commit-put-{stores}"));
         let _cleanup = Cleanup(name.clone());
         let q = Builder::new().name(&name).build_raw().unwrap();
@@ -105,7 +114,7 @@ fn a_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
     // Joinable: the get's commit carries a journal entry (the getter's
     // count of taken tasks), which recovery must replay before it writes
     // off the dead getter's task.
-    for stores in 1..COMMIT_STORES {
+    for stores in 1..=COMMIT_STORES {
         let name = common::unique(&format!("commit-get-{stores}"));
         let _cleanup = Cleanup(name.clone());
         let q = Builder::new().name(&name).build_raw_joinable().unwrap();
@@ -135,8 +144,39 @@ fn a_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
 }
 
 #[test]
+fn a_joinable_get_many_killed_after_each_store_of_its_commit_is_all_or_nothing() {
+    // The general pop's commit (a batch never takes the fast path), with
+    // the journal entry of the getter's two tasks.
+    for stores in 1..=COMMIT_STORES {
+        let name = common::unique(&format!("commit-get-many-{stores}"));
+        let _cleanup = Cleanup(name.clone());
+        let q = Builder::new().name(&name).build_raw_joinable().unwrap();
+        for item in [b"a", b"b", b"c"] {
+            q.put(item).unwrap();
+        }
+        killed("get-many", &name, stores);
+        let switched = stores >= SWITCHED;
+        let unfinished = if switched { 1 } else { 3 };
+        assert_eq!(
+            q.unfinished_tasks().unwrap(),
+            unfinished,
+            "after {stores} stores"
+        );
+        let got = drain(&q);
+        let want: Vec<Vec<u8>> = if switched {
+            vec![b"c".to_vec()]
+        } else {
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        };
+        assert_eq!(got, want, "after {stores} stores");
+        q.task_done_many(got.len()).unwrap();
+        q.join_timeout(LIMIT).unwrap();
+    }
+}
+
+#[test]
 fn a_plain_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
-    for stores in 1..COMMIT_STORES {
+    for stores in 1..=COMMIT_STORES {
         let name = common::unique(&format!("commit-get-plain-{stores}"));
         let _cleanup = Cleanup(name.clone());
         let q = Builder::new().name(&name).build_raw().unwrap();

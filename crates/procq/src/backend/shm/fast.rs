@@ -13,7 +13,9 @@
 //! same record writes and reads ([`Ring`](super::ring::Ring)), the same
 //! commit ([`Header::commit_words`], store for store what every commit
 //! stores, so the crash protocol and its kill tests are unchanged), the
-//! same statistics and wake-ups.
+//! same statistics and wake-ups. A joinable queue's get commits the
+//! journal entry of the getter's task count with its pop and then applies
+//! it, as the general pop does (`Locked::popped`, `Locked::commit`).
 //!
 //! Anything unusual hands the held lock to the general path as a guard
 //! ([`Small::Held`]), which reads and checks the state again and goes on:
@@ -32,6 +34,7 @@ use std::sync::atomic::Ordering;
 use crate::block::Block;
 use crate::codec::Encoded;
 use crate::error::Result;
+use crate::kind::Kind;
 
 use super::layout::*;
 use super::locked::Verdict;
@@ -168,11 +171,25 @@ impl Shared {
 
     /// Gets the item at the front, if it is a plain item below
     /// [`LOAN_BYTES`] (see the module docs): `f` sees its bytes and answers;
-    /// the item is removed unless `f` leaves it (then `Done(0)`). For a
-    /// queue that is not joinable (a joinable one's get journals the
-    /// getter's task count: the general path).
+    /// the item is removed unless `f` leaves it (then `Done(0)`). On a
+    /// joinable queue the commit carries the journal entry of the getter's
+    /// count of taken tasks, applied after it, as the general pop's does.
     #[inline(always)]
     pub(super) fn pop_small(
+        &self,
+        block: Block,
+        f: &mut impl FnMut(&[u8]) -> Verdict,
+    ) -> Result<Small<usize>> {
+        // One instance per kind: a plain queue's has no journal code.
+        match self.kind {
+            Kind::Queue => self.pop_small_of::<false>(block, f),
+            Kind::Joinable => self.pop_small_of::<true>(block, f),
+        }
+    }
+
+    /// [`pop_small`](Self::pop_small) on a queue that is joinable or not.
+    #[inline(always)]
+    fn pop_small_of<const JOINABLE: bool>(
         &self,
         block: Block,
         f: &mut impl FnMut(&[u8]) -> Verdict,
@@ -198,6 +215,17 @@ impl Shared {
         if ring.count == 1 && self.reserved_extent(ring.cap) > self.min_capacity {
             return hold.keep();
         }
+        // A joinable queue's getter counts the task as its own, through the
+        // journal (a slotless attachment's get journals nothing: the
+        // general path).
+        let journal = if JOINABLE {
+            match self.slot_ref() {
+                Some(slot) => Some(slot),
+                None => return hold.keep(),
+            }
+        } else {
+            None
+        };
         let Some(verdict) = mem.read_with(front.off, front.len, f) else {
             return hold.keep();
         };
@@ -209,10 +237,27 @@ impl Shared {
         // Taken, or refused: a refused first item is removed all the same.
         ring.pop(&front);
         let h = self.header();
-        h.commit_words(
-            &s.with(&ring, s.w[W_UNFINISHED].saturating_sub(1)),
-            self.scratch(),
+        // On a joinable queue, the entry the general pop journals
+        // (`Locked::journal`, numbered by `Locked::commit`): the slot's new
+        // count of taken tasks rides in this commit and is applied to the
+        // slot after it, so recovery replays it if this process dies in
+        // between; the task stays unfinished until `task_done`.
+        let mut w = s.with(
+            &ring,
+            s.w[W_UNFINISHED].saturating_sub(u64::from(!JOINABLE)),
         );
+        let mut entry = (0, 0);
+        if let Some(slot) = journal {
+            let tasks = slot.tasks.load(Ordering::Relaxed).saturating_add(1);
+            let tasks = tasks.min(u64::from(u32::MAX));
+            w[W_PACKED] = packed_with_journal(w[W_PACKED], self.slot as u64 + 1, OP_SET, tasks);
+            w[W_GEN] = w[W_GEN].wrapping_add(1).max(1);
+            entry = (w[W_GEN], tasks);
+        }
+        h.commit_words(&w, self.scratch());
+        if let Some(slot) = journal {
+            slot.apply_set(entry.0, entry.1);
+        }
         self.traffic().count(false, 1, front.len);
         drop(hold);
         // Producers of a full queue may wait for it to be half empty (see

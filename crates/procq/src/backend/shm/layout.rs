@@ -202,6 +202,17 @@ pub(crate) fn packed_journal(packed: u64) -> (u64, u64) {
     ((packed >> 16) & 0xffff, (packed >> 8) & 0x3f)
 }
 
+/// `packed` with the journal entry `op` for slot index + 1 `slot` with
+/// argument `arg` in place of its own (as [`StateCell::store`] packs a
+/// [`State`]'s journal fields; the fast path's joinable get, see `fast`).
+#[inline]
+pub(crate) fn packed_with_journal(packed: u64, slot: u64, op: u64, arg: u64) -> u64 {
+    (packed & (SHUTDOWN_BIT | IMMEDIATE_BIT | 0xff))
+        | (op & 0x3f) << 8
+        | (slot & 0xffff) << 16
+        | (arg & 0xffff_ffff) << 32
+}
+
 /// Whether a packed word says shut down (see [`State::shutdown`]), and
 /// immediately (see [`State::shutdown_immediate`]).
 #[inline]
@@ -313,6 +324,20 @@ pub(crate) struct Slot {
     pub(crate) traffic: Traffic,
 }
 const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
+impl Slot {
+    /// Applies an [`OP_SET`] journal entry of generation `gen` and argument
+    /// `tasks` to this slot, unless it was applied already: the count, then
+    /// the generation (so a replay after a crash between the two stores the
+    /// same values again; see `Locked::apply_journal`).
+    #[inline]
+    pub(crate) fn apply_set(&self, gen: u64, tasks: u64) {
+        if self.applied.load(Ordering::Relaxed) != gen {
+            self.tasks.store(tasks, Ordering::Relaxed);
+            self.applied.store(gen, Ordering::Relaxed);
+        }
+    }
+}
 
 /// One liveness token's record (see `liveness`).
 #[repr(C)]
@@ -571,7 +596,9 @@ impl Header {
         {
             let n = COMMIT_KILL_AFTER.load(Ordering::Relaxed);
             if n != 0 {
-                if !self.commit_words_first(words, scratch, n) {
+                // After all of its stores, too: a kill between the commit
+                // and the journal's application that follows it.
+                if !self.commit_words_first(words, scratch, n) || n == COMMIT_STORES {
                     let _ = rustix::process::kill_process(
                         rustix::process::getpid(),
                         rustix::process::Signal::KILL,
@@ -628,5 +655,37 @@ impl Header {
             self.current.store(to, Ordering::Release);
         }
         k == STATE_WORDS + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_entry_packs_as_a_states_does() {
+        let mut s = State {
+            ring: Ring::new(1 << 20),
+            journal_slot: 7,
+            journal_op: OP_RECLAIM,
+            journal_arg: 123,
+            shutdown: true,
+            ..State::default()
+        };
+        for immediate in [false, true] {
+            s.shutdown_immediate = immediate;
+            let before = StateCell::words_of(&s)[W_PACKED];
+            let (slot, op, arg) = (MAX_SLOTS as u64, OP_SET, u64::from(u32::MAX));
+            let after = State {
+                journal_slot: slot,
+                journal_op: op,
+                journal_arg: arg,
+                ..s
+            };
+            assert_eq!(
+                packed_with_journal(before, slot, op, arg),
+                StateCell::words_of(&after)[W_PACKED]
+            );
+        }
     }
 }

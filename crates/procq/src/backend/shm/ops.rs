@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use crate::block::Block;
 use crate::codec::Encoded;
 use crate::error::{Error, Result};
-use crate::kind::Kind;
 
 use super::fast::Small;
 use super::layout::*;
@@ -420,9 +419,8 @@ impl Shared {
         mut f: F,
     ) -> Result<usize> {
         let mut held = None;
-        // One small item from a queue that is not joinable: one function,
-        // lock to commit (see `fast`); the general path goes on with the
-        // lock if it must.
+        // One small item: one function, lock to commit (see `fast`); the
+        // general path goes on with the lock if it must.
         if self.small_pop(max, stop) {
             if closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
@@ -436,11 +434,10 @@ impl Shared {
     }
 
     /// Whether a pop of `max` items stopping at `stop` may take the fast
-    /// path (see `fast`): one item, to the end, from a queue that is not
-    /// joinable (a joinable get journals its task count).
+    /// path (see `fast`): one item, to the end.
     #[inline]
     fn small_pop(&self, max: usize, stop: TakeStop) -> bool {
-        max == 1 && stop == TakeStop::Never && self.kind == Kind::Queue
+        max == 1 && stop == TakeStop::Never
     }
 
     /// [`pop_taking`](Self::pop_taking) past the fast path: `held` says

@@ -17,45 +17,58 @@
 
 use std::time::Instant;
 
-fn run<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
+/// Items per round: the queue holds twice as many.
+const ROUND: usize = 512;
+
+/// Puts `items` (a round), gets as many back, until `n` went through;
+/// prints the wall time per item.
+fn rounds<T>(
     n: usize,
-    make: impl Fn(usize) -> T,
-) -> Result<(), procq::Error> {
-    const ROUND: usize = 512;
-    let q = procq::Queue::<T>::new(2 * ROUND)?;
-    let items: Vec<T> = (0..ROUND).map(make).collect();
+    items: &[T],
+    put: impl Fn(&T) -> procq::Result<()>,
+    get: impl Fn() -> procq::Result<()>,
+) -> procq::Result<()> {
     let start = Instant::now();
     for _ in 0..n / ROUND {
-        for item in &items {
-            q.put(item)?;
+        for item in items {
+            put(item)?;
         }
         for _ in 0..ROUND {
-            std::hint::black_box(q.get()?);
+            get()?;
         }
     }
     let ns = start.elapsed().as_nanos() as f64 / n as f64;
-    println!("{n} puts + gets: {ns:.0} ns per put + get");
+    println!("{n} items: {ns:.0} ns per put + get");
     Ok(())
 }
 
-/// [`run`] on a `JoinableQueue<u64>`, with a `task_done` per get.
-fn run_joinable(n: usize) -> Result<(), procq::Error> {
-    const ROUND: usize = 512;
+fn run<T: serde::Serialize + serde::de::DeserializeOwned + 'static>(
+    n: usize,
+    make: impl Fn(usize) -> T,
+) -> procq::Result<()> {
+    let q = procq::Queue::<T>::new(2 * ROUND)?;
+    let items: Vec<T> = (0..ROUND).map(make).collect();
+    rounds(
+        n,
+        &items,
+        |item| q.put(item),
+        || q.get().map(std::hint::black_box).map(drop),
+    )
+}
+
+/// [`run`] of u64 items on a `JoinableQueue`, with a `task_done` per get.
+fn run_joinable(n: usize) -> procq::Result<()> {
     let q = procq::JoinableQueue::<u64>::new(2 * ROUND)?;
     let items: Vec<u64> = (0..ROUND).map(|i| i as u64 * 0x9E37_79B9).collect();
-    let start = Instant::now();
-    for _ in 0..n / ROUND {
-        for item in &items {
-            q.put(item)?;
-        }
-        for _ in 0..ROUND {
+    rounds(
+        n,
+        &items,
+        |item| q.put(item),
+        || {
             std::hint::black_box(q.get()?);
-            q.task_done()?;
-        }
-    }
-    let ns = start.elapsed().as_nanos() as f64 / n as f64;
-    println!("{n} puts + gets + task_done: {ns:.0} ns per item");
-    Ok(())
+            q.task_done()
+        },
+    )
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -109,34 +109,30 @@ fn a_put_killed_after_each_store_of_its_commit_is_all_or_nothing() {
     }
 }
 
-#[test]
-fn a_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
-    // Joinable: the get's commit carries a journal entry (the getter's
-    // count of taken tasks), which recovery must replay before it writes
-    // off the dead getter's task.
+/// A joinable queue of three items, its getter (`role`, taking `took`
+/// items in one commit) killed after each store of the commit: the
+/// items are got (and written off as tasks) or still there, all or none.
+/// The commit carries a journal entry (the getter's count of taken
+/// tasks), which recovery must replay before it writes off the dead
+/// getter's tasks.
+fn joinable_getter_killed(role: &str, took: usize) {
+    let items: [&[u8]; 3] = [b"a", b"b", b"c"];
     for stores in 1..=COMMIT_STORES {
-        let name = common::unique(&format!("commit-get-{stores}"));
+        let name = common::unique(&format!("commit-{role}-{stores}"));
         let _cleanup = Cleanup(name.clone());
         let q = Builder::new().name(&name).build_raw_joinable().unwrap();
-        for item in [b"a", b"b", b"c"] {
+        for item in items {
             q.put(item).unwrap();
         }
-        killed("get", &name, stores);
-        let switched = stores >= SWITCHED;
-        // Got by the dead process (and written off as a task), or still there.
-        let unfinished = if switched { 2 } else { 3 };
+        killed(role, &name, stores);
+        let gone = if stores >= SWITCHED { took } else { 0 };
         assert_eq!(
             q.unfinished_tasks().unwrap(),
-            unfinished,
-            "after {stores} stores"
+            (items.len() - gone) as u64,
+            "{role} after {stores} stores"
         );
         let got = drain(&q);
-        let want: Vec<Vec<u8>> = if switched {
-            vec![b"b".to_vec(), b"c".to_vec()]
-        } else {
-            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
-        };
-        assert_eq!(got, want, "after {stores} stores");
+        assert_eq!(got, items[gone..], "{role} after {stores} stores");
         q.task_done_many(got.len()).unwrap();
         q.join_timeout(LIMIT).unwrap();
         assert_eq!(q.unfinished_tasks().unwrap(), 0);
@@ -144,34 +140,15 @@ fn a_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
 }
 
 #[test]
+fn a_get_killed_after_each_store_of_its_commit_is_all_or_nothing() {
+    joinable_getter_killed("get", 1);
+}
+
+#[test]
 fn a_joinable_get_many_killed_after_each_store_of_its_commit_is_all_or_nothing() {
     // The general pop's commit (a batch never takes the fast path), with
     // the journal entry of the getter's two tasks.
-    for stores in 1..=COMMIT_STORES {
-        let name = common::unique(&format!("commit-get-many-{stores}"));
-        let _cleanup = Cleanup(name.clone());
-        let q = Builder::new().name(&name).build_raw_joinable().unwrap();
-        for item in [b"a", b"b", b"c"] {
-            q.put(item).unwrap();
-        }
-        killed("get-many", &name, stores);
-        let switched = stores >= SWITCHED;
-        let unfinished = if switched { 1 } else { 3 };
-        assert_eq!(
-            q.unfinished_tasks().unwrap(),
-            unfinished,
-            "after {stores} stores"
-        );
-        let got = drain(&q);
-        let want: Vec<Vec<u8>> = if switched {
-            vec![b"c".to_vec()]
-        } else {
-            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
-        };
-        assert_eq!(got, want, "after {stores} stores");
-        q.task_done_many(got.len()).unwrap();
-        q.join_timeout(LIMIT).unwrap();
-    }
+    joinable_getter_killed("get-many", 2);
 }
 
 #[test]

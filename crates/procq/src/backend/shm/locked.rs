@@ -147,14 +147,20 @@ impl Shared {
     /// acquisition, check the state itself and unlock (see `fast`).
     #[inline]
     pub(super) fn acquire(&self, deadline: Option<Instant>) -> Result<Acquired> {
-        let h = self.header();
-        let oracle = Oracle {
-            token: &self.token,
-            table: &h.tokens,
-        };
-        h.lock
-            .lock(self.token.stamp(), deadline, &oracle)
+        self.header()
+            .lock
+            .lock(self.token.stamp(), deadline, &self.oracle())
             .map_err(|busy| self.busy(busy))
+    }
+
+    /// Who holds the lock, as this attachment can tell (for the lock's
+    /// waits).
+    #[inline]
+    fn oracle(&self) -> Oracle<'_> {
+        Oracle {
+            token: &self.token,
+            table: &self.header().tokens,
+        }
     }
 
     /// [`acquire`](Self::acquire) for a call blocking like `block`: the
@@ -173,13 +179,9 @@ impl Shared {
     #[cold]
     #[inline(never)]
     fn acquire_contended(&self, deadline: Option<Instant>) -> Result<Acquired> {
-        let h = self.header();
-        let oracle = Oracle {
-            token: &self.token,
-            table: &h.tokens,
-        };
-        h.lock
-            .lock_slow(self.token.stamp(), deadline, &oracle)
+        self.header()
+            .lock
+            .lock_slow(self.token.stamp(), deadline, &self.oracle())
             .map_err(|busy| self.busy(busy))
     }
 

@@ -24,7 +24,8 @@
 //! shutdown, a queue full by count or by bytes (growth, waiting), a front
 //! record that is padding, freed, reserved, taken or large, a ring that a
 //! get empties while it holds more memory than its minimum (keeping
-//! pages), and anything out of bounds. Nothing is written to shared memory
+//! pages), a joinable queue's get by an attachment without a slot (it
+//! journals nothing), and anything out of bounds. Nothing is written to shared memory
 //! before that decision except a put's record, which nothing reaches
 //! without a commit (the general path writes it again). A call that then
 //! waits tries the fast path again when it wakes (see `ops`).

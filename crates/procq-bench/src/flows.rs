@@ -163,12 +163,29 @@ fn run_procq_loans(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
         .build_raw()
         .map_err(|e| format!("creating queue: {e}"))?;
     let len = f.item.nominal_bytes() as usize;
+    let warm = warmup_items(ctx, f);
+    let (mut warm_puts, mut warm_gets) = (
+        split(warm, f.producers).into_iter(),
+        split(warm, f.consumers).into_iter(),
+    );
     let secs = run_procq_crew(ctx, f, n, |producer, items| {
         let queue = name.clone();
         if producer {
-            Role::ProcqLoanProducer { queue, len, items }
+            let warmup = warm_puts.next().unwrap_or(0);
+            Role::ProcqLoanProducer {
+                queue,
+                len,
+                warmup,
+                items,
+            }
         } else {
-            Role::ProcqLoanConsumer { queue, len, items }
+            let warmup = warm_gets.next().unwrap_or(0);
+            Role::ProcqLoanConsumer {
+                queue,
+                len,
+                warmup,
+                items,
+            }
         }
     })?;
     if q.qsize() != 0 {
@@ -177,8 +194,9 @@ fn run_procq_loans(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
     Ok(secs)
 }
 
-/// Items the workers of a typed procq case move through their queue before
-/// the clock starts (full mode only), so that the run measures the steady
+/// Items the workers of a procq case (typed or zero-copy) and of an iceoryx2
+/// case move through their queue before the clock starts (full mode only),
+/// the same rule for both sides of a comparison, so that the run measures the steady
 /// state of a queue in use, as a long-running program sees it: a fresh
 /// queue's ring grows as deep as the run drives it, and every process
 /// faults in each page of it on first touch — with 8 processes at 64 KiB,
@@ -305,17 +323,21 @@ fn run_ipmpsc(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
 /// iceoryx2 publish-subscribe, one publisher and one busy-polling
 /// subscriber. The publisher creates the service and its port first, the
 /// subscriber's port connects to it as it is made, and the publisher
-/// connects to the subscriber at `go`: both are connected before the first
-/// sample, so nothing is dropped (see `worker::iceoryx2` for why not the
-/// other way round).
+/// connects to the subscriber at `connect`: both are connected before the
+/// first sample, so nothing is dropped (see `worker::iceoryx2` for why not
+/// the other way round). Then the warm-up, as procq's (see
+/// [`warmup_items`]), and at `go` the timed run.
 fn run_iceoryx2(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
     let name = ctx.fresh();
+    // The same untimed warm-up as procq's rows, zero-copy ones included.
+    let warmup = warmup_items(ctx, f);
     let mut crew = Crew::new(&ctx.exe);
     let (p, _) = crew.spawn(
         "iceoryx2 publisher",
         &Role::Iceoryx2Producer {
             name: name.clone(),
             item: f.item,
+            warmup,
             items: n,
             bound: f.maxsize,
         },
@@ -325,11 +347,14 @@ fn run_iceoryx2(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
         &Role::Iceoryx2Consumer {
             name,
             item: f.item,
+            warmup,
             items: n,
             bound: f.maxsize,
             zero_copy: f.system == System::Iceoryx2ZeroCopy,
         },
     )?;
+    crew.tell("connect")?;
+    crew.expect_all("warm", ctx.deadline())?;
     let start = crew.go()?;
     collect(crew, ctx, start, &[c], &[p], expected_sum(f.item, &[n]))
 }

@@ -143,15 +143,21 @@ impl<'a> Crew<'a> {
     /// Sends `go` to every worker; returns the monotonic start time (ns).
     pub(crate) fn go(&mut self) -> Result<u64> {
         let start = monotonic_ns();
+        self.tell("go")?;
+        Ok(start)
+    }
+
+    /// Sends the line `word` to every worker.
+    pub(crate) fn tell(&mut self, word: &str) -> Result<()> {
         for m in &mut self.members {
             if let Some(stdin) = m.stdin.as_mut() {
                 stdin
-                    .write_all(b"go\n")
+                    .write_all(format!("{word}\n").as_bytes())
                     .and_then(|()| stdin.flush())
-                    .map_err(|e| format!("telling {} to go: {e}", m.name))?;
+                    .map_err(|e| format!("telling {} to {word}: {e}", m.name))?;
             }
         }
-        Ok(start)
+        Ok(())
     }
 
     /// Closes worker `idx`'s stdin (the stop signal of load workers).

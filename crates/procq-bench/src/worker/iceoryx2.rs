@@ -19,7 +19,7 @@ use iceoryx2::prelude::*;
 
 use super::protocol::{
     check_in_place, expect_echo, linger, monotonic_ns, ping_pong, process_cpu_ns, say,
-    say_ponger_done, wait_go, Result,
+    say_ponger_done, wait_go, wait_word, Result,
 };
 use crate::item::Item;
 
@@ -107,57 +107,76 @@ macro_rules! pubsub_service {
     };
 }
 
+/// Runs the warm-up and the timed part of a worker whose ports exist: at
+/// the parent's `connect`, `connect` (the publisher connects to the
+/// subscriber), then `step` for each of `warmup` untimed items (see
+/// `flows::warmup_items`, the rule procq's rows follow), `warm`, and at `go`
+/// `step` for each of `items`; returns the sum of what `step` returned.
+fn warm_then_run(
+    (warmup, items): (u64, u64),
+    connect: impl FnOnce() -> Result<()>,
+    mut step: impl FnMut(u64) -> Result<u64>,
+) -> Result<u64> {
+    say("ready")?;
+    wait_word("connect")?;
+    connect()?;
+    for i in 0..warmup {
+        step(i).map_err(|e| format!("{e} after {i} of {warmup} warm-up items"))?;
+    }
+    say("warm")?;
+    wait_go()?;
+    let mut sum = 0u64;
+    for i in 0..items {
+        let got = step(i).map_err(|e| format!("{e} after {i} of {items}"))?;
+        sum = sum.wrapping_add(got);
+    }
+    Ok(sum)
+}
+
 /// Subscriber: opens the publisher's service (the publisher exists, whole,
 /// with its data segment: the new subscriber port connects to it as it is
-/// made) and receives `items`, copying each out (`zero_copy` false) or
-/// reading it in place.
+/// made) and receives `warmup`, then `items`, copying each out (`zero_copy`
+/// false) or reading it in place.
 pub(crate) fn iceoryx2_consume(
     name: &str,
     item: Item,
-    items: u64,
+    counts: (u64, u64),
     bound: usize,
     zero_copy: bool,
 ) -> Result<()> {
     let node = node()?;
-    let mut sum = 0u64;
-    match item {
+    let sum = match item {
         Item::U64 => {
             let service = pubsub_service!(node, name, u64, bound).open()?;
             let sub = service.subscriber_builder().buffer_size(bound).create()?;
-            say("ready")?;
-            wait_go()?;
-            for got in 0..items {
-                let sample = busy(|| Ok(sub.receive()?))
-                    .map_err(|e| format!("{e} after {got} of {items}"))?;
-                sum = sum.wrapping_add(*sample);
-            }
+            warm_then_run(counts, || Ok(()), |_| Ok(*busy(|| Ok(sub.receive()?))?))?
         }
         Item::Bytes(len) => {
             let service = pubsub_service!(node, name, [u8], bound).open()?;
             let sub = service.subscriber_builder().buffer_size(bound).create()?;
-            say("ready")?;
-            wait_go()?;
-            for got in 0..items {
-                let sample = busy(|| Ok(sub.receive()?))
-                    .map_err(|e| format!("{e} after {got} of {items}"))?;
-                let bytes = sample.payload();
-                let got = if zero_copy {
-                    // In place: what a reader that needs no copy pays.
-                    check_in_place(bytes, len)
-                } else {
-                    std::hint::black_box(bytes.to_vec()).len() as u64
-                };
-                sum = sum.wrapping_add(got);
-            }
+            warm_then_run(
+                counts,
+                || Ok(()),
+                |_| {
+                    let sample = busy(|| Ok(sub.receive()?))?;
+                    let bytes = sample.payload();
+                    Ok(if zero_copy {
+                        // In place: what a reader that needs no copy pays.
+                        check_in_place(bytes, len)
+                    } else {
+                        std::hint::black_box(bytes.to_vec()).len() as u64
+                    })
+                },
+            )?
         }
-    }
+    };
     say(&format!("done {} {sum}", monotonic_ns()))
 }
 
 /// Publisher: creates the service and its publisher port (and so its data
-/// segment) before the subscriber exists; at `go` connects to the
-/// subscriber, made meanwhile, and sends `items`, waiting (never dropping)
-/// while the subscriber's buffer is full.
+/// segment) before the subscriber exists; at `connect` connects to the
+/// subscriber, made meanwhile, and sends `warmup` items, then at `go`
+/// `items`, waiting (never dropping) while the subscriber's buffer is full.
 ///
 /// This order matters: when the subscriber came first and learnt of the
 /// publisher only in its first `receive`, it sometimes never connected to
@@ -165,7 +184,12 @@ pub(crate) fn iceoryx2_consume(
 /// sender", or the publisher finds "no connected receiver and the buffer
 /// is full"), and the run failed after 0 samples; small items, whose
 /// runs are the shortest, hit it most.
-pub(crate) fn iceoryx2_produce(name: &str, item: Item, items: u64, bound: usize) -> Result<()> {
+pub(crate) fn iceoryx2_produce(
+    name: &str,
+    item: Item,
+    counts: (u64, u64),
+    bound: usize,
+) -> Result<()> {
     let node = node()?;
     match item {
         Item::U64 => {
@@ -174,12 +198,11 @@ pub(crate) fn iceoryx2_produce(name: &str, item: Item, items: u64, bound: usize)
                 .publisher_builder()
                 .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
                 .create()?;
-            say("ready")?;
-            wait_go()?;
-            connect(&publisher)?;
-            for i in 0..items {
-                delivered(publisher.send_copy(i)?, i)?;
-            }
+            warm_then_run(
+                counts,
+                || connect(&publisher),
+                |i| delivered(publisher.send_copy(i)?, i).map(|()| 0),
+            )?;
         }
         Item::Bytes(len) => {
             let service = pubsub_service!(node, name, [u8], bound).create()?;
@@ -189,13 +212,14 @@ pub(crate) fn iceoryx2_produce(name: &str, item: Item, items: u64, bound: usize)
                 .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
                 .create()?;
             let payload = vec![item.fill_byte(); len];
-            say("ready")?;
-            wait_go()?;
-            connect(&publisher)?;
-            for i in 0..items {
-                let sample = publisher.loan_slice_uninit(len)?;
-                delivered(sample.write_from_slice(&payload).send()?, i)?;
-            }
+            warm_then_run(
+                counts,
+                || connect(&publisher),
+                |i| {
+                    let sample = publisher.loan_slice_uninit(len)?;
+                    delivered(sample.write_from_slice(&payload).send()?, i).map(|()| 0)
+                },
+            )?;
         }
     }
     say(&format!("done {}", monotonic_ns()))?;

@@ -121,6 +121,7 @@ pub(crate) enum Role {
     ProcqLoanProducer {
         queue: String,
         len: usize,
+        warmup: u64,
         items: u64,
     },
     /// Gets `items` items with `RawQueue::get_with`, each checked in place
@@ -128,6 +129,7 @@ pub(crate) enum Role {
     ProcqLoanConsumer {
         queue: String,
         len: usize,
+        warmup: u64,
         items: u64,
     },
     /// Binds a Unix socket at `path`, accepts one connection, reads `items`.
@@ -207,6 +209,7 @@ pub(crate) enum Role {
     Iceoryx2Consumer {
         name: String,
         item: Item,
+        warmup: u64,
         items: u64,
         bound: usize,
         zero_copy: bool,
@@ -216,6 +219,7 @@ pub(crate) enum Role {
     Iceoryx2Producer {
         name: String,
         item: Item,
+        warmup: u64,
         items: u64,
         bound: usize,
     },
@@ -266,30 +270,46 @@ fn run(role: Role) -> Result<()> {
                 procq_consume::<Vec<u8>>(&queue, (warmup, items), batch, |v| v.len() as u64)
             }
         },
-        Role::ProcqLoanProducer { queue, len, items } => {
+        Role::ProcqLoanProducer {
+            queue,
+            len,
+            warmup,
+            items,
+        } => {
             let q = procq::RawQueue::open(&queue)?;
             let payload = vec![Item::Bytes(len).fill_byte(); len];
+            let put = |n: u64| -> Result<()> {
+                for _ in 0..n {
+                    q.put_with(len, None, |buf| buf.copy_from_slice(&payload))?;
+                }
+                Ok(())
+            };
             say("ready")?;
-            // No warm-up: compared with iceoryx2's first pass (see
-            // `flows::warmup_items`).
+            put(warmup)?;
             say("warm")?;
             wait_go()?;
-            for _ in 0..items {
-                q.put_with(len, None, |buf| buf.copy_from_slice(&payload))?;
-            }
+            put(items)?;
             say(&format!("done {}", monotonic_ns()))
         }
-        Role::ProcqLoanConsumer { queue, len, items } => {
+        Role::ProcqLoanConsumer {
+            queue,
+            len,
+            warmup,
+            items,
+        } => {
             let q = procq::RawQueue::open(&queue)?;
+            let get = |n: u64| -> Result<u64> {
+                let mut sum = 0u64;
+                for _ in 0..n {
+                    sum = sum.wrapping_add(q.get_with(None, |bytes| check_in_place(bytes, len))?);
+                }
+                Ok(sum)
+            };
             say("ready")?;
-            // No warm-up: compared with iceoryx2's first pass (see
-            // `flows::warmup_items`).
+            get(warmup)?;
             say("warm")?;
             wait_go()?;
-            let mut sum = 0u64;
-            for _ in 0..items {
-                sum = sum.wrapping_add(q.get_with(None, |bytes| check_in_place(bytes, len))?);
-            }
+            let sum = get(items)?;
             say(&format!("done {} {sum}", monotonic_ns()))
         }
         Role::SocketConsumer { path, item, items } => {
@@ -438,17 +458,19 @@ fn run_peer(role: Role) -> Result<()> {
         Role::Iceoryx2Consumer {
             name,
             item,
+            warmup,
             items,
             bound,
             zero_copy,
-        } => self::iceoryx2::iceoryx2_consume(&name, item, items, bound, zero_copy),
+        } => self::iceoryx2::iceoryx2_consume(&name, item, (warmup, items), bound, zero_copy),
         #[cfg(feature = "iceoryx2")]
         Role::Iceoryx2Producer {
             name,
             item,
+            warmup,
             items,
             bound,
-        } => self::iceoryx2::iceoryx2_produce(&name, item, items, bound),
+        } => self::iceoryx2::iceoryx2_produce(&name, item, (warmup, items), bound),
         #[cfg(feature = "iceoryx2")]
         Role::Iceoryx2Ponger { ping, pong, count } => {
             self::iceoryx2::iceoryx2_ponger(&ping, &pong, count)

@@ -72,6 +72,16 @@ pub(crate) fn say(line: &str) -> Result<()> {
     Ok(())
 }
 
+/// Waits for the parent's line `word` (one before `go`).
+pub(crate) fn wait_word(word: &str) -> Result<()> {
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != word {
+        return Err(format!("expected {word:?} from the parent, got {line:?}").into());
+    }
+    Ok(())
+}
+
 /// Waits for the parent's `go` line, then watches stdin: it closes early
 /// only if the parent gave up on this run or died, and then a worker blocked
 /// in a `get` must not linger (holding a queue) forever.

@@ -17,7 +17,7 @@
 //! `/proc`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,7 +31,6 @@ use super::ring::Ring;
 use super::segment::Segment;
 use super::shared::{Shared, MAX_CAPACITY_LIMIT};
 use super::sync;
-use super::wait::SPIN_MAX;
 use super::watch::Watchers;
 
 /// How long attaching and detaching wait for the lock. Giving up is safe:
@@ -208,7 +207,7 @@ impl Shared {
             max_capacity,
             min_capacity,
             spin: sync::may_spin(),
-            spin_budget: AtomicU32::new(SPIN_MAX / 4),
+            pacing: sync::Pacing::default(),
             loaning: AtomicBool::new(false),
             watchers: Watchers::default(),
         });
@@ -334,7 +333,7 @@ impl Shared {
             max_capacity,
             min_capacity,
             spin: sync::may_spin(),
-            spin_budget: AtomicU32::new(SPIN_MAX / 4),
+            pacing: sync::Pacing::default(),
             loaning: AtomicBool::new(false),
             watchers: Watchers::default(),
         };

@@ -5,7 +5,7 @@
 //! one (create, open, inspect, detach), `locked` takes its lock, `ops` and
 //! `wait` are the queue operations, `inspect` its read-outs.
 
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use crate::kind::Kind;
@@ -16,7 +16,7 @@ use super::liveness::fork_generation;
 use super::liveness::Token;
 use super::ring::RECORD_HEADER;
 use super::segment::{DataArea, Segment};
-use super::sync::EventCount;
+use super::sync::{EventCount, Pacing};
 use super::watch::{Event, Watched, Watchers};
 
 /// Largest data area any queue may have (1 TiB of address space).
@@ -52,10 +52,9 @@ pub(crate) struct Shared {
     pub(super) min_capacity: u64,
     /// Whether spinning before sleeping can help on this machine.
     pub(super) spin: bool,
-    /// Current spin length (iterations): doubles when a spin sees the queue
-    /// change in time, halves when it does not, so that spinning stops
-    /// costing CPU where processes outnumber cores.
-    pub(super) spin_budget: AtomicU32,
+    /// How this process's waits went lately: how long its waiters poll
+    /// before they sleep (see `wait::Waiter`).
+    pub(super) pacing: Pacing,
     /// Whether a thread of this process holds the slot's loan (see "Loans"
     /// in `layout`): one reservation per slot at a time.
     pub(super) loaning: AtomicBool,

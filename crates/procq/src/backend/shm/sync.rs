@@ -54,7 +54,7 @@
 //! to other processes.
 
 use std::hint;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
@@ -450,15 +450,42 @@ fn timespec(d: Duration) -> futex::Timespec {
     }
 }
 
+/// How one process's waits on one queue went lately: what the spin of
+/// `wait::Waiter` adapts to. Per process, not in shared memory: nothing
+/// another process writes can make this one spin.
+#[derive(Default)]
+pub(crate) struct Pacing {
+    /// Moving average of how long this process's blocked calls waited, in
+    /// nanoseconds (capped), for items (`[0]`) and for room (`[1]`).
+    pub(crate) waited_ns: [AtomicU32; 2],
+    /// `CLOCK_MONOTONIC` nanoseconds before which a waiter polls only
+    /// briefly: a spin of this process was preempted, or more threads were
+    /// runnable than this process has CPUs, so its core is wanted by
+    /// someone else.
+    pub(crate) calm_until: AtomicU64,
+    /// `CLOCK_MONOTONIC` nanoseconds when [`runnable`] was last asked.
+    pub(crate) counted_at: AtomicU64,
+}
+
+/// How many threads of the whole system are runnable right now (the
+/// fourth field of `/proc/loadavg`, counting the caller), if it can tell.
+/// A few microseconds: ask it now and then, not per wait.
+pub(crate) fn runnable() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let field = text.split_whitespace().nth(3)?;
+    field.split('/').next()?.parse().ok()
+}
+
+/// CPUs this process may run on.
+pub(crate) fn cpus() -> usize {
+    use std::sync::OnceLock;
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Whether spinning can pay off: never on a single CPU.
 pub(crate) fn may_spin() -> bool {
-    use std::sync::OnceLock;
-    static MULTI: OnceLock<bool> = OnceLock::new();
-    *MULTI.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get() > 1)
-            .unwrap_or(false)
-    })
+    cpus() > 1
 }
 
 #[cfg(test)]

@@ -1,19 +1,40 @@
 //! [`Waiter`]: the waiting half of a blocking call — spin, then announce
 //! and sleep on the queue's event counts.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::block::Block;
 use crate::error::Result;
 
-use super::locked::Locked;
+use super::locked::{monotonic_ns, Locked};
 use super::shared::Shared;
-use super::sync::Wake;
+use super::sync::{self, Wake};
 
-/// Bounds of the adaptive spin before a waiter sleeps (iterations).
-const SPIN_MIN: u32 = 16;
-pub(super) const SPIN_MAX: u32 = 2048;
+/// Longest a waiter polls before it sleeps (ns): about what the futex
+/// wake-up it saves costs the two sides on this kind of VM, several times
+/// over, and short enough that a wait that will be long costs little.
+const SPIN_CAP_NS: u64 = 100_000;
+/// What a waiter polls at least (ns), also while its waits are long or its
+/// core is wanted: an answer from a process running on another core (a
+/// ping-pong partner) comes within it.
+const SPIN_FLOOR_NS: u64 = 2_000;
+/// Looks at the queue between two looks at the clock while polling.
+const SPIN_CHUNK: u32 = 8;
+/// A gap this long between two looks at the clock within one poll means
+/// the poller was descheduled: its core is wanted by someone else.
+const PREEMPTED_NS: u64 = 20_000;
+/// For how long after that (or after finding more threads runnable than
+/// CPUs) this process's waiters poll only for [`SPIN_FLOOR_NS`].
+const CALM_NS: u64 = 10_000_000;
+/// How often a waiter about to poll longer than the floor counts the
+/// runnable threads (a read of `/proc/loadavg`, a few microseconds).
+const COUNT_EVERY_NS: u64 = 10_000_000;
+/// Longest wait counted in the moving average: a long idle wait says
+/// "sleep" as loudly as a longer one, and the average recovers within a
+/// few short waits once items flow again.
+const WAITED_MAX_NS: u64 = 1_000_000;
 /// How often a blocked `put`/`get` wakes to check that its segment still
 /// exists (a truncated file's waiters can never be woken otherwise).
 const INTACT_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -40,7 +61,27 @@ pub(super) enum Want {
 /// count, so that a producer on another core does not have to make a
 /// `FUTEX_WAKE` syscall for it. Only if the spin fails does it set the
 /// event count's waiter bit (under the lock, so no wake-up can be lost) and
-/// sleep. The spin length adapts to how often spinning pays off.
+/// sleep. A get whose front item is still being copied in (a large item's
+/// reservation: the count says "ready" already) announces itself at once
+/// and then polls the event count before it sleeps, so that the producer's
+/// publish ends its wait without a context switch.
+///
+/// The spin is measured in time, not in rounds: up to twice the moving
+/// average of how long this process's waits lasted, at least
+/// [`SPIN_FLOOR_NS`], at most [`SPIN_CAP_NS`], and only the floor when
+/// the waits last longer than the cap (an idle queue: its waiters sleep,
+/// burning no CPU after the floor) or this call has waited longer than the
+/// cap already. Items arriving every few tens of microseconds
+/// (1 MiB ones) are then polled for, as iceoryx2's subscriber polls,
+/// instead of each costing a futex wake-up and a context switch.
+///
+/// Only while a core is free: on a machine whose cores are all wanted,
+/// spinning takes the time the other side needs. So a poll that finds
+/// itself descheduled (the clock jumps by [`PREEMPTED_NS`] between two
+/// looks) stops, and so does a waiter that finds more threads runnable
+/// than its process has CPUs (`sync::runnable`, counted at most every
+/// [`COUNT_EVERY_NS`]); this process's waiters then poll only for the
+/// floor for [`CALM_NS`].
 ///
 /// A `put` that finds its queue full by count (`maxsize` items) first
 /// sleeps, without spinning, until the queue is half empty or
@@ -62,6 +103,11 @@ pub(super) struct Waiter<'a> {
     want: Want,
     /// Spinning is tried once per wake-up.
     spun: bool,
+    /// `CLOCK_MONOTONIC` ns when this call began to wait (0: not yet, or
+    /// its first poll succeeded before the clock was read).
+    since: Cell<u64>,
+    /// The call waited (the moving average learns how long).
+    waited: bool,
     /// Counted once per call in the statistics.
     blocked: bool,
     /// A `put` may still wait for the queue to be half empty (until such a
@@ -76,6 +122,8 @@ impl<'a> Waiter<'a> {
             block,
             want,
             spun: false,
+            since: Cell::new(0),
+            waited: false,
             blocked: false,
             half_empty: want == Want::Space,
         }
@@ -108,13 +156,104 @@ impl<'a> Waiter<'a> {
         }
     }
 
-    /// Called after the operation succeeded: rewards a spin that led to it.
+    /// Called after the operation succeeded: the moving average of how
+    /// long waits last learns this one.
     pub(super) fn succeeded(&self) {
-        if self.spun && self.sh.spin {
-            let b = self.sh.spin_budget.load(Ordering::Relaxed);
-            self.sh
-                .spin_budget
-                .store((b * 2).min(SPIN_MAX), Ordering::Relaxed);
+        if self.waited {
+            self.learn();
+        }
+    }
+
+    /// Adds how long this call waited to the moving average (weight 1/4).
+    fn learn(&self) {
+        if !self.sh.spin {
+            return;
+        }
+        let since = self.since.get();
+        let waited = if since == 0 {
+            0
+        } else {
+            monotonic_ns().saturating_sub(since).min(WAITED_MAX_NS)
+        };
+        let avg = &self.sh.pacing.waited_ns[self.want as usize];
+        let old = u64::from(avg.load(Ordering::Relaxed));
+        avg.store(((old * 3 + waited) / 4) as u32, Ordering::Relaxed);
+    }
+
+    /// How long to poll from `now` (ns): see [`Waiter`].
+    fn spin_limit(&self, now: u64) -> u64 {
+        let p = &self.sh.pacing;
+        let avg = u64::from(p.waited_ns[self.want as usize].load(Ordering::Relaxed));
+        // A call that has waited long already (woken now and then to look
+        // at a front item still being copied in) polls briefly.
+        let long = now.saturating_sub(self.since.get()) > SPIN_CAP_NS;
+        let mut limit = if long || avg > SPIN_CAP_NS || self.crowded(now) {
+            SPIN_FLOOR_NS
+        } else {
+            (2 * avg).clamp(SPIN_FLOOR_NS, SPIN_CAP_NS)
+        };
+        if let Some(d) = self.block.deadline() {
+            let left = d.saturating_duration_since(Instant::now()).as_nanos();
+            limit = limit.min(u64::try_from(left).unwrap_or(u64::MAX));
+        }
+        limit
+    }
+
+    /// Whether this process's core is wanted by someone else (see
+    /// [`Waiter`]): a recent spin was preempted, or more threads are
+    /// runnable than this process has CPUs (counted now and then).
+    fn crowded(&self, now: u64) -> bool {
+        let p = &self.sh.pacing;
+        if now < p.calm_until.load(Ordering::Relaxed) {
+            return true;
+        }
+        if now.saturating_sub(p.counted_at.load(Ordering::Relaxed)) < COUNT_EVERY_NS {
+            return false;
+        }
+        p.counted_at.store(now, Ordering::Relaxed);
+        if sync::runnable().is_some_and(|n| n > sync::cpus()) {
+            p.calm_until.store(now + CALM_NS, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Polls `done` for up to the spin limit; whether it said yes. Notes
+    /// the start of the wait, and a preemption (see [`Waiter`]).
+    fn poll(&self, done: impl Fn() -> bool) -> bool {
+        // An answer from the other core often comes before the clock
+        // would have been read.
+        for _ in 0..SPIN_CHUNK {
+            if done() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        let start = monotonic_ns();
+        if self.since.get() == 0 {
+            self.since.set(start);
+        }
+        let limit = self.spin_limit(start);
+        let mut last = start;
+        loop {
+            for _ in 0..SPIN_CHUNK {
+                if done() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            let now = monotonic_ns();
+            if now.saturating_sub(last) >= PREEMPTED_NS {
+                self.sh
+                    .pacing
+                    .calm_until
+                    .store(now + CALM_NS, Ordering::Relaxed);
+                return false;
+            }
+            if now.saturating_sub(start) >= limit {
+                return false;
+            }
+            last = now;
         }
     }
 
@@ -126,6 +265,7 @@ impl<'a> Waiter<'a> {
             return Ok(false);
         }
         self.count_blocked();
+        self.waited = true;
         if self.half_empty {
             let maxsize = self.sh.maxsize;
             if maxsize > 1 && g.state.ring.count >= maxsize && !g.state.shutdown {
@@ -140,17 +280,11 @@ impl<'a> Waiter<'a> {
         if self.sh.spin && !self.spun && !g.head_reserved {
             drop(g);
             self.spun = true;
-            let budget = self.sh.spin_budget.load(Ordering::Relaxed);
-            for _ in 0..budget {
-                if self.ready() {
-                    return Ok(true);
-                }
-                std::hint::spin_loop();
-            }
-            self.sh
-                .spin_budget
-                .store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
+            self.poll(|| self.ready());
             return Ok(true); // go around once more, then announce and sleep
+        }
+        if self.since.get() == 0 {
+            self.since.set(monotonic_ns());
         }
         // An idle ring gives its memory back while its consumers wait.
         let mut until = self.block.deadline();
@@ -174,12 +308,19 @@ impl<'a> Waiter<'a> {
             };
         let until = Some(until.map_or(tick, |d| d.min(tick)));
         let key = ev.prepare();
+        let reserved = g.head_reserved;
         drop(g);
         self.spun = false;
+        // Announced already: the publish of the front item moves the count.
+        if reserved && self.sh.spin && self.poll(|| ev.load() != key || h.peek_shutdown()) {
+            self.sh.check_intact()?;
+            return Ok(true);
+        }
         let woke = ev.wait(key, until);
         self.sh.check_intact()?;
         if woke == Wake::TimedOut && until == self.block.deadline() {
             h.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            self.learn();
             return Ok(false);
         }
         Ok(true)

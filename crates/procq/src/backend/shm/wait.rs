@@ -16,9 +16,9 @@ use super::sync::{self, Wake};
 /// wake-up it saves costs the two sides on this kind of VM, several times
 /// over, and short enough that a wait that will be long costs little.
 const SPIN_CAP_NS: u64 = 100_000;
-/// What a waiter polls at least (ns), also while its waits are long or its
-/// core is wanted: an answer from a process running on another core (a
-/// ping-pong partner) comes within it.
+/// What a waiter polls at least (ns), also while its waits are long (unless
+/// its core is wanted): an answer from a process running on another core
+/// (a ping-pong partner) comes within it.
 const SPIN_FLOOR_NS: u64 = 2_000;
 /// Looks at the queue between two looks at the clock while polling.
 const SPIN_CHUNK: u32 = 8;
@@ -26,7 +26,7 @@ const SPIN_CHUNK: u32 = 8;
 /// the poller was descheduled: its core is wanted by someone else.
 const PREEMPTED_NS: u64 = 20_000;
 /// For how long after that (or after finding more threads runnable than
-/// CPUs) this process's waiters poll only for [`SPIN_FLOOR_NS`].
+/// CPUs) this process's waiters barely poll.
 const CALM_NS: u64 = 10_000_000;
 /// How often a waiter about to poll longer than the floor counts the
 /// runnable threads (a read of `/proc/loadavg`, a few microseconds).
@@ -80,8 +80,8 @@ pub(super) enum Want {
 /// itself descheduled (the clock jumps by [`PREEMPTED_NS`] between two
 /// looks) stops, and so does a waiter that finds more threads runnable
 /// than its process has CPUs (`sync::runnable`, counted at most every
-/// [`COUNT_EVERY_NS`]); this process's waiters then poll only for the
-/// floor for [`CALM_NS`].
+/// [`COUNT_EVERY_NS`]); for [`CALM_NS`] after that, this process's waiters
+/// look only twice [`SPIN_CHUNK`] times before they sleep.
 ///
 /// A `put` that finds its queue full by count (`maxsize` items) first
 /// sleeps, without spinning, until the queue is half empty or
@@ -187,7 +187,10 @@ impl<'a> Waiter<'a> {
         // A call that has waited long already (woken now and then to look
         // at a front item still being copied in) polls briefly.
         let long = now.saturating_sub(self.since.get()) > SPIN_CAP_NS;
-        let mut limit = if long || avg > SPIN_CAP_NS || self.crowded(now) {
+        let mut limit = if self.crowded(now) {
+            // Two rounds of looks, as many as the old shortest spin.
+            0
+        } else if long || avg > SPIN_CAP_NS {
             SPIN_FLOOR_NS
         } else {
             (2 * avg).clamp(SPIN_FLOOR_NS, SPIN_CAP_NS)

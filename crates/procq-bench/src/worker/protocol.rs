@@ -73,6 +73,7 @@ pub(crate) fn say(line: &str) -> Result<()> {
 }
 
 /// Waits for the parent's line `word` (one before `go`).
+#[cfg_attr(not(feature = "iceoryx2"), allow(dead_code))]
 pub(crate) fn wait_word(word: &str) -> Result<()> {
     let mut line = String::new();
     io::stdin().lock().read_line(&mut line)?;

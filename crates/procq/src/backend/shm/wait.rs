@@ -314,8 +314,12 @@ impl<'a> Waiter<'a> {
         let reserved = g.head_reserved;
         drop(g);
         self.spun = false;
-        // Announced already: the publish of the front item moves the count.
-        if reserved && self.sh.spin && self.poll(|| ev.load() != key || h.peek_shutdown()) {
+        // Announced already: the publish of the front item (or a shutdown)
+        // moves the count. Only a move counts: a flag that stays set (a
+        // shutdown while the item is copied in) would have the call go
+        // round without ever reaching its deadline.
+        let due = || self.block.deadline().is_some_and(|d| Instant::now() >= d);
+        if reserved && self.sh.spin && !due() && self.poll(|| ev.load() != key) {
             self.sh.check_intact()?;
             return Ok(true);
         }

@@ -71,33 +71,6 @@ enum Place {
     NoProc,
 }
 
-fn command(place: Place) -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let test_args = [
-        "--exact",
-        "child_entry",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-    ];
-    let mut cmd = Command::new("unshare");
-    match place {
-        // --kill-child: killing `unshare` kills the namespace's processes.
-        Place::OtherPidNamespace => {
-            cmd.args(["-p", "-f", "--mount-proc", "--kill-child=SIGKILL"])
-                .arg(exe)
-                .args(test_args);
-        }
-        Place::NoProc => {
-            cmd.args(["-m", "--kill-child=SIGKILL", "sh", "-c"])
-                .arg(r#"mount -t tmpfs none /proc && exec "$0" "$@""#)
-                .arg(exe)
-                .args(test_args);
-        }
-    }
-    cmd
-}
-
 /// Whether children can be started at `place`; prints SKIP if not (and
 /// fails under CI, which runs as root and must run these tests).
 fn available(place: Place) -> bool {
@@ -124,10 +97,24 @@ fn available(place: Place) -> bool {
     false
 }
 
+/// Starts this test binary at `place` (`unshare` puts it there) as `role`
+/// with `args`.
 fn spawn_at(place: Place, role: &str, args: &[&str]) -> Child {
-    command(place)
-        .env("PROCQ_TEST_ROLE", role)
-        .env("PROCQ_TEST_ARGS", args.join("\u{1f}"))
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new("unshare");
+    match place {
+        // --kill-child: killing `unshare` kills the namespace's processes.
+        Place::OtherPidNamespace => {
+            cmd.args(["-p", "-f", "--mount-proc", "--kill-child=SIGKILL"])
+                .arg(exe);
+        }
+        Place::NoProc => {
+            cmd.args(["-m", "--kill-child=SIGKILL", "sh", "-c"])
+                .arg(r#"mount -t tmpfs none /proc && exec "$0" "$@""#)
+                .arg(exe);
+        }
+    }
+    common::as_role(&mut cmd, role, args)
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn unshare")

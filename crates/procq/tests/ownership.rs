@@ -15,7 +15,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::time::Duration;
 
 use procq::{Error, Queue};
@@ -83,16 +83,7 @@ struct Role {
 
 impl Role {
     fn start(role: &str, args: &[&str]) -> Role {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_entry",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
-            ])
-            .env("PROCQ_TEST_ROLE", role)
-            .env("PROCQ_TEST_ARGS", args.join("\u{1f}"))
+        let mut child = common::role_command(role, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use pyo3::exceptions::{PyAssertionError, PyFileNotFoundError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyList, PyTuple, PyType};
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 use crate::core::{is_url, Core, Kind, Options};
 use crate::errors::{shut_down_type, to_py};
@@ -180,74 +180,10 @@ impl Queue {
         })
     }
 
-    // `put(obj, block=True, timeout=None)` and `get(block=True,
-    // timeout=None)` are added by `fastcall::install`: PyO3's calling
-    // convention under abi3-py39 costs more than the queue itself.
-
-    /// Equivalent to ``put(obj, False)``.
-    fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.core.put(py, obj, Wait::Now)
-    }
-
-    /// Equivalent to ``get(False)``.
-    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.core.get(py, Wait::Now)
-    }
-
-    /// Put every item of the iterable ``items``, in order, under as few lock
-    /// acquisitions as room allows (much faster than one ``put`` each for
-    /// small items). All items are pickled before any is put: one that
-    /// cannot be pickled raises and nothing is put. ``block`` and
-    /// ``timeout`` are as for ``put``; if time runs out, ``queue.Full`` is
-    /// raised and only the leading items it names were put.
-    #[pyo3(signature = (items, block=true, timeout=None))]
-    fn put_many(
-        &self,
-        py: Python<'_>,
-        items: &Bound<'_, PyAny>,
-        block: bool,
-        timeout: Option<f64>,
-    ) -> PyResult<()> {
-        self.core.put_many(py, items, Wait::new(block, timeout)?)
-    }
-
-    /// Equivalent to ``put_many(items, False)``: puts the leading items
-    /// there is room for now, then raises ``queue.Full`` if any are left.
-    fn put_many_nowait(&self, py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.core.put_many(py, items, Wait::Now)
-    }
-
-    /// Remove and return a list of up to ``max_items`` items (at least one;
-    /// default: all there are now).
-    ///
-    /// Waits for the first item as ``get`` does (``block``, ``timeout``,
-    /// ``queue.Empty``), then takes whatever else is there, up to
-    /// ``max_items``, without waiting. ``max_messages_to_get=`` is
-    /// faster-fifo's name for ``max_items``.
-    #[pyo3(signature = (max_items=None, block=true, timeout=None, *, max_messages_to_get=None))]
-    fn get_many<'py>(
-        &self,
-        py: Python<'py>,
-        max_items: Option<&Bound<'py, PyAny>>,
-        block: bool,
-        timeout: Option<f64>,
-        max_messages_to_get: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let max = max_items_arg(max_items, max_messages_to_get)?;
-        self.core.get_many(py, max, Wait::new(block, timeout)?)
-    }
-
-    /// Equivalent to ``get_many(max_items, False)``.
-    #[pyo3(signature = (max_items=None, *, max_messages_to_get=None))]
-    fn get_many_nowait<'py>(
-        &self,
-        py: Python<'py>,
-        max_items: Option<&Bound<'py, PyAny>>,
-        max_messages_to_get: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let max = max_items_arg(max_items, max_messages_to_get)?;
-        self.core.get_many(py, max, Wait::Now)
-    }
+    // `put`, `get`, `put_nowait`, `get_nowait`, `put_many`,
+    // `put_many_nowait`, `get_many` and `get_many_nowait` are added by
+    // `fastcall::install`: PyO3's calling convention under abi3-py39 costs
+    // more than the queue itself.
 
     /// Return the number of items in the queue: exact at the instant it is
     /// read, on every platform (never ``NotImplementedError``).
@@ -541,7 +477,7 @@ impl JoinableQueue {
 /// in), as for ``Queue``.
 #[pyclass(module = "procq", subclass, frozen)]
 pub struct SimpleQueue {
-    core: Core,
+    pub(crate) core: Core,
 }
 
 #[pymethods]
@@ -574,38 +510,8 @@ impl SimpleQueue {
         })
     }
 
-    /// Put an item into the queue (never blocks: the queue is unbounded).
-    fn put(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.core.put(py, obj, Wait::Until(None))
-    }
-
-    /// Remove and return an item from the queue, blocking until there is
-    /// one.
-    ///
-    /// procq extension: with a ``timeout`` (seconds), raise ``queue.Empty``
-    /// if no item arrived in time.
-    #[pyo3(signature = (timeout=None))]
-    fn get<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        self.core.get(py, Wait::new(true, timeout)?)
-    }
-
-    /// Put every item of ``items``, in order (see ``Queue.put_many``).
-    fn put_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.core.put_many(py, items, Wait::Until(None))
-    }
-
-    /// Remove and return up to ``max_items`` items (see ``Queue.get_many``).
-    #[pyo3(signature = (max_items=None, timeout=None, *, max_messages_to_get=None))]
-    fn get_many<'py>(
-        &self,
-        py: Python<'py>,
-        max_items: Option<&Bound<'py, PyAny>>,
-        timeout: Option<f64>,
-        max_messages_to_get: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let max = max_items_arg(max_items, max_messages_to_get)?;
-        self.core.get_many(py, max, Wait::new(true, timeout)?)
-    }
+    // `put`, `get`, `put_many` and `get_many` are added by
+    // `fastcall::install` (see `Queue`).
 
     /// Return True if the queue is empty (``OSError`` after ``close()``,
     /// as in the standard library).
@@ -720,36 +626,4 @@ pub(crate) fn _rebuild(
 pub(crate) fn collect_garbage(py: Python<'_>) -> PyResult<Vec<String>> {
     py.detach(procq::collect_garbage)
         .map_err(|e| to_py(py, "/dev/shm", e))
-}
-
-/// `get_many`'s count: `max_items` or its faster-fifo name
-/// `max_messages_to_get`, at most one of them; `None` means no limit.
-/// A `bool` is refused: faster-fifo's first positional argument is `block`,
-/// and `get_many(True)` would otherwise quietly mean "one item".
-fn max_items_arg(
-    max_items: Option<&Bound<'_, PyAny>>,
-    max_messages_to_get: Option<&Bound<'_, PyAny>>,
-) -> PyResult<usize> {
-    let arg = match (max_items, max_messages_to_get) {
-        (Some(_), Some(_)) => {
-            return Err(PyTypeError::new_err(
-                "give max_items or max_messages_to_get (its faster-fifo name), not both",
-            ))
-        }
-        (Some(a), None) | (None, Some(a)) => a,
-        (None, None) => return Ok(usize::MAX),
-    };
-    if arg.is_instance_of::<PyBool>() {
-        return Err(PyTypeError::new_err(
-            "get_many's first argument is max_items (an int), not a bool: write \
-             get_many(block=..., timeout=...) for faster-fifo's get_many(block, timeout)",
-        ));
-    }
-    let n: i64 = arg.extract()?;
-    match usize::try_from(n) {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "max_items must be at least 1, not {n}"
-        ))),
-    }
 }

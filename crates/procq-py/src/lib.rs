@@ -49,8 +49,9 @@
 //! * `wait`: `block`/`timeout`, and blocking calls in slices;
 //! * `aio`: `get_async`, `put_async`, `join_async` (asyncio coroutines);
 //! * `errors`: procq's errors as the standard library's exceptions;
-//! * `fastcall`: `Queue.put` and `Queue.get` in CPython's vectorcall
-//!   convention (no argument tuple or dict per call).
+//! * `fastcall`: the methods that carry items (`put`, `get`, `put_nowait`,
+//!   the batch calls) in CPython's vectorcall convention (no argument
+//!   tuple or dict per call).
 
 use pyo3::prelude::*;
 
@@ -72,9 +73,10 @@ use item::LARGE;
 #[pymodule]
 fn _procq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Queue>()?;
-    fastcall::install(&m.py().get_type::<Queue>())?;
-    m.add_class::<JoinableQueue>()?;
     m.add_class::<SimpleQueue>()?;
+    let py = m.py();
+    fastcall::install(&py.get_type::<Queue>(), &py.get_type::<SimpleQueue>())?;
+    m.add_class::<JoinableQueue>()?;
     m.add_function(wrap_pyfunction!(_rebuild, m)?)?;
     m.add_function(wrap_pyfunction!(collect_garbage, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

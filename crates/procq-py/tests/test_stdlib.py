@@ -120,52 +120,6 @@ def test_method_signatures_match_stdlib(method):
     assert [(n, d) for n, d, _ in ours] == [(n, d) for n, d, _ in theirs]
 
 
-@pytest.mark.parametrize("make", [procq.Queue, procq.JoinableQueue])
-def test_put_get_argument_spellings_match_stdlib(make):
-    """put/get take their arguments as the standard library's do, by
-    position or keyword (also from **kwargs made at run time), and refuse
-    the same wrong calls with TypeError (procq's put and get parse their
-    arguments themselves: see src/fastcall.rs)."""
-    ours, theirs = make(10), multiprocessing.Queue(10)
-    runtime = "time" + "out"  # a keyword that is not interned
-    calls = [
-        ("put", (1,), {}), ("put", (2, True), {}), ("put", (3, True, 5), {}),
-        ("put", (), {"obj": 4}), ("put", (5,), {"timeout": 5.0}),
-        ("put", (), {"obj": 6, "block": True, runtime: None}),
-        ("put", (7,), {"block": False}),
-        ("get", (), {}), ("get", (True,), {}), ("get", (True, 5), {}),
-        ("get", (), {"timeout": 5}), ("get", (), {"block": True, "timeout": 5.0}),
-        ("get", (), {runtime: 5}), ("get", (True, None), {}),
-    ]
-    wrong = [
-        ("put", (), {}), ("put", (1, True, 5, 6), {}), ("put", (1,), {"obj": 2}),
-        ("put", (1,), {"color": 2}), ("get", (True, 5, 6), {}),
-        ("get", (True,), {"block": True}), ("get", (), {"colour": 1}),
-        ("get", (), {"block": True, "bogus": 2}),
-    ]
-    for q in (ours, theirs):
-        got = [getattr(q, name)(*args, **kwargs) for name, args, kwargs in calls]
-        assert got == [None] * 7 + [1, 2, 3, 4, 5, 6, 7]
-        for empty in [lambda: q.get(False), lambda: q.get(block=False), lambda: q.get(True, 0.01)]:
-            with pytest.raises(queue.Empty):
-                empty()
-        for name, args, kwargs in wrong:
-            with pytest.raises(TypeError):
-                getattr(q, name)(*args, **kwargs)
-        assert q.qsize() == 0
-    with pytest.raises(TypeError):
-        procq.Queue.get(theirs)  # the method of procq.Queue, on another object
-    procq.Queue.put(ours, "unbound")
-    assert procq.Queue.get(ours, timeout=5) == "unbound"
-    assert make.get.__doc__.startswith("Remove and return an item")
-    assert "queue.Full" in make.put.__doc__
-    ours.close()
-    with pytest.raises(ValueError, match="closed"):
-        ours.get(timeout=1)
-    theirs.close()
-    theirs.join_thread()
-
-
 def test_joinable_signatures_match_stdlib():
     assert _params(procq.JoinableQueue.task_done) == []
     # join() gains an optional timeout; calling it without one is the stdlib's.

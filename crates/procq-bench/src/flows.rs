@@ -201,7 +201,7 @@ fn run_procq_loans(ctx: &Ctx, f: Flow, n: u64) -> Result<f64> {
 /// queue's ring grows as deep as the run drives it, and every process
 /// faults in each page of it on first touch — with 8 processes at 64 KiB,
 /// about six faults per item, which a timed run of a few seconds would
-/// otherwise count (see docs/performance.md). As many items as the bound
+/// otherwise count (see docs/performance-history.md). As many items as the bound
 /// (1024 unbounded), at most 512 MiB of them.
 pub(crate) fn warmup_items(ctx: &Ctx, f: Flow) -> u64 {
     if ctx.quick {

@@ -10,7 +10,7 @@
 //! which writes and reads postcard's bytes (a LEB128 varint, zigzag for the
 //! signed ones, one raw byte for `u8`/`i8`) directly, with no serde and no
 //! thread-local buffer: 100 of a `u64` put + get's 2160 instructions went
-//! (docs/performance.md).
+//! (docs/performance-history.md).
 //!
 //! Wire format of one item, as other languages must write it: the postcard
 //! encoding of the value. For `Vec<u8>` and `String` that is a LEB128 varint

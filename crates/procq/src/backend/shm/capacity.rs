@@ -7,7 +7,7 @@
 //! of `cap` before they wrap, whatever the queue's depth, so a ring grown
 //! by a burst makes every later item land in memory no cache holds (1 MiB
 //! items moved 2–4× slower through a 128 MiB ring than through an 8 MiB
-//! one, measured in docs/performance.md). So the moment a busy ring
+//! one, measured in docs/performance-history.md). So the moment a busy ring
 //! empties, [`Locked::popped`] gives it a small modulus again
 //! ([`HOT_CAPACITY`], or the initial capacity if larger) *without* giving
 //! its pages back: [`Header::kept`] says how many bytes of the data area
@@ -55,7 +55,7 @@ const HOT_CAPACITY: u64 = 8 << 20;
 /// that stays within the caches while the consumers keep up, the bench's
 /// 64 KiB and 1 MiB rows cost 35–60% of the CPU per item they cost with a
 /// 32 MiB one, for one producer and consumer as for four of each
-/// (docs/performance.md, "Large items, fourth pass").
+/// (docs/performance-history.md, "Large items, fourth pass").
 pub(crate) const HOLD_GROWTH_FROM: u64 = HOT_CAPACITY;
 /// Tests: the step of "Keeping pages" ([`KeepStep`] as a number) at which
 /// this process SIGKILLs itself, holding the lock; 0: none (see

@@ -6,7 +6,7 @@
 //! the state, plans through the growth logic, walks the front records for
 //! takes, and wakes through flags; for the common case of a small item in a
 //! queue with room (or an item to get), that layering cost more than the
-//! data path itself (docs/performance.md, the callgrind table). Here the
+//! data path itself (docs/performance-history.md, the callgrind table). Here the
 //! same steps run straight, on the committed cell's words rather than a
 //! `State`: the same lock, the same hostile-memory checks once per lock
 //! hold ([`Shared::check_parts`], which the guard's check uses too), the

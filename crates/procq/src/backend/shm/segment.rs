@@ -35,6 +35,7 @@
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{FallocateFlags, FileType, Mode, OFlags, Stat};
@@ -331,6 +332,23 @@ impl Segment {
 impl DataArea<'_> {
     fn in_bounds(&self, off: u64, len: u64) -> bool {
         off.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+
+    /// The 4 bytes at `off` (little-endian), read atomically, so that they
+    /// may be watched without the lock while their writer holds it;
+    /// `None` if out of bounds or not 4-aligned.
+    pub(crate) fn load_u32(&self, off: u64) -> Option<u32> {
+        if !self.in_bounds(off, 4) || !off.is_multiple_of(4) {
+            return None;
+        }
+        // SAFETY: bounds and alignment checked above (the window starts at
+        // a page-aligned offset of the page-aligned mapping), and the
+        // mapping outlives `self`. Any bit pattern is a valid `u32`, and an
+        // atomic load races with nothing: a writer's plain store is seen
+        // whole or not at all for an aligned word on the platforms procq
+        // supports, and a hostile value is only a hint to the caller.
+        let word = unsafe { AtomicU32::from_ptr(self.base.add(off as usize).cast()) };
+        Some(u32::from_le(word.load(Ordering::Acquire)))
     }
 }
 

@@ -476,6 +476,17 @@ pub(crate) fn runnable() -> Option<usize> {
     field.split('/').next()?.parse().ok()
 }
 
+/// How many times the kernel has taken the calling thread off its CPU for
+/// another (`nonvoluntary_ctxt_switches` in `/proc/thread-self/status`), if
+/// it can tell. Tens of microseconds: ask it only now and then.
+pub(crate) fn preemptions() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))?;
+    line.trim().parse().ok()
+}
+
 /// CPUs this process may run on.
 pub(crate) fn cpus() -> usize {
     use std::sync::OnceLock;
@@ -498,6 +509,35 @@ mod tests {
             seq: AtomicU32::new(0),
             level: AtomicU32::new(0),
         })
+    }
+
+    /// What tells a poll's gap that another thread took its CPU (not an
+    /// interrupt or the hypervisor): this thread's count moves when it
+    /// shares its CPU with a spinning thread.
+    #[test]
+    fn preemptions_count_the_times_another_thread_took_the_cpu() {
+        use rustix::thread::{sched_getcpu, sched_setaffinity, CpuSet};
+        use std::sync::atomic::AtomicBool;
+        use std::time::{Duration, Instant};
+        let before = preemptions().expect("Linux counts them");
+        let mut one = CpuSet::new();
+        one.set(sched_getcpu());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                sched_setaffinity(None, &one).unwrap();
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    std::hint::spin_loop();
+                }
+            });
+            sched_setaffinity(None, &one).unwrap();
+            while preemptions() == Some(before) && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert!(preemptions().unwrap() > before, "never preempted");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::block::Block;
 use crate::error::Result;
 
 use super::locked::{monotonic_ns, Locked};
+use super::segment::DataArea;
 use super::shared::Shared;
 use super::sync::{self, Wake};
 
@@ -62,9 +63,10 @@ pub(super) enum Want {
 /// `FUTEX_WAKE` syscall for it. Only if the spin fails does it set the
 /// event count's waiter bit (under the lock, so no wake-up can be lost) and
 /// sleep. A get whose front item is still being copied in (a large item's
-/// reservation: the count says "ready" already) announces itself at once
-/// and then polls the event count before it sleeps, so that the producer's
-/// publish ends its wait without a context switch.
+/// reservation: the count says "ready" already) spins the same way on that
+/// record's header, which the publish turns into an item's (so a publish
+/// within the spin costs its producer no syscall), and then announces
+/// itself and polls the event count before it sleeps.
 ///
 /// The spin is measured in time, not in rounds: up to twice the moving
 /// average of how long this process's waits lasted, at least
@@ -78,7 +80,9 @@ pub(super) enum Want {
 /// Only while a core is free: on a machine whose cores are all wanted,
 /// spinning takes the time the other side needs. So a poll that finds
 /// itself descheduled (the clock jumps by [`PREEMPTED_NS`] between two
-/// looks) stops, and so does a waiter that finds more threads runnable
+/// looks, and the thread's count of involuntary context switches moved:
+/// an interrupt or the hypervisor taking the time says nothing about this
+/// machine's cores) stops, and so does a waiter that finds more threads runnable
 /// than its process has CPUs (`sync::runnable`, counted at most every
 /// [`COUNT_EVERY_NS`]); for [`CALM_NS`] after that, this process's waiters
 /// look only twice [`SPIN_CHUNK`] times before they sleep.
@@ -103,6 +107,8 @@ pub(super) struct Waiter<'a> {
     want: Want,
     /// Spinning is tried once per wake-up.
     spun: bool,
+    /// So is watching a reserved front record's header.
+    watched: bool,
     /// `CLOCK_MONOTONIC` ns when this call began to wait (0: not yet, or
     /// its first poll succeeded before the clock was read).
     since: Cell<u64>,
@@ -122,6 +128,7 @@ impl<'a> Waiter<'a> {
             block,
             want,
             spun: false,
+            watched: false,
             since: Cell::new(0),
             waited: false,
             blocked: false,
@@ -221,6 +228,16 @@ impl<'a> Waiter<'a> {
         false
     }
 
+    /// The data area and the offset of the front record's header, if that
+    /// record is a reservation (found under the lock `g`).
+    fn front_reservation(&self, g: &Locked<'_>) -> Option<(DataArea<'a>, u64)> {
+        let mem = self.sh.data_area()?;
+        let ring = &g.state.ring;
+        let front = ring.front(&mem).ok()??;
+        front.reserved?;
+        Some((mem, ring.offset(front.pos)))
+    }
+
     /// Polls `done` for up to the spin limit; whether it said yes. Notes
     /// the start of the wait, and a preemption (see [`Waiter`]).
     fn poll(&self, done: impl Fn() -> bool) -> bool {
@@ -246,7 +263,7 @@ impl<'a> Waiter<'a> {
                 std::hint::spin_loop();
             }
             let now = monotonic_ns();
-            if now.saturating_sub(last) >= PREEMPTED_NS {
+            if now.saturating_sub(last) >= PREEMPTED_NS && preempted() {
                 self.sh
                     .pacing
                     .calm_until
@@ -278,13 +295,25 @@ impl<'a> Waiter<'a> {
             // room comes back.
             self.half_empty = false;
         }
-        // Spinning cannot help a get that waits for a front record being
-        // copied (the item count already says "ready"): sleep at once.
         if self.sh.spin && !self.spun && !g.head_reserved {
             drop(g);
             self.spun = true;
             self.poll(|| self.ready());
             return Ok(true); // go around once more, then announce and sleep
+        }
+        // A get behind a front record being copied in (the item count says
+        // "ready" already) watches that record's header, which the publish
+        // turns into an item's, still unannounced: a publish while it
+        // watches makes no `FUTEX_WAKE` syscall.
+        if self.sh.spin && !self.watched && g.head_reserved {
+            if let Some((mem, off)) = self.front_reservation(&g) {
+                let kind = mem.load_u32(off);
+                drop(g);
+                self.watched = true;
+                self.poll(|| mem.load_u32(off) != kind);
+                self.sh.check_intact()?;
+                return Ok(true); // as above
+            }
         }
         if self.since.get() == 0 {
             self.since.set(monotonic_ns());
@@ -314,6 +343,7 @@ impl<'a> Waiter<'a> {
         let reserved = g.head_reserved;
         drop(g);
         self.spun = false;
+        self.watched = false;
         // Announced already: the publish of the front item (or a shutdown)
         // moves the count. Only a move counts: a flag that stays set (a
         // shutdown while the item is copied in) would have the call go
@@ -380,5 +410,80 @@ impl<'a> Waiter<'a> {
         // Try again, at the deadline too: a slot may have been freed
         // without waking this wait.
         Ok(true)
+    }
+}
+
+thread_local! {
+    /// This thread's preemptions when [`preempted`] last counted them.
+    static PREEMPTIONS: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Whether the kernel has taken this thread off its CPU for another since
+/// the last call (or it cannot tell, or this is the first call): a gap in a
+/// poll can also be an interrupt, or the hypervisor running another guest,
+/// which say nothing about this machine's cores being wanted. Costs a read
+/// of `/proc`: call it only after such a gap.
+fn preempted() -> bool {
+    let now = sync::preemptions();
+    let before = PREEMPTIONS.with(|p| p.replace(now));
+    match (before, now) {
+        (Some(before), Some(now)) => now != before,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// The word a get behind a reservation watches is the one the
+    /// producer's publish changes, so the watch ends at the publish.
+    #[test]
+    fn a_get_behind_a_reservation_watches_the_word_its_publish_changes() {
+        let q = crate::RawQueue::new(4).unwrap();
+        let sh = q.backend.shared();
+        let (reserved, is_reserved) = mpsc::channel();
+        let (go, gone) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let q = &q;
+            let producer = s.spawn(move || {
+                q.put_with(1 << 20, None, |buf| {
+                    // Copied in already: only the publish is left.
+                    buf.fill(3);
+                    reserved.send(()).unwrap();
+                    gone.recv_timeout(Duration::from_secs(60)).unwrap();
+                })
+            });
+            is_reserved.recv_timeout(Duration::from_secs(60)).unwrap();
+            let waiter = Waiter::new(&sh, Block::Forever, Want::Items);
+            let mut g = sh.lock().unwrap();
+            assert_eq!(g.pop_into(1, &mut |_| unreachable!()).unwrap(), 0);
+            assert!(g.head_reserved, "the front record is a reservation");
+            let (mem, off) = waiter.front_reservation(&g).expect("a reservation");
+            let kind = mem.load_u32(off);
+            drop(g);
+            assert_eq!(
+                mem.load_u32(off),
+                kind,
+                "nothing changes it until the publish"
+            );
+            go.send(()).unwrap();
+            producer.join().unwrap().unwrap();
+            assert_ne!(mem.load_u32(off), kind, "the publish changed it");
+        });
+        assert_eq!(q.get().unwrap(), vec![3u8; 1 << 20]);
+    }
+
+    /// Nothing to watch when the front item is ready (or there is none).
+    #[test]
+    fn only_a_reservation_is_watched() {
+        let q = crate::RawQueue::new(4).unwrap();
+        let sh = q.backend.shared();
+        let waiter = Waiter::new(&sh, Block::Forever, Want::Items);
+        assert!(waiter.front_reservation(&sh.lock().unwrap()).is_none());
+        q.put_with(1 << 20, None, |buf| buf.fill(1)).unwrap();
+        assert!(waiter.front_reservation(&sh.lock().unwrap()).is_none());
     }
 }
